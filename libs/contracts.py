@@ -1,0 +1,151 @@
+"""Temporal wiring read from the proto contracts, the one place it is named.
+
+Each domain's activities are a proto `service`; its task queue is the
+`tenantry.options.v1.task_queue` service option and each activity's name is
+the rpc's full name (`tenantry.idp.v1.IdentityActivities.CreateRealm`).
+Workers bind implementations with `bind_activities`; workflows call
+activities with `execute`, so neither side can name anything undeclared.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from tenantry.idp.v1 import idp_pb2
+from tenantry.infra.v1 import infra_pb2
+from tenantry.notification.v1 import notification_pb2
+from tenantry.options.v1 import options_pb2
+from tenantry.orchestrator.v1 import orchestrator_pb2
+from tenantry.tenantdb.v1 import tenantdb_pb2
+
+
+@dataclass(frozen=True)
+class Rpc:
+    """One declared rpc: a Temporal activity or workflow."""
+
+    name: str
+    method: str
+    task_queue: str
+    input_type: type[Message]
+    output_type: type[Message]
+
+    @property
+    def python_name(self) -> str:
+        """The implementing method's name: `CreateRealm` -> `create_realm`."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.method).lower()
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A proto service read as a set of Temporal activities or workflows."""
+
+    service: str
+    task_queue: str
+    rpcs: Mapping[str, Rpc]
+
+    def rpc(self, method: str) -> Rpc:
+        try:
+            return self.rpcs[method]
+        except KeyError:
+            raise KeyError(f"{self.service} declares no rpc {method!r}") from None
+
+
+def contract(descriptor: ServiceDescriptor) -> Contract:
+    queue = descriptor.GetOptions().Extensions[options_pb2.task_queue]
+    if not queue:
+        raise ValueError(f"{descriptor.full_name} declares no tenantry.options.v1.task_queue")
+    rpcs = {
+        m.name: Rpc(
+            name=m.full_name,
+            method=m.name,
+            task_queue=queue,
+            input_type=GetMessageClass(m.input_type),
+            output_type=GetMessageClass(m.output_type),
+        )
+        for m in descriptor.methods
+    }
+    return Contract(service=descriptor.full_name, task_queue=queue, rpcs=rpcs)
+
+
+IDENTITY = contract(idp_pb2.DESCRIPTOR.services_by_name["IdentityActivities"])
+INFRASTRUCTURE = contract(infra_pb2.DESCRIPTOR.services_by_name["InfrastructureActivities"])
+NOTIFICATION = contract(notification_pb2.DESCRIPTOR.services_by_name["NotificationActivities"])
+TENANT_DATA = contract(tenantdb_pb2.DESCRIPTOR.services_by_name["TenantDataActivities"])
+WORKFLOWS = contract(orchestrator_pb2.DESCRIPTOR.services_by_name["TenantWorkflows"])
+ACTIVITY_CONTRACTS = (IDENTITY, INFRASTRUCTURE, NOTIFICATION, TENANT_DATA)
+
+
+def bind_activities(declared: Contract, implementation: object) -> list[Callable[..., Any]]:
+    """Returns one Temporal activity per declared rpc, bound to `implementation`.
+
+    The implementation has a method per rpc, named in snake case, taking the
+    rpc's request and returning its response (sync or async). A missing
+    method or a method with other types fails here, at worker start.
+    """
+    bound = []
+    for rpc in declared.rpcs.values():
+        method = getattr(implementation, rpc.python_name, None)
+        if method is None:
+            raise TypeError(f"{type(implementation).__name__} does not implement {rpc.name}")
+        hints = inspect.get_annotations(method, eval_str=True)
+        params = [p for p in inspect.signature(method).parameters.values()]
+        if len(params) != 1 or hints.get(params[0].name) is not rpc.input_type:
+            raise TypeError(f"{rpc.name} must take one {rpc.input_type.__name__}")
+        if hints.get("return") is not rpc.output_type:
+            raise TypeError(f"{rpc.name} must return {rpc.output_type.__name__}")
+        bound.append(_activity(rpc, method))
+    return bound
+
+
+def _activity(rpc: Rpc, method: Callable[..., Any]) -> Callable[..., Any]:
+    run: Callable[..., Any]
+    if inspect.iscoroutinefunction(method):
+
+        async def run(request: Any) -> Any:
+            return await method(request)
+
+    else:
+
+        def run(request: Any) -> Any:
+            return method(request)
+
+    run.__annotations__ = {"request": rpc.input_type, "return": rpc.output_type}
+    run.__name__ = rpc.python_name
+    run.__qualname__ = rpc.name
+    return activity.defn(name=rpc.name)(run)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Timeouts and retries of one activity call, set once per step kind."""
+
+    start_to_close: timedelta
+    schedule_to_close: timedelta | None = None
+    heartbeat: timedelta | None = None
+    retry: RetryPolicy | None = None
+
+
+async def execute(rpc: Rpc, request: Message, options: StepOptions) -> Any:
+    """Runs a declared activity on its declared queue from inside a workflow."""
+    if not isinstance(request, rpc.input_type):
+        raise TypeError(f"{rpc.name} takes {rpc.input_type.__name__}, not {type(request).__name__}")
+    return await workflow.execute_activity(
+        rpc.name,
+        request,
+        task_queue=rpc.task_queue,
+        result_type=rpc.output_type,
+        start_to_close_timeout=options.start_to_close,
+        schedule_to_close_timeout=options.schedule_to_close,
+        heartbeat_timeout=options.heartbeat,
+        retry_policy=options.retry,
+    )

