@@ -42,7 +42,9 @@ def _differences(left: Path, right: Path) -> list[str]:
     return sorted(
         str(n)
         for n in names
-        if not ((left / n).is_file() and (right / n).is_file() and filecmp.cmp(left / n, right / n, shallow=False))
+        if not (
+            (left / n).is_file() and (right / n).is_file() and filecmp.cmp(left / n, right / n, shallow=False)
+        )
     )
 
 

@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
+
 from tenantry.idp.v1 import idp_pb2
 from tenantry.infra.v1 import infra_pb2
 from tenantry.notification.v1 import notification_pb2

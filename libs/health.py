@@ -19,7 +19,9 @@ class HealthEndpoint:
         await self._server.start()
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         await self._servicer.set("", status)
 
     async def stop(self) -> None:

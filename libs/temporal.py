@@ -30,7 +30,9 @@ SANDBOX_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-async def connect(settings: TemporalSettings | None = None, *, wait: timedelta = timedelta(seconds=60)) -> Client:
+async def connect(
+    settings: TemporalSettings | None = None, *, wait: timedelta = timedelta(seconds=60)
+) -> Client:
     """Connects to Temporal, retrying while the server is still starting."""
     settings = settings or TemporalSettings.from_env()
     deadline = asyncio.get_running_loop().time() + wait.total_seconds()

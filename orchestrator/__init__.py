@@ -1,0 +1,1 @@
+"""The orchestrator: lifecycle workflows only, no activities."""

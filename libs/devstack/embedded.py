@@ -32,7 +32,11 @@ def temporal_server(state_dir: Path, *, port: int, ui_port: int | None, log_dir:
         "--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
         "--log-level", "warn",
     ]  # fmt: skip
-    argv += ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1", "--ui-disable-news-fetch"] if ui_port else ["--headless"]
+    argv += (
+        ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1", "--ui-disable-news-fetch"]
+        if ui_port
+        else ["--headless"]
+    )
     return ManagedProcess(
         "temporal",
         argv,

@@ -84,7 +84,9 @@ class ManagedProcess:
 
             def check() -> bool:
                 if self.popen is not None and self.popen.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log_path}")
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.popen.returncode}; see {self.log_path}"
+                    )
                 return self.ready() if self.ready else True
 
             wait_until(check, timeout=self.ready_timeout, what=self.name)

@@ -1,0 +1,38 @@
+"""Names every process agrees on for a tenant's lifecycle runs."""
+
+from __future__ import annotations
+
+import re
+
+from tenantry.tenant.v1 import tenant_pb2
+
+# A tenant id is a DNS label: it names the schema, the bucket and a hostname.
+TENANT_ID_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
+TENANT_ID_RULE = (
+    "3 to 32 lowercase letters, digits or hyphens, starting with a letter, not ending with a hyphen"
+)
+
+# The query every lifecycle workflow answers with a RunProgress message.
+PROGRESS_QUERY = "progress"
+
+State = tenant_pb2.Tenant.State
+# States in which no run is under way for the tenant.
+SETTLED_STATES = frozenset(
+    {State.STATE_ACTIVE, State.STATE_PROVISION_FAILED, State.STATE_SUSPENDED, State.STATE_DEPROVISIONED}
+)
+
+
+def valid_tenant_id(tenant_id: str) -> bool:
+    return TENANT_ID_PATTERN.fullmatch(tenant_id) is not None
+
+
+def provision_workflow_id(tenant_id: str) -> str:
+    return f"tenant/{tenant_id}/provision"
+
+
+def deprovision_workflow_id(tenant_id: str) -> str:
+    return f"tenant/{tenant_id}/deprovision"
+
+
+def tenant_name(tenant_id: str) -> str:
+    return f"tenants/{tenant_id}"

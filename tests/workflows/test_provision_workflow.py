@@ -1,0 +1,263 @@
+"""The lifecycle workflows on a real Temporal dev server, with fake
+activities registered under the real activity names on the real queues."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.worker import Worker
+
+from libs import contracts, errors, lifecycle
+from libs.errors import ErrorType
+from libs.temporal import SANDBOX_RUNNER
+from orchestrator.worker import WORKFLOWS
+from tenantry.orchestrator.v1 import orchestrator_pb2
+from tenantry.tenant.v1 import tenant_pb2
+
+# The step the workflow shows -> the activity that step calls.
+STEP_ACTIVITY = {
+    "mark_provisioning": "MarkProvisioning",
+    "create_realm": "CreateRealm",
+    "create_oidc_client": "CreateOidcClient",
+    "create_admin_user": "CreateAdminUser",
+    "create_schema": "CreateTenantSchema",
+    "create_bucket": "CreateBucket",
+    "create_dns_records": "UpsertDnsRecords",
+    "record_resources": "RecordResources",
+    "mark_active": "MarkActive",
+}
+UNDO = {
+    "CreateRealm": "DeleteRealm",
+    "CreateOidcClient": "DeleteOidcClient",
+    "CreateAdminUser": "DeleteAdminUser",
+    "CreateTenantSchema": "DropTenantSchema",
+    "CreateBucket": "DeleteBucket",
+    "UpsertDnsRecords": "DeleteDnsRecords",
+    "RecordResources": "DeleteResourceRecords",
+}
+
+
+class FakeDomains:
+    """Fake activities for every declared rpc; records calls, fails on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail: set[str] = set()
+
+    def activities(self, contract: contracts.Contract) -> list[Callable[..., Any]]:
+        return [self._fake(rpc) for rpc in contract.rpcs.values()]
+
+    def _fake(self, rpc: contracts.Rpc) -> Callable[..., Any]:
+        async def fake(request: Any) -> Any:
+            self.calls.append((rpc.method, request))
+            # Long enough that sibling steps are still in flight at a failure.
+            await asyncio.sleep(0.05)
+            if rpc.method in self.fail:
+                raise errors.permanent(ErrorType.CONFLICT, f"injected failure in {rpc.method}")
+            return _plausible(rpc)
+
+        fake.__annotations__ = {"request": rpc.input_type, "return": rpc.output_type}
+        return activity.defn(name=rpc.name)(fake)
+
+    def called(self, method: str) -> list[Any]:
+        return [request for name, request in self.calls if name == method]
+
+
+def _plausible(rpc: contracts.Rpc) -> Any:
+    out = rpc.output_type()
+    for field, value in {
+        "realm_id": "tenant-x",
+        "client_id": "x-app",
+        "user_id": "u-1",
+        "schema": "tenant_x",
+        "bucket": "tenantry-x",
+        "message_id": "<m@tenantry>",
+    }.items():
+        if field in out.DESCRIPTOR.fields_by_name:
+            setattr(out, field, value)
+    if "record_names" in out.DESCRIPTOR.fields_by_name:
+        out.record_names.append("x.tenants.test")  # type: ignore[attr-defined]
+    if "found" in out.DESCRIPTOR.fields_by_name:
+        out.found = True  # type: ignore[attr-defined]
+        out.tenant.CopyFrom(_tenant("x"))  # type: ignore[attr-defined]
+    return out
+
+
+def _tenant(tenant_id: str) -> tenant_pb2.Tenant:
+    return tenant_pb2.Tenant(
+        tenant_id=tenant_id,
+        display_name="Acme",
+        plan_tier=tenant_pb2.PLAN_TIER_POOLED,
+        domains=["acme.example.com"],
+        admin=tenant_pb2.AdminContact(email="admin@acme.example.com", given_name="Ada"),
+    )
+
+
+@pytest.fixture
+async def client(temporal_address: str) -> Client:
+    return await Client.connect(temporal_address)
+
+
+@asynccontextmanager
+async def running(client: Client, fakes: FakeDomains) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for contract in contracts.ACTIVITY_CONTRACTS:
+            worker = Worker(client, task_queue=contract.task_queue, activities=fakes.activities(contract))
+            await stack.enter_async_context(worker)
+        orchestrator = Worker(
+            client,
+            task_queue=contracts.WORKFLOWS.task_queue,
+            workflows=list(WORKFLOWS),
+            workflow_runner=SANDBOX_RUNNER,
+        )
+        await stack.enter_async_context(orchestrator)
+        yield
+
+
+async def start_provision(client: Client) -> tuple[str, WorkflowHandle[Any, Any]]:
+    tenant_id = f"t{uuid.uuid4().hex[:12]}"
+    rpc = contracts.WORKFLOWS.rpc("ProvisionTenant")
+    handle = await client.start_workflow(
+        rpc.name,
+        orchestrator_pb2.ProvisionTenantRequest(tenant=_tenant(tenant_id), requested_by="test"),
+        id=lifecycle.provision_workflow_id(tenant_id),
+        task_queue=rpc.task_queue,
+        result_type=rpc.output_type,
+    )
+    return tenant_id, handle
+
+
+async def activity_order(handle: WorkflowHandle[Any, Any]) -> tuple[list[str], list[str]]:
+    """(completed activities, scheduled activities), each in history order."""
+    scheduled_names: dict[int, str] = {}
+    completed: list[str] = []
+    scheduled: list[str] = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name.rsplit(".", 1)[-1]
+            scheduled_names[event.event_id] = name
+            scheduled.append(name)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed.append(
+                scheduled_names[event.activity_task_completed_event_attributes.scheduled_event_id]
+            )
+    return completed, scheduled
+
+
+async def test_provision_runs_every_step_and_reports_progress(client: Client) -> None:
+    fakes = FakeDomains()
+    async with running(client, fakes):
+        _, handle = await start_provision(client)
+        result = await handle.result()
+        progress = await handle.query(lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress)
+    assert result.state == tenant_pb2.Tenant.STATE_ACTIVE
+    assert [s.step for s in progress.steps][: len(STEP_ACTIVITY)] == list(STEP_ACTIVITY)
+    assert {s.status for s in progress.steps} == {tenant_pb2.STEP_STATUS_COMPLETED}
+    assert progress.state == tenant_pb2.Tenant.STATE_ACTIVE
+    for method in STEP_ACTIVITY.values():
+        assert len(fakes.called(method)) == 1, method
+    assert not any(fakes.called(undo) for undo in UNDO.values())
+    recorded = fakes.called("RecordResources")[0].resources
+    assert {r.kind for r in recorded} == {
+        "idp_realm",
+        "idp_client",
+        "idp_user",
+        "db_schema",
+        "s3_bucket",
+        "dns_record",
+    }
+    [welcome] = fakes.called("SendNotice")
+    assert welcome.recipient == "admin@acme.example.com"
+
+
+async def test_independent_steps_run_concurrently(client: Client) -> None:
+    fakes = FakeDomains()
+    async with running(client, fakes):
+        _, handle = await start_provision(client)
+        await handle.result()
+        _, scheduled = await activity_order(handle)
+    # Realm, schema, bucket and DNS are scheduled together, right after the mark.
+    assert scheduled[0] == "MarkProvisioning"
+    assert set(scheduled[1:5]) == {"CreateRealm", "CreateTenantSchema", "CreateBucket", "UpsertDnsRecords"}
+
+
+@pytest.mark.parametrize("failing_step", [s for s in STEP_ACTIVITY if s != "mark_provisioning"])
+async def test_failure_compensates_completed_steps_in_reverse(client: Client, failing_step: str) -> None:
+    fakes = FakeDomains()
+    failing = STEP_ACTIVITY[failing_step]
+    fakes.fail.add(failing)
+    async with running(client, fakes):
+        tenant_id, handle = await start_provision(client)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        completed, scheduled = await activity_order(handle)
+        progress = await handle.query(lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress)
+
+    assert "injected failure" in str(failed.value.cause)
+    undoable_done = [name for name in completed if name in UNDO]
+    compensations = [name for name in scheduled if name in UNDO.values()]
+    assert compensations == [UNDO[name] for name in reversed(undoable_done)]
+    assert failing not in undoable_done
+    assert not fakes.called("MarkActive") or failing_step == "mark_active"
+    [marked] = fakes.called("MarkProvisionFailed")
+    assert (marked.tenant_id, marked.failed_step) == (tenant_id, failing_step)
+    assert "injected failure" in marked.reason
+    [notice] = fakes.called("SendNotice")
+    assert notice.kind == 2  # NOTICE_KIND_PROVISION_FAILED
+    status = {s.step: s.status for s in progress.steps}
+    assert status[failing_step] == tenant_pb2.STEP_STATUS_FAILED
+    assert progress.state == tenant_pb2.Tenant.STATE_PROVISION_FAILED
+
+
+async def test_failure_at_first_step_touches_nothing_else(client: Client) -> None:
+    fakes = FakeDomains()
+    fakes.fail.add("MarkProvisioning")
+    async with running(client, fakes):
+        _, handle = await start_provision(client)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert [name for name, _ in fakes.calls] == ["MarkProvisioning"]
+
+
+async def test_failed_welcome_email_never_fails_the_tenant(client: Client) -> None:
+    fakes = FakeDomains()
+    fakes.fail.add("SendNotice")
+    async with running(client, fakes):
+        _, handle = await start_provision(client)
+        result = await handle.result()
+        progress = await handle.query(lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress)
+    assert result.state == tenant_pb2.Tenant.STATE_ACTIVE
+    assert {s.step: s.status for s in progress.steps}["send_welcome"] == tenant_pb2.STEP_STATUS_FAILED
+    assert not any(fakes.called(undo) for undo in UNDO.values())
+
+
+async def test_deprovision_removes_everything_and_ends_deprovisioned(client: Client) -> None:
+    fakes = FakeDomains()
+    rpc = contracts.WORKFLOWS.rpc("DeprovisionTenant")
+    async with running(client, fakes):
+        handle = await client.start_workflow(
+            rpc.name,
+            orchestrator_pb2.DeprovisionTenantRequest(tenant_id="x", requested_by="test"),
+            id=lifecycle.deprovision_workflow_id(f"x-{uuid.uuid4().hex[:8]}"),
+            task_queue=rpc.task_queue,
+            result_type=rpc.output_type,
+        )
+        result = await handle.result()
+    assert result.state == tenant_pb2.Tenant.STATE_DEPROVISIONED
+    for undo in UNDO.values():
+        assert len(fakes.called(undo)) == 1, undo
+    methods = [name for name, _ in fakes.calls]
+    assert (
+        methods.index("MarkDeprovisioning")
+        < methods.index("DeleteBucket")
+        < methods.index("MarkDeprovisioned")
+    )
+    assert methods.index("DeleteAdminUser") < methods.index("DeleteOidcClient") < methods.index("DeleteRealm")
