@@ -7,7 +7,7 @@ import concurrent.futures
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -105,7 +105,7 @@ async def run_worker(
         log.info("worker stopped")
 
 
-def main(process: str, entry: Callable[[], Awaitable[None]]) -> None:
+def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Runs a process's async entry point; a config error exits 2 with its message."""
     logs.configure(process)
     try:

@@ -32,9 +32,9 @@ def read_messages(maildir: Path) -> list[EmailMessage]:
     """Every message received so far, oldest first."""
     box = mailbox.Maildir(maildir, create=True)
     parsed = []
-    for key in box:
+    for key in box.iterkeys():
         with box.get_file(key) as raw:
-            parsed.append(email.message_from_binary_file(raw, policy=email.policy.default))
+            parsed.append(email.message_from_binary_file(raw, policy=email.policy.default))  # type: ignore[call-overload]
     return sorted(parsed, key=lambda m: str(m.get("Date", "")))  # type: ignore[misc]
 
 

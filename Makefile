@@ -1,0 +1,50 @@
+# Tenantry. `make dev` runs the product, `make test` runs every test tier;
+# both install what is missing first. `make help` lists every target.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+proto: $(STAMP) ## regenerate the Python code from proto/ (never edit libs/gen by hand)
+	$(BIN)/buf format -w
+	$(BIN)/python -m libs.codegen
+
+proto-check: $(STAMP) ## fail if proto is unformatted, unlinted, breaking, or libs/gen is stale
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	@if git rev-parse --verify -q main >/dev/null && git ls-tree -r --name-only main | grep -q '^proto/.*\.proto$$'; then \
+		echo "buf breaking against main"; $(BIN)/buf breaking --against '.git#branch=main'; fi
+	$(BIN)/python -m libs.codegen --check
+
+lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy libs services orchestrator
+
+test: $(STAMP) lint ## every test tier: unit, workflow, integration, end-to-end
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+dev: $(STAMP) ## run the embedded stack and every process until Ctrl-C
+	$(BIN)/python -m libs.devstack
+
+bench: $(STAMP) ## provision N tenants (N=100) at c=1 and c=10 next to a raw-Temporal baseline
+	$(BIN)/python -m tests.bench.provision --tenants $${N:-100}
+
+clean: ## remove local state (the dev stack's data) and caches
+	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install proto proto-check lint test dev bench clean

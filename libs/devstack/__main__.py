@@ -1,0 +1,61 @@
+"""`make dev`: the embedded stack and every Tenantry process, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from libs.devstack.stack import Ports, Stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path(".state"), help="where all state and logs are kept"
+    )
+    parser.add_argument("--grpc-port", type=int, default=50051)
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--aws-port", type=int, default=5050)
+    parser.add_argument("--smtp-port", type=int, default=1025)
+    args = parser.parse_args()
+    stack = Stack(
+        args.state_dir,
+        Ports(
+            temporal=args.temporal_port,
+            temporal_ui=args.ui_port,
+            grpc=args.grpc_port,
+            moto=args.aws_port,
+            smtp=args.smtp_port,
+        ),
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"starting the embedded stack in {stack.state_dir} (logs in {stack.log_dir}) ...", flush=True)
+    stack.start()
+    print(
+        f"""
+Tenantry is running.
+  gRPC API     {stack.grpc_address}   (tenantry --address {stack.grpc_address} list)
+  Temporal UI  http://127.0.0.1:{args.ui_port}
+  Temporal     {stack.temporal_address}
+  AWS (moto)   {stack.aws_endpoint}
+  Mail         {stack.maildir} (Maildir; `tenantry mail` lists it)
+Press Ctrl-C to stop every process.""",
+        flush=True,
+    )
+    while not stop.wait(1):
+        for name, process in {**stack.embedded, **stack.services}.items():
+            if not process.running:
+                print(f"{name} exited; see {process.log_path}. Stopping.", flush=True)
+                stop.set()
+    print("stopping ...", flush=True)
+    stack.stop()
+    print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

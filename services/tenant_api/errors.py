@@ -1,0 +1,103 @@
+"""gRPC errors as google.rpc.Status with one ErrorInfo and, for bad input,
+BadRequest field violations (AIP-193)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "tenantry.dev"
+
+
+class ApiError(Exception):
+    """Raised by handlers; the interceptor turns it into a gRPC status."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        reason: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        violations: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.violations = list(violations)
+
+    def to_status(self) -> grpc.Status:
+        details = [
+            _pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata))
+        ]
+        if self.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in self.violations
+                ]
+            )
+            details.append(_pack(bad))
+        status = status_pb2.Status(code=_CODES[self.code], message=self.message, details=details)
+        return rpc_status.to_status(status)
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+_CODES = {code: getattr(code_pb2, code.name) for code in grpc.StatusCode}
+
+
+def invalid(violations: Sequence[tuple[str, str]]) -> ApiError:
+    fields = ", ".join(sorted({f for f, _ in violations}))
+    return ApiError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"invalid request: check {fields}",
+        "INVALID_ARGUMENT",
+        violations=violations,
+    )
+
+
+def not_found(tenant_id: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.NOT_FOUND,
+        f"tenant {tenant_id!r} does not exist",
+        "TENANT_NOT_FOUND",
+        metadata={"tenant_id": tenant_id},
+    )
+
+
+def already_exists(tenant_id: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"tenant {tenant_id!r} already exists with different settings",
+        "TENANT_ALREADY_EXISTS",
+        metadata={"tenant_id": tenant_id},
+    )
+
+
+def failed_precondition(tenant_id: str, message: str, state: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        message,
+        "TENANT_STATE",
+        metadata={"tenant_id": tenant_id, "state": state},
+    )
+
+
+def unavailable(dependency: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{dependency} is unavailable; retry with backoff",
+        "DEPENDENCY_UNAVAILABLE",
+        metadata={"dependency": dependency},
+    )

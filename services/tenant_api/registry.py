@@ -1,0 +1,88 @@
+"""Read-only access to the tenant registry (owned by the tenant-data domain).
+
+The facade reads the registry for Get and List and never writes it: every
+change goes through a workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from libs.lifecycle import tenant_name
+from tenantry.tenant.v1 import tenant_pb2
+
+_COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
+    t.admin_email, t.admin_given_name, t.admin_family_name,
+    t.state, t.current_step, t.failed_step, t.failure_reason, t.create_time, t.update_time,
+    coalesce((SELECT json_agg(json_build_object('kind', r.kind, 'id', r.resource_id, 'domain', r.domain)
+                              ORDER BY r.domain, r.kind, r.resource_id)
+              FROM registry.tenant_resources r WHERE r.tenant_id = t.tenant_id), '[]'::json) AS resources"""
+
+
+class Registry:
+    def __init__(self, dsn: str, *, max_size: int = 10) -> None:
+        self._pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+        )
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def get(self, tenant_id: str) -> tenant_pb2.Tenant | None:
+        rows = await self._query(
+            f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id = %s", (tenant_id,)
+        )
+        return _tenant(rows[0]) if rows else None
+
+    async def page(self, *, after: str, limit: int) -> list[tenant_pb2.Tenant]:
+        """Tenants with an id greater than `after`, in id order (keyset pagination)."""
+        rows = await self._query(
+            f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id > %s ORDER BY t.tenant_id LIMIT %s",
+            (after, limit),
+        )
+        return [_tenant(row) for row in rows]
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            try:
+                cursor = await conn.execute(sql, params)  # type: ignore[arg-type]
+            except psycopg.errors.UndefinedTable:
+                # The tenant-data worker creates the registry at its first
+                # start; until then there are no tenants.
+                return []
+            return await cursor.fetchall()  # type: ignore[return-value]
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
+    return tenant_pb2.Tenant(
+        name=tenant_name(row["tenant_id"]),
+        tenant_id=row["tenant_id"],
+        display_name=row["display_name"],
+        plan_tier=tenant_pb2.PlanTier.Value(row["plan_tier"]),
+        domains=row["domains"],
+        admin=tenant_pb2.AdminContact(
+            email=row["admin_email"], given_name=row["admin_given_name"], family_name=row["admin_family_name"]
+        ),
+        state=tenant_pb2.Tenant.State.Value(row["state"]),
+        current_step=row["current_step"],
+        failed_step=row["failed_step"],
+        failure_reason=row["failure_reason"],
+        resources=[tenant_pb2.Resource(**r) for r in row["resources"]],
+        create_time=_timestamp(row["create_time"]),
+        update_time=_timestamp(row["update_time"]),
+    )

@@ -1,0 +1,135 @@
+"""The tenant API process: a grpc.aio server with TenantService, health and
+reflection, stopped gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from temporalio.client import Client
+
+from libs import config
+from libs.temporal import connect
+from services.tenant_api.errors import ApiError
+from services.tenant_api.registry import Registry
+from services.tenant_api.servicer import TenantService
+from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name
+# Requests are small; anything larger is refused before it is parsed.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns ApiError into its status; anything unexpected into a bare
+    INTERNAL (logged with an id that the client sees), never a stack trace."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _guard_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _guard_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _fail(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
+    if isinstance(err, ApiError):
+        await context.abort_with_status(err.to_status())
+    incident = uuid.uuid4().hex[:12]
+    log.error("%s failed (incident %s)", method, incident, exc_info=err)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
+
+
+def _guard_unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await inner(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:
+            await _fail(context, err, method)
+
+    return guarded
+
+
+def _guard_stream(inner: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for item in inner(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:
+            await _fail(context, err, method)
+
+    return guarded
+
+
+def create_server(
+    address: str, client: Client, registry: Registry
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Builds the server bound to `address` (port 0 picks a free one)."""
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(TenantService(client, registry), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise config.ConfigError(f"cannot listen on {address}")
+    return server, port, health_servicer
+
+
+async def run() -> None:
+    address = config.address("TENANTRY_GRPC_ADDRESS", "127.0.0.1:50051")
+    registry = Registry(config.database_url())
+    client = await connect()
+    await registry.open()
+    server, port, health_servicer = create_server(address, client, registry)
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info("TenantService listening on %s", address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # Tell load balancers first, then let in-flight calls finish.
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=10)
+    await registry.close()
+    log.info("TenantService stopped")

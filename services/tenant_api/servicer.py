@@ -1,0 +1,234 @@
+"""TenantService: validates, reads the registry, starts lifecycle workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import grpc
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from libs import lifecycle
+from libs.contracts import WORKFLOWS
+from services.tenant_api import errors, validation
+from services.tenant_api.registry import Registry
+from tenantry.orchestrator.v1 import orchestrator_pb2
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+State = tenant_pb2.Tenant.State
+PROVISION = WORKFLOWS.rpc("ProvisionTenant")
+DEPROVISION = WORKFLOWS.rpc("DeprovisionTenant")
+# Memo keys on the provisioning run. No secrets: memos are stored in clear.
+SPEC_MEMO = "tenant_spec"
+FINGERPRINT_MEMO = "tenant_spec_sha256"
+QUERY_TIMEOUT = timedelta(seconds=2)
+WATCH_INTERVAL = 0.25
+
+
+def fingerprint(tenant: tenant_pb2.Tenant) -> str:
+    return hashlib.sha256(tenant.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _caller(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-tenantry-caller":
+            return str(value)[:200]
+    return str(context.peer())
+
+
+def _same_spec(record: tenant_pb2.Tenant, spec: tenant_pb2.Tenant) -> bool:
+    return (
+        record.display_name == spec.display_name
+        and record.plan_tier == spec.plan_tier
+        and list(record.domains) == list(spec.domains)
+        and record.admin == spec.admin
+    )
+
+
+class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
+    def __init__(self, client: Client, registry: Registry) -> None:
+        self._client = client
+        self._registry = registry
+
+    async def CreateTenant(  # noqa: N802 (gRPC method name)
+        self, request: tenant_service_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.CreateTenantResponse:
+        spec, violations = validation.create_tenant(request)
+        if violations:
+            raise errors.invalid(violations)
+        tid = spec.tenant_id
+        existing = await self._registry.get(tid)
+        if existing is not None:
+            if not _same_spec(existing, spec):
+                raise errors.already_exists(tid)
+            return tenant_service_pb2.CreateTenantResponse(tenant=await self._with_progress(existing))
+        digest = fingerprint(spec)
+        handle = await self._start_provision(spec, digest, _caller(context))
+        started_with = await self._memo(handle, FINGERPRINT_MEMO, str)
+        if started_with != digest:
+            raise errors.already_exists(tid)
+        return tenant_service_pb2.CreateTenantResponse(tenant=await self._current(tid))
+
+    async def _start_provision(self, spec: tenant_pb2.Tenant, digest: str, caller: str) -> WorkflowHandle:
+        workflow_id = lifecycle.provision_workflow_id(spec.tenant_id)
+        try:
+            # USE_EXISTING: concurrent identical calls all meet the one run.
+            return await self._client.start_workflow(
+                PROVISION.name,
+                orchestrator_pb2.ProvisionTenantRequest(tenant=spec, requested_by=caller),
+                id=workflow_id,
+                task_queue=PROVISION.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={SPEC_MEMO: spec, FINGERPRINT_MEMO: digest},
+                execution_timeout=timedelta(hours=2),
+            )
+        except WorkflowAlreadyStartedError:
+            # A closed run for this tenant exists; compare against it.
+            return self._client.get_workflow_handle(workflow_id)
+        except RPCError as err:
+            log.warning("starting %s failed: %s", workflow_id, err.status)
+            raise errors.unavailable("temporal") from None
+
+    async def GetTenant(  # noqa: N802
+        self, request: tenant_service_pb2.GetTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.GetTenantResponse:
+        tid = self._tenant_id(request.name)
+        return tenant_service_pb2.GetTenantResponse(tenant=await self._current(tid))
+
+    async def ListTenants(  # noqa: N802
+        self, request: tenant_service_pb2.ListTenantsRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.ListTenantsResponse:
+        violations: validation.Violations = []
+        size = validation.page_size(request.page_size, violations)
+        after = _decode_token(request.page_token, violations)
+        if violations:
+            raise errors.invalid(violations)
+        page = await self._registry.page(after=after, limit=size + 1)
+        more = len(page) > size
+        page = page[:size]
+        token = _encode_token(page[-1].tenant_id) if more else ""
+        return tenant_service_pb2.ListTenantsResponse(tenants=page, next_page_token=token)
+
+    async def DeleteTenant(  # noqa: N802
+        self, request: tenant_service_pb2.DeleteTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.DeleteTenantResponse:
+        tid = self._tenant_id(request.name)
+        tenant = await self._current(tid)
+        if tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING):
+            raise errors.failed_precondition(
+                tid,
+                f"tenant {tid!r} is still being provisioned; delete it once it is settled",
+                State.Name(tenant.state),
+            )
+        if tenant.state in (State.STATE_DEPROVISIONING, State.STATE_DEPROVISIONED):
+            return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
+        try:
+            await self._client.start_workflow(
+                DEPROVISION.name,
+                orchestrator_pb2.DeprovisionTenantRequest(tenant_id=tid, requested_by=_caller(context)),
+                id=lifecycle.deprovision_workflow_id(tid),
+                task_queue=DEPROVISION.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                execution_timeout=timedelta(days=7),
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        except RPCError as err:
+            log.warning("starting deprovision of %s failed: %s", tid, err.status)
+            raise errors.unavailable("temporal") from None
+        tenant.state = State.STATE_DEPROVISIONING
+        return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
+
+    async def WatchTenant(  # noqa: N802
+        self, request: tenant_service_pb2.WatchTenantRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tenant_service_pb2.WatchTenantResponse]:
+        tid = self._tenant_id(request.name)
+        last = b""
+        while True:
+            tenant = await self._current(tid)
+            snapshot = tenant.SerializeToString(deterministic=True)
+            if snapshot != last:
+                last = snapshot
+                yield tenant_service_pb2.WatchTenantResponse(tenant=tenant)
+            if tenant.state in lifecycle.SETTLED_STATES:
+                return
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    # -- reading a tenant ---------------------------------------------------
+
+    @staticmethod
+    def _tenant_id(name: str) -> str:
+        violations: validation.Violations = []
+        tid = validation.tenant_id_from_name(name, violations)
+        if violations:
+            raise errors.invalid(violations)
+        return tid
+
+    async def _current(self, tid: str) -> tenant_pb2.Tenant:
+        """The registry record, or the accepted spec while the run has not yet
+        written it, with the running workflow's step progress."""
+        tenant = await self._registry.get(tid)
+        if tenant is None:
+            handle = self._client.get_workflow_handle(lifecycle.provision_workflow_id(tid))
+            spec = await self._memo(handle, SPEC_MEMO, tenant_pb2.Tenant)
+            if not isinstance(spec, tenant_pb2.Tenant):
+                raise errors.not_found(tid)
+            tenant = spec
+            tenant.name = lifecycle.tenant_name(tid)
+            tenant.state = State.STATE_PENDING
+        return await self._with_progress(tenant)
+
+    async def _with_progress(self, tenant: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
+        """Adds the step progress of the run under way, if one is."""
+        if tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING):
+            workflow_id = lifecycle.provision_workflow_id(tenant.tenant_id)
+        elif tenant.state == State.STATE_DEPROVISIONING:
+            workflow_id = lifecycle.deprovision_workflow_id(tenant.tenant_id)
+        else:
+            return tenant
+        try:
+            progress = await self._client.get_workflow_handle(workflow_id).query(
+                lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress, rpc_timeout=QUERY_TIMEOUT
+            )
+        except Exception as err:  # progress is a nicety: the record stands without it
+            log.debug("progress of %s unavailable: %s", workflow_id, err)
+            return tenant
+        tenant.steps.extend(progress.steps)
+        tenant.current_step = ",".join(progress.current_steps)
+        return tenant
+
+    async def _memo(self, handle: WorkflowHandle, key: str, kind: type) -> object | None:
+        try:
+            description = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise errors.unavailable("temporal") from None
+        return await description.memo_value(key, None, type_hint=kind)
+
+
+def _encode_token(after: str) -> str:
+    return base64.urlsafe_b64encode(f"v1:{after}".encode()).decode()
+
+
+def _decode_token(token: str, violations: validation.Violations) -> str:
+    if not token:
+        return ""
+    try:
+        version, _, after = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        version, after = "", ""
+    if version != "v1" or not lifecycle.valid_tenant_id(after):
+        violations.append(("page_token", "not a token returned by ListTenants"))
+    return after

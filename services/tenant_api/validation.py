@@ -1,0 +1,120 @@
+"""Checks and normalises API input before anything is started."""
+
+from __future__ import annotations
+
+import re
+
+from libs.lifecycle import TENANT_ID_RULE, valid_tenant_id
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2
+
+MAX_DISPLAY_NAME = 200
+MAX_PERSON_NAME = 100
+MAX_DOMAINS = 10
+MAX_EMAIL = 254
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+AVAILABLE_TIERS = (tenant_pb2.PLAN_TIER_POOLED,)
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+Violations = list[tuple[str, str]]
+
+
+def valid_hostname(name: str) -> bool:
+    labels = name.split(".")
+    return (
+        len(name) <= 253
+        and len(labels) >= 2
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def valid_email(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return (
+        bool(at)
+        and len(address) <= MAX_EMAIL
+        and bool(_EMAIL_LOCAL.fullmatch(local))
+        and valid_hostname(domain)
+    )
+
+
+def tenant_id(value: str, field: str, violations: Violations) -> None:
+    if not value:
+        violations.append((field, "required"))
+    elif not valid_tenant_id(value):
+        violations.append((field, f"must be {TENANT_ID_RULE}"))
+
+
+def tenant_id_from_name(name: str, violations: Violations) -> str:
+    prefix, _, tid = name.partition("/")
+    if prefix != "tenants" or not tid:
+        violations.append(("name", "must be tenants/{tenant_id}"))
+        return ""
+    tenant_id(tid, "name", violations)
+    return tid
+
+
+def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tenant_pb2.Tenant, Violations]:
+    """Returns the normalised tenant to create and what is wrong with the request."""
+    violations: Violations = []
+    tenant_id(request.tenant_id, "tenant_id", violations)
+    given = request.tenant
+    if not request.HasField("tenant"):
+        violations.append(("tenant", "required"))
+    display_name = given.display_name.strip()
+    if not display_name:
+        violations.append(("tenant.display_name", "required"))
+    elif len(display_name) > MAX_DISPLAY_NAME or _CONTROL.search(display_name):
+        violations.append(
+            ("tenant.display_name", f"at most {MAX_DISPLAY_NAME} characters, no control characters")
+        )
+    if (
+        given.plan_tier not in tenant_pb2.PlanTier.values()
+        or given.plan_tier == tenant_pb2.PLAN_TIER_UNSPECIFIED
+    ):
+        violations.append(
+            ("tenant.plan_tier", "required: one of PLAN_TIER_POOLED, PLAN_TIER_BRIDGE, PLAN_TIER_SILO")
+        )
+    elif given.plan_tier not in AVAILABLE_TIERS:
+        violations.append(("tenant.plan_tier", "only PLAN_TIER_POOLED is available in this version"))
+    domains = [d.strip().lower().rstrip(".") for d in given.domains]
+    if len(domains) > MAX_DOMAINS:
+        violations.append(("tenant.domains", f"at most {MAX_DOMAINS} domains"))
+    for i, domain in enumerate(domains):
+        if not valid_hostname(domain):
+            violations.append((f"tenant.domains[{i}]", "must be a hostname such as app.example.com"))
+        elif domain in domains[:i]:
+            violations.append((f"tenant.domains[{i}]", "duplicate"))
+    email = given.admin.email.strip()
+    if not email:
+        violations.append(("tenant.admin.email", "required"))
+    elif not valid_email(email):
+        violations.append(("tenant.admin.email", "must be an email address such as ada@example.com"))
+    for field in ("given_name", "family_name"):
+        value = getattr(given.admin, field)
+        if len(value) > MAX_PERSON_NAME or _CONTROL.search(value):
+            violations.append(
+                (f"tenant.admin.{field}", f"at most {MAX_PERSON_NAME} characters, no control characters")
+            )
+    tenant = tenant_pb2.Tenant(
+        tenant_id=request.tenant_id,
+        display_name=display_name,
+        plan_tier=given.plan_tier,
+        domains=domains,
+        admin=tenant_pb2.AdminContact(
+            email=email.lower(),
+            given_name=given.admin.given_name.strip(),
+            family_name=given.admin.family_name.strip(),
+        ),
+    )
+    return tenant, violations
+
+
+def page_size(value: int, violations: Violations) -> int:
+    if value < 0:
+        violations.append(("page_size", "must not be negative"))
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
