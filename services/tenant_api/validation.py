@@ -89,7 +89,8 @@ def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tena
             violations.append((f"tenant.domains[{i}]", "must be a hostname such as app.example.com"))
         elif domain in domains[:i]:
             violations.append((f"tenant.domains[{i}]", "duplicate"))
-    email = given.admin.email.strip()
+    # Email is the admin's user name: compared and stored lowercase.
+    email = given.admin.email.strip().lower()
     if not email:
         violations.append(("tenant.admin.email", "required"))
     elif not valid_email(email):
@@ -106,7 +107,7 @@ def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tena
         plan_tier=given.plan_tier,
         domains=domains,
         admin=tenant_pb2.AdminContact(
-            email=email.lower(),
+            email=email,
             given_name=given.admin.given_name.strip(),
             family_name=given.admin.family_name.strip(),
         ),

@@ -1,0 +1,101 @@
+"""The identity provider interface and the choice of adapter.
+
+One realm (Keycloak realm, Keycloak organization or Auth0 organization) per
+tenant. Every method takes the tenant id and nothing provider-specific, so
+that an adapter can keep its own mapping (a Keycloak organization id, the
+Auth0 application and role ids) and the activities never change:
+
+- `local`    (default): an identity store in the registry database, schema `idp_local`.
+- later `keycloak` (realm or organization per tenant) and `auth0`
+  (organization + application + user + membership + roles).
+
+Adapters are async; one over a blocking SDK runs its calls in a thread.
+Secrets (temporary passwords, client secrets) are created inside the adapter
+and never returned, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from libs import config
+
+# The role that makes a user the tenant's administrator, and the action that
+# makes them replace the temporary password at first sign-in.
+ADMIN_ROLE = "realm-admin"
+UPDATE_PASSWORD = "UPDATE_PASSWORD"
+
+
+class IdentityError(Exception):
+    """Base of the errors a provider raises for a request that retrying cannot fix."""
+
+
+class NotFound(IdentityError):
+    """What the call needs (the tenant's realm) does not exist."""
+
+
+class Conflict(IdentityError):
+    """The thing exists but belongs to another tenant or does not match."""
+
+
+@dataclass(frozen=True)
+class AdminUser:
+    """The tenant's first administrator; the email is also the user name."""
+
+    email: str
+    given_name: str = ""
+    family_name: str = ""
+
+
+class IdentityProvider(Protocol):
+    """A realm, an OIDC client and a first admin per tenant.
+
+    Every method is idempotent: creating what exists verifies and reuses it
+    (and returns the same id); deleting what is gone succeeds. Methods raise
+    `NotFound` or `Conflict` for what retrying cannot fix and let
+    connection errors propagate. Tenant ids reach the provider validated.
+    """
+
+    async def open(self) -> None:
+        """Connects and creates what the provider owns (idempotent, safe with N replicas)."""
+
+    async def close(self) -> None:
+        """Releases connections; safe to call twice."""
+
+    async def create_realm(self, tenant_id: str, display_name: str, domains: Sequence[str]) -> str:
+        """Creates (or reuses) the tenant's realm; returns the provider's realm id."""
+
+    async def delete_realm(self, tenant_id: str) -> None:
+        """Deletes the realm with its clients and users."""
+
+    async def create_client(
+        self, tenant_id: str, redirect_uris: Sequence[str], web_origins: Sequence[str]
+    ) -> str:
+        """Creates (or reuses) the tenant application's confidential OIDC client; returns its client id."""
+
+    async def delete_client(self, tenant_id: str) -> None:
+        """Deletes the tenant application's client."""
+
+    async def create_admin_user(self, tenant_id: str, admin: AdminUser) -> str:
+        """Creates (or reuses) the admin with a temporary password and the admin role; returns the user id."""
+
+    async def delete_admin_user(self, tenant_id: str, email: str) -> None:
+        """Deletes the tenant's user with this email."""
+
+
+PROVIDERS = ("local",)
+
+
+def from_env() -> IdentityProvider:
+    """The adapter named by TENANTRY_IDP_PROVIDER (default `local`), not yet opened."""
+    name = config.choice("TENANTRY_IDP_PROVIDER", "local", PROVIDERS)
+    if name == "local":
+        from services.idp.providers.local import LocalIdentityStore
+
+        return LocalIdentityStore(
+            config.database_url(),
+            max_connections=config.integer("TENANTRY_DATABASE_POOL_SIZE", 10),
+        )
+    raise AssertionError(name)  # unreachable: config.choice checked it

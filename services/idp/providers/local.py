@@ -1,0 +1,265 @@
+"""The `local` identity provider: an identity store in the registry database.
+
+It keeps what a real IdP would keep, in schema `idp_local`: one realm per
+tenant, the tenant application's confidential client and the tenant's users.
+Secrets are generated here with `secrets` and stored only as argon2 hashes;
+the plaintext lives in one local variable until it is hashed and is never
+returned, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+
+from argon2 import PasswordHasher
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from libs.config import ConfigError
+from services.idp.providers import ADMIN_ROLE, UPDATE_PASSWORD, AdminUser, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_LOCK = "tenantry.idp.local.migrate"
+_DOMAIN_LOCK = "tenantry.idp.local.domain:"
+
+_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS idp_local",
+    """
+    CREATE TABLE IF NOT EXISTS idp_local.realms (
+      tenant_id text PRIMARY KEY,
+      realm_id text NOT NULL UNIQUE,
+      display_name text NOT NULL,
+      domains text[] NOT NULL DEFAULT '{}',
+      enabled boolean NOT NULL DEFAULT true,
+      created timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS idp_local.clients (
+      tenant_id text PRIMARY KEY REFERENCES idp_local.realms ON DELETE CASCADE,
+      client_id text NOT NULL UNIQUE,
+      secret_hash text NOT NULL,
+      redirect_uris text[] NOT NULL DEFAULT '{}',
+      web_origins text[] NOT NULL DEFAULT '{}',
+      created timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS idp_local.users (
+      tenant_id text NOT NULL REFERENCES idp_local.realms ON DELETE CASCADE,
+      email text NOT NULL,
+      user_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+      given_name text NOT NULL DEFAULT '',
+      family_name text NOT NULL DEFAULT '',
+      password_hash text NOT NULL,
+      required_actions text[] NOT NULL DEFAULT '{}',
+      roles text[] NOT NULL DEFAULT '{}',
+      created timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (tenant_id, email)
+    )
+    """,
+)
+
+# Entropy of generated secrets, in bytes (token_urlsafe makes ~1.3 characters per byte).
+_CLIENT_SECRET_BYTES = 32
+_TEMPORARY_PASSWORD_BYTES = 18
+
+
+def realm_id_of(tenant_id: str) -> str:
+    return f"tenant-{tenant_id}"
+
+
+def client_id_of(tenant_id: str) -> str:
+    return f"{tenant_id}-app"
+
+
+class LocalIdentityStore:
+    """Realms, clients and users in PostgreSQL, schema `idp_local`."""
+
+    def __init__(self, dsn: str, *, max_connections: int = 10, open_timeout: float = 30.0) -> None:
+        self._pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="idp-local",
+        )
+        self._open_timeout = open_timeout
+        self._closed = False
+        self._hasher = PasswordHasher()
+
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=self._open_timeout)
+        except PoolTimeout as err:
+            await self._pool.close()
+            # The DSN may hold a password: name the setting, not its value.
+            raise ConfigError(f"cannot connect to the database in TENANTRY_DATABASE_URL: {err}") from None
+        async with self._pool.connection() as conn, conn.transaction():
+            await _lock(conn, _MIGRATION_LOCK)
+            for statement in _DDL:
+                await conn.execute(statement)
+        log.info("idp_local schema ready")
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
+
+    # -- realms -------------------------------------------------------------
+
+    async def create_realm(self, tenant_id: str, display_name: str, domains: Sequence[str]) -> str:
+        realm_id = realm_id_of(tenant_id)
+        wanted = list(dict.fromkeys(domains))
+        async with self._pool.connection() as conn, conn.transaction():
+            # Sorted, so that two calls lock domains in the same order and cannot deadlock.
+            for domain in sorted(wanted):
+                await _lock(conn, _DOMAIN_LOCK + domain)
+            cur = await conn.execute(
+                "SELECT tenant_id, d FROM idp_local.realms, unnest(domains) AS d"
+                " WHERE tenant_id <> %s AND d = ANY(%s) LIMIT 1",
+                [tenant_id, wanted],
+            )
+            taken = await cur.fetchone()
+            if taken:
+                raise Conflict(f"domain {taken[1]} already belongs to the realm of tenant {taken[0]}")
+            cur = await conn.execute(
+                "INSERT INTO idp_local.realms (tenant_id, realm_id, display_name, domains)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
+                [tenant_id, realm_id, display_name, wanted],
+            )
+            if cur.rowcount:
+                log.info("tenant %s: realm %s created", tenant_id, realm_id)
+                return realm_id
+            cur = await conn.execute(
+                "SELECT realm_id FROM idp_local.realms WHERE tenant_id = %s FOR UPDATE", [tenant_id]
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] != realm_id:
+                raise Conflict(f"tenant {tenant_id} has a realm under another id")
+            cur = await conn.execute(
+                "UPDATE idp_local.realms SET display_name = %s, domains = %s, enabled = true"
+                " WHERE tenant_id = %s AND (display_name, domains, enabled) IS DISTINCT FROM (%s, %s, true)",
+                [display_name, wanted, tenant_id, display_name, wanted],
+            )
+        log.info("tenant %s: realm %s exists%s", tenant_id, realm_id, ", updated" if cur.rowcount else "")
+        return realm_id
+
+    async def delete_realm(self, tenant_id: str) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM idp_local.realms WHERE tenant_id = %s", [tenant_id])
+        log.info("tenant %s: realm %s", tenant_id, "deleted" if cur.rowcount else "already gone")
+
+    # -- the tenant application's client -------------------------------------
+
+    async def create_client(
+        self, tenant_id: str, redirect_uris: Sequence[str], web_origins: Sequence[str]
+    ) -> str:
+        client_id = client_id_of(tenant_id)
+        uris, origins = list(redirect_uris), list(web_origins)
+        secret_hash: str | None = None
+        while True:
+            async with self._pool.connection() as conn, conn.transaction():
+                await _realm_exists(conn, tenant_id)
+                if secret_hash is not None:
+                    await conn.execute(
+                        "INSERT INTO idp_local.clients"
+                        " (tenant_id, client_id, secret_hash, redirect_uris, web_origins)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
+                        [tenant_id, client_id, secret_hash, uris, origins],
+                    )
+                cur = await conn.execute(
+                    "SELECT client_id FROM idp_local.clients WHERE tenant_id = %s FOR UPDATE", [tenant_id]
+                )
+                row = await cur.fetchone()
+                if row is not None:
+                    if row[0] != client_id:
+                        raise Conflict(f"tenant {tenant_id} has a client under another id")
+                    await conn.execute(
+                        "UPDATE idp_local.clients SET redirect_uris = %s, web_origins = %s"
+                        " WHERE tenant_id = %s AND (redirect_uris, web_origins) IS DISTINCT FROM (%s, %s)",
+                        [uris, origins, tenant_id, uris, origins],
+                    )
+                    log.info("tenant %s: client %s ready", tenant_id, client_id)
+                    return client_id
+            # None yet: make the secret outside the transaction (hashing is slow), then insert.
+            secret_hash = await self._new_secret_hash(_CLIENT_SECRET_BYTES)
+
+    async def delete_client(self, tenant_id: str) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM idp_local.clients WHERE tenant_id = %s", [tenant_id])
+        log.info("tenant %s: client %s", tenant_id, "deleted" if cur.rowcount else "already gone")
+
+    # -- the first admin ----------------------------------------------------
+
+    async def create_admin_user(self, tenant_id: str, admin: AdminUser) -> str:
+        email = _normal_email(admin.email)
+        password_hash: str | None = None
+        while True:
+            async with self._pool.connection() as conn, conn.transaction():
+                await _realm_exists(conn, tenant_id)
+                if password_hash is not None:
+                    await conn.execute(
+                        "INSERT INTO idp_local.users (tenant_id, email, given_name, family_name,"
+                        " password_hash, required_actions, roles) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (tenant_id, email) DO NOTHING",
+                        [
+                            tenant_id,
+                            email,
+                            admin.given_name,
+                            admin.family_name,
+                            password_hash,
+                            [UPDATE_PASSWORD],
+                            [ADMIN_ROLE],
+                        ],
+                    )
+                # An existing user is reused: its password and pending actions
+                # stay; it gets the admin role and the names asked for.
+                cur = await conn.execute(
+                    "UPDATE idp_local.users SET given_name = %s, family_name = %s,"
+                    " roles = CASE WHEN %s = ANY(roles) THEN roles ELSE array_append(roles, %s) END"
+                    " WHERE tenant_id = %s AND email = %s RETURNING user_id",
+                    [admin.given_name, admin.family_name, ADMIN_ROLE, ADMIN_ROLE, tenant_id, email],
+                )
+                row = await cur.fetchone()
+                if row is not None:
+                    log.info("tenant %s: admin user %s ready", tenant_id, row[0])
+                    return str(row[0])
+            password_hash = await self._new_secret_hash(_TEMPORARY_PASSWORD_BYTES)
+
+    async def delete_admin_user(self, tenant_id: str, email: str) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM idp_local.users WHERE tenant_id = %s AND email = %s RETURNING user_id",
+                [tenant_id, _normal_email(email)],
+            )
+            row = await cur.fetchone()
+        log.info("tenant %s: admin user %s", tenant_id, f"{row[0]} deleted" if row else "already gone")
+
+    async def _new_secret_hash(self, entropy_bytes: int) -> str:
+        """A fresh random secret, returned only as its argon2 hash."""
+        # argon2 is deliberately slow: keep it off the event loop.
+        return await asyncio.to_thread(self._hasher.hash, secrets.token_urlsafe(entropy_bytes))
+
+
+def _normal_email(email: str) -> str:
+    """Emails are user names, compared case-insensitively (as Keycloak and Auth0 do)."""
+    return email.strip().lower()
+
+
+async def _realm_exists(conn: AsyncConnection, tenant_id: str) -> None:
+    """Locks the tenant's realm against deletion for this transaction; NotFound if there is none."""
+    cur = await conn.execute("SELECT 1 FROM idp_local.realms WHERE tenant_id = %s FOR SHARE", [tenant_id])
+    if await cur.fetchone() is None:
+        raise NotFound(f"tenant {tenant_id} has no realm; create the realm first")
+
+
+async def _lock(conn: AsyncConnection, name: str) -> None:
+    """Takes a transaction-scoped advisory lock named `name`."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])

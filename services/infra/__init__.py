@@ -1,0 +1,1 @@
+"""The infrastructure worker: storage buckets and DNS records of tenants."""

@@ -1,0 +1,114 @@
+"""The infrastructure activities: proto requests in, provider calls, proto responses out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from temporalio import activity
+
+from libs import errors
+from libs.errors import ErrorType
+from services.infra.providers import (
+    PLAN_TIER_TAG,
+    TENANT_TAG,
+    Conflict,
+    InfraSettings,
+    Providers,
+    Unavailable,
+    is_hostname,
+)
+from tenantry.infra.v1 import infra_pb2
+from tenantry.tenant.v1 import tenant_pb2
+
+# The tenant id rule of the public API, checked again here because a worker
+# must not trust that every caller went through the API.
+_TENANT_ID = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
+
+
+def valid_tenant_id(value: str) -> str:
+    if not _TENANT_ID.fullmatch(value):
+        raise errors.permanent(
+            ErrorType.INVALID_ARGUMENT, f"tenant_id {value[:64]!r} is not a valid tenant id"
+        )
+    return value
+
+
+@contextmanager
+def _provider_errors() -> Iterator[None]:
+    try:
+        yield
+    except Conflict as err:
+        raise errors.permanent(ErrorType.CONFLICT, str(err)) from err
+    except Unavailable as err:
+        raise errors.transient(str(err)) from err
+
+
+def _heartbeat() -> None:
+    if activity.in_activity():
+        activity.heartbeat()
+
+
+class InfrastructureActivities:
+    """Implements tenantry.infra.v1.InfrastructureActivities; every method is idempotent."""
+
+    def __init__(self, providers: Providers, settings: InfraSettings) -> None:
+        self._storage = providers.storage
+        self._dns = providers.dns
+        self._settings = settings
+
+    def bucket_name(self, tenant_id: str) -> str:
+        return f"{self._settings.bucket_prefix}-{tenant_id}"
+
+    def create_bucket(self, request: infra_pb2.CreateBucketRequest) -> infra_pb2.CreateBucketResponse:
+        tenant_id = valid_tenant_id(request.tenant_id)
+        if request.plan_tier not in tenant_pb2.PlanTier.values() or (
+            request.plan_tier == tenant_pb2.PLAN_TIER_UNSPECIFIED
+        ):
+            raise errors.permanent(
+                ErrorType.INVALID_ARGUMENT, f"plan_tier {request.plan_tier} is not a plan tier"
+            )
+        name = self.bucket_name(tenant_id)
+        tags = {TENANT_TAG: tenant_id, PLAN_TIER_TAG: tenant_pb2.PlanTier.Name(request.plan_tier)}
+        with _provider_errors():
+            self._storage.ensure_bucket(name, tenant_id=tenant_id, tags=tags)
+        return infra_pb2.CreateBucketResponse(bucket=name)
+
+    def delete_bucket(self, request: infra_pb2.DeleteBucketRequest) -> infra_pb2.DeleteBucketResponse:
+        tenant_id = valid_tenant_id(request.tenant_id)
+        with _provider_errors():
+            self._storage.delete_bucket(self.bucket_name(tenant_id), tenant_id=tenant_id, progress=_heartbeat)
+        return infra_pb2.DeleteBucketResponse()
+
+    def upsert_dns_records(
+        self, request: infra_pb2.UpsertDnsRecordsRequest
+    ) -> infra_pb2.UpsertDnsRecordsResponse:
+        tenant_id = valid_tenant_id(request.tenant_id)
+        names = self._record_names(tenant_id, request.domains)
+        with _provider_errors():
+            self._dns.ensure_cnames(
+                names, target=self._settings.app_hostname, tenant_id=tenant_id, ttl=self._settings.dns_ttl
+            )
+        return infra_pb2.UpsertDnsRecordsResponse(record_names=names)
+
+    def delete_dns_records(
+        self, request: infra_pb2.DeleteDnsRecordsRequest
+    ) -> infra_pb2.DeleteDnsRecordsResponse:
+        tenant_id = valid_tenant_id(request.tenant_id)
+        names = self._record_names(tenant_id, request.domains)
+        with _provider_errors():
+            self._dns.delete_cnames(names, tenant_id=tenant_id)
+        return infra_pb2.DeleteDnsRecordsResponse()
+
+    def _record_names(self, tenant_id: str, domains: list[str]) -> list[str]:
+        """`<tenant>.<zone>` and each of the tenant's domains that lies strictly inside the zone."""
+        zone = self._dns.zone
+        names = [f"{tenant_id}.{zone}"]
+        for raw in domains:
+            domain = raw.strip().lower().rstrip(".")
+            if not is_hostname(domain):
+                raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domain {raw[:253]!r} is not a host name")
+            if domain.endswith(f".{zone}") and domain not in names:
+                names.append(domain)
+        return names

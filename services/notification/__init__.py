@@ -1,0 +1,1 @@
+"""The notification worker: emails to tenant administrators."""

@@ -1,0 +1,1 @@
+"""Tenant-data worker: the tenant registry and one database schema per tenant."""

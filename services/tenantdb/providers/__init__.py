@@ -1,0 +1,160 @@
+"""The tenant-data provider: the tenant registry and the per-tenant schemas.
+
+Activities talk to a `TenantDataProvider`; `from_env` picks the adapter. The
+only adapter is PostgreSQL (any PostgreSQL by DSN, embedded in dev and tests).
+
+The lifecycle rules live here, not in an adapter, so that every adapter
+applies the same state machine. States and plan tiers are stored by their
+proto value names (`STATE_ACTIVE`, `PLAN_TIER_POOLED`), which is what the
+gRPC facade reads back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from libs import config
+from tenantry.tenant.v1 import tenant_pb2
+
+_State = tenant_pb2.Tenant.State
+
+PENDING = _State.Name(tenant_pb2.Tenant.STATE_PENDING)
+PROVISIONING = _State.Name(tenant_pb2.Tenant.STATE_PROVISIONING)
+ACTIVE = _State.Name(tenant_pb2.Tenant.STATE_ACTIVE)
+PROVISION_FAILED = _State.Name(tenant_pb2.Tenant.STATE_PROVISION_FAILED)
+SUSPENDED = _State.Name(tenant_pb2.Tenant.STATE_SUSPENDED)
+DEPROVISIONING = _State.Name(tenant_pb2.Tenant.STATE_DEPROVISIONING)
+DEPROVISIONED = _State.Name(tenant_pb2.Tenant.STATE_DEPROVISIONED)
+
+# The states each transition may start from. Reaching a state the tenant is
+# already in is always allowed (a repeated activity is a no-op), so the
+# target itself is listed too.
+PROVISION_FAILED_FROM = frozenset({PENDING, PROVISIONING, PROVISION_FAILED})
+ACTIVE_FROM = frozenset({PROVISIONING, ACTIVE})
+DEPROVISIONING_FROM = frozenset({ACTIVE, PROVISION_FAILED, SUSPENDED, DEPROVISIONING})
+DEPROVISIONED_FROM = frozenset({DEPROVISIONING, DEPROVISIONED})
+# MarkProvisioning on an existing record: any workflow may retry a failed
+# tenant; the same workflow may repeat itself while it is still provisioning.
+# A tenant that went live is never moved back, not even by a late (zombie)
+# attempt of the workflow that provisioned it.
+REPROVISION_FROM = frozenset({PROVISION_FAILED})
+REPROVISION_SAME_WORKFLOW_FROM = frozenset({PENDING, PROVISIONING, PROVISION_FAILED})
+
+
+class TenantDataError(Exception):
+    """Base of the errors a provider raises for a request that retrying cannot fix."""
+
+
+class NotFound(TenantDataError):
+    """The tenant (or what the call needs) does not exist."""
+
+
+class Conflict(TenantDataError):
+    """Illegal state transition, or the thing belongs to another tenant."""
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    """What the caller asked for when provisioning."""
+
+    tenant_id: str
+    display_name: str
+    plan_tier: str
+    domains: tuple[str, ...]
+    admin_email: str
+    admin_given_name: str = ""
+    admin_family_name: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceRecord:
+    """Something provisioning created, as recorded in the registry."""
+
+    kind: str
+    resource_id: str
+    domain: str
+    create_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """A registry record with its resources."""
+
+    spec: TenantSpec
+    state: str
+    current_step: str
+    failed_step: str
+    failure_reason: str
+    workflow_id: str
+    create_time: datetime
+    update_time: datetime
+    resources: tuple[ResourceRecord, ...] = field(default=())
+
+
+class TenantDataProvider(Protocol):
+    """The registry store and the schema manager.
+
+    Every method is idempotent. Methods raise `NotFound` or `Conflict` for
+    what retrying cannot fix and let connection errors propagate.
+    Tenant ids reach the provider already validated.
+    """
+
+    async def open(self) -> None:
+        """Connects and creates what the provider owns (idempotent, safe with N replicas)."""
+
+    async def close(self) -> None:
+        """Releases connections; safe to call twice."""
+
+    async def mark_provisioning(self, spec: TenantSpec, workflow_id: str) -> None:
+        """Creates the record in PROVISIONING, or moves a retried one back to it."""
+
+    async def mark_provision_failed(self, tenant_id: str, failed_step: str, reason: str) -> None:
+        """Moves the tenant to PROVISION_FAILED with the failed step and reason."""
+
+    async def mark_active(self, tenant_id: str) -> None:
+        """Moves the tenant from PROVISIONING to ACTIVE."""
+
+    async def mark_deprovisioning(self, tenant_id: str, workflow_id: str) -> None:
+        """Moves the tenant to DEPROVISIONING under `workflow_id`."""
+
+    async def mark_deprovisioned(self, tenant_id: str) -> None:
+        """Moves the tenant from DEPROVISIONING to DEPROVISIONED."""
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        """The record with its resources, or None."""
+
+    async def create_schema(self, tenant_id: str) -> str:
+        """Creates the tenant's schema with its seed data; returns the schema name."""
+
+    async def drop_schema(self, tenant_id: str) -> None:
+        """Drops the tenant's schema and everything in it; absent is fine."""
+
+    async def record_resources(self, tenant_id: str, resources: Sequence[ResourceRecord]) -> None:
+        """Records resources once each; a resource recorded for another tenant is a Conflict."""
+
+    async def delete_resources(self, tenant_id: str) -> None:
+        """Deletes the tenant's resource records; none is fine."""
+
+
+def schema_name(tenant_id: str) -> str:
+    """The tenant's schema: `tenant_<id>` with hyphens as underscores (ids have no underscores)."""
+    return "tenant_" + tenant_id.replace("-", "_")
+
+
+PROVIDERS = ("postgres",)
+
+
+def from_env() -> TenantDataProvider:
+    """The adapter named by TENANTRY_TENANTDB_PROVIDER (default `postgres`), not yet opened."""
+    name = config.choice("TENANTRY_TENANTDB_PROVIDER", "postgres", PROVIDERS)
+    if name == "postgres":
+        from services.tenantdb.providers.postgres import PostgresTenantData
+
+        return PostgresTenantData(
+            config.database_url(),
+            max_connections=config.integer("TENANTRY_DATABASE_POOL_SIZE", 10),
+        )
+    raise AssertionError(name)  # unreachable: config.choice checked it

@@ -1,0 +1,347 @@
+"""The tenant-data provider on PostgreSQL (psycopg 3, async pool).
+
+The registry lives in schema `registry`; the gRPC facade reads it with its
+own SQL, so its tables and columns are a contract. Each tenant gets a schema
+`tenant_<id>`. Identifiers are composed only with `sql.Identifier`; values
+only travel as parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from libs.config import ConfigError
+from services.tenantdb.providers import (
+    ACTIVE,
+    ACTIVE_FROM,
+    DEPROVISIONED,
+    DEPROVISIONED_FROM,
+    DEPROVISIONING,
+    DEPROVISIONING_FROM,
+    PROVISION_FAILED,
+    PROVISION_FAILED_FROM,
+    PROVISIONING,
+    REPROVISION_FROM,
+    REPROVISION_SAME_WORKFLOW_FROM,
+    Conflict,
+    NotFound,
+    ResourceRecord,
+    TenantRecord,
+    TenantSpec,
+    schema_name,
+)
+
+log = logging.getLogger(__name__)
+
+# Advisory-lock keys are hashed from names so they cannot collide by accident
+# with another component's numbers.
+_MIGRATION_LOCK = "tenantry.tenantdb.migrate"
+_SCHEMA_LOCK = "tenantry.tenantdb.schema:"
+_RESOURCE_LOCK = "tenantry.tenantdb.resource:"
+
+_REGISTRY_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS registry",
+    """
+    CREATE TABLE IF NOT EXISTS registry.tenants (
+      tenant_id text PRIMARY KEY,
+      display_name text NOT NULL,
+      plan_tier text NOT NULL,
+      domains text[] NOT NULL DEFAULT '{}',
+      admin_email text NOT NULL,
+      admin_given_name text NOT NULL DEFAULT '',
+      admin_family_name text NOT NULL DEFAULT '',
+      state text NOT NULL,
+      current_step text NOT NULL DEFAULT '',
+      failed_step text NOT NULL DEFAULT '',
+      failure_reason text NOT NULL DEFAULT '',
+      workflow_id text NOT NULL DEFAULT '',
+      create_time timestamptz NOT NULL DEFAULT now(),
+      update_time timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS registry.tenant_resources (
+      tenant_id text NOT NULL REFERENCES registry.tenants ON DELETE CASCADE,
+      kind text NOT NULL,
+      resource_id text NOT NULL,
+      domain text NOT NULL,
+      create_time timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (tenant_id, kind, resource_id)
+    )
+    """,
+    # RecordResources looks up who else holds a resource.
+    "CREATE INDEX IF NOT EXISTS tenant_resources_kind_id ON registry.tenant_resources (kind, resource_id)",
+)
+
+# Version of the seed below; bump it with a new idempotent step when the seed grows.
+SEED_VERSION = 1
+
+
+class PostgresTenantData:
+    """Registry and per-tenant schemas in one PostgreSQL database."""
+
+    def __init__(self, dsn: str, *, max_connections: int = 10, open_timeout: float = 30.0) -> None:
+        self._pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="tenantdb",
+        )
+        self._open_timeout = open_timeout
+        self._closed = False
+
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=self._open_timeout)
+        except PoolTimeout as err:
+            await self._pool.close()
+            # The DSN may hold a password: name the setting, not its value.
+            raise ConfigError(f"cannot connect to the database in TENANTRY_DATABASE_URL: {err}") from None
+        async with self._pool.connection() as conn, conn.transaction():
+            await _lock(conn, _MIGRATION_LOCK)
+            for statement in _REGISTRY_DDL:
+                await conn.execute(statement)
+        log.info("registry schema ready")
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
+
+    # -- registry -----------------------------------------------------------
+
+    async def mark_provisioning(self, spec: TenantSpec, workflow_id: str) -> None:
+        fields = {
+            "display_name": spec.display_name,
+            "plan_tier": spec.plan_tier,
+            "domains": list(spec.domains),
+            "admin_email": spec.admin_email,
+            "admin_given_name": spec.admin_given_name,
+            "admin_family_name": spec.admin_family_name,
+            "state": PROVISIONING,
+            "workflow_id": workflow_id,
+        }
+        async with self._pool.connection() as conn, conn.transaction():
+            columns = ["tenant_id", *fields]
+            insert = sql.SQL(
+                "INSERT INTO registry.tenants ({}) VALUES ({}) ON CONFLICT (tenant_id) DO NOTHING RETURNING 1"
+            ).format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            )
+            cur = await conn.execute(insert, [spec.tenant_id, *fields.values()])
+            if await cur.fetchone():
+                log.info("tenant %s registered as %s by %s", spec.tenant_id, PROVISIONING, workflow_id)
+                return
+            state, current_workflow = await _locked_row(conn, spec.tenant_id, "state", "workflow_id")
+            retry = state in REPROVISION_FROM
+            repeat = current_workflow == workflow_id and state in REPROVISION_SAME_WORKFLOW_FROM
+            if not (retry or repeat):
+                raise Conflict(
+                    f"tenant {spec.tenant_id} already exists in {state} (workflow {current_workflow!r}); "
+                    f"only a tenant in {PROVISION_FAILED} can be provisioned again"
+                )
+            fields.update(current_step="", failed_step="", failure_reason="")
+            if await _update(conn, spec.tenant_id, fields):
+                log.info("tenant %s set to %s again by %s", spec.tenant_id, PROVISIONING, workflow_id)
+
+    async def mark_provision_failed(self, tenant_id: str, failed_step: str, reason: str) -> None:
+        await self._transition(
+            tenant_id,
+            PROVISION_FAILED,
+            PROVISION_FAILED_FROM,
+            {"failed_step": failed_step, "failure_reason": reason, "current_step": ""},
+        )
+
+    async def mark_active(self, tenant_id: str) -> None:
+        await self._transition(tenant_id, ACTIVE, ACTIVE_FROM, {"current_step": ""})
+
+    async def mark_deprovisioning(self, tenant_id: str, workflow_id: str) -> None:
+        await self._transition(tenant_id, DEPROVISIONING, DEPROVISIONING_FROM, {"workflow_id": workflow_id})
+
+    async def mark_deprovisioned(self, tenant_id: str) -> None:
+        await self._transition(tenant_id, DEPROVISIONED, DEPROVISIONED_FROM, {"current_step": ""})
+
+    async def _transition(
+        self, tenant_id: str, target: str, allowed_from: frozenset[str], extra: dict[str, object]
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            (state,) = await _locked_row(conn, tenant_id, "state")
+            if state not in allowed_from:
+                allowed = ", ".join(sorted(allowed_from - {target}))
+                raise Conflict(f"tenant {tenant_id} is {state}; it can become {target} only from {allowed}")
+            if await _update(conn, tenant_id, {"state": target, **extra}):
+                log.info("tenant %s: %s -> %s", tenant_id, state, target)
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute("SELECT * FROM registry.tenants WHERE tenant_id = %s", [tenant_id])
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await cur.execute(
+                "SELECT kind, resource_id, domain, create_time FROM registry.tenant_resources"
+                " WHERE tenant_id = %s ORDER BY create_time, kind, resource_id",
+                [tenant_id],
+            )
+            resources = tuple(ResourceRecord(**r) for r in await cur.fetchall())
+        return TenantRecord(
+            spec=TenantSpec(
+                tenant_id=row["tenant_id"],
+                display_name=row["display_name"],
+                plan_tier=row["plan_tier"],
+                domains=tuple(row["domains"]),
+                admin_email=row["admin_email"],
+                admin_given_name=row["admin_given_name"],
+                admin_family_name=row["admin_family_name"],
+            ),
+            state=row["state"],
+            current_step=row["current_step"],
+            failed_step=row["failed_step"],
+            failure_reason=row["failure_reason"],
+            workflow_id=row["workflow_id"],
+            create_time=row["create_time"],
+            update_time=row["update_time"],
+            resources=resources,
+        )
+
+    async def record_resources(self, tenant_id: str, resources: Sequence[ResourceRecord]) -> None:
+        # Sorted, so that two calls lock resources in the same order and cannot deadlock.
+        unique = sorted({(r.kind, r.resource_id): r.domain for r in resources}.items())
+        async with self._pool.connection() as conn, conn.transaction():
+            await _locked_row(conn, tenant_id, "state", share=True)
+            added = 0
+            for (kind, resource_id), domain in unique:
+                await _lock(conn, f"{_RESOURCE_LOCK}{kind}/{resource_id}")
+                cur = await conn.execute(
+                    "SELECT tenant_id FROM registry.tenant_resources"
+                    " WHERE kind = %s AND resource_id = %s AND tenant_id <> %s LIMIT 1",
+                    [kind, resource_id, tenant_id],
+                )
+                owner = await cur.fetchone()
+                if owner:
+                    raise Conflict(f"{kind} {resource_id!r} is already recorded for tenant {owner[0]}")
+                cur = await conn.execute(
+                    "INSERT INTO registry.tenant_resources (tenant_id, kind, resource_id, domain)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [tenant_id, kind, resource_id, domain],
+                )
+                added += cur.rowcount
+        log.info("tenant %s: %d resource(s) recorded, %d new", tenant_id, len(unique), added)
+
+    async def delete_resources(self, tenant_id: str) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM registry.tenant_resources WHERE tenant_id = %s", [tenant_id]
+            )
+        log.info("tenant %s: %d resource record(s) deleted", tenant_id, cur.rowcount)
+
+    # -- per-tenant schema --------------------------------------------------
+
+    async def create_schema(self, tenant_id: str) -> str:
+        name = schema_name(tenant_id)
+        schema = sql.Identifier(name)
+        async with self._pool.connection() as conn, conn.transaction():
+            display_name, plan_tier, admin_email = await _locked_row(
+                conn, tenant_id, "display_name", "plan_tier", "admin_email", share=True
+            )
+            # CREATE ... IF NOT EXISTS is not safe against a concurrent twin.
+            await _lock(conn, _SCHEMA_LOCK + name)
+            for statement in _seed_ddl(schema):
+                await conn.execute(statement)
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.settings (key, value) VALUES"
+                    " ('tenant_id', %s), ('display_name', %s), ('plan_tier', %s)"
+                    " ON CONFLICT (key) DO NOTHING"
+                ).format(schema),
+                [tenant_id, display_name, plan_tier],
+            )
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.users (email, role) VALUES (%s, 'admin') ON CONFLICT (email) DO NOTHING"
+                ).format(schema),
+                [admin_email],
+            )
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.schema_migrations (version) VALUES (%s) ON CONFLICT DO NOTHING"
+                ).format(schema),
+                [SEED_VERSION],
+            )
+        log.info("tenant %s: schema %s ready", tenant_id, name)
+        return name
+
+    async def drop_schema(self, tenant_id: str) -> None:
+        name = schema_name(tenant_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            await _lock(conn, _SCHEMA_LOCK + name)
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        log.info("tenant %s: schema %s dropped (if it existed)", tenant_id, name)
+
+
+def _seed_ddl(schema: sql.Identifier) -> list[sql.Composed]:
+    """The minimal application schema every tenant starts with."""
+    statements = [
+        "CREATE SCHEMA IF NOT EXISTS {s}",
+        """CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now())""",
+        """CREATE TABLE IF NOT EXISTS {s}.settings (
+             key text PRIMARY KEY,
+             value text NOT NULL,
+             update_time timestamptz NOT NULL DEFAULT now())""",
+        """CREATE TABLE IF NOT EXISTS {s}.users (
+             id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+             email text NOT NULL UNIQUE,
+             role text NOT NULL DEFAULT 'member' CHECK (role IN ('admin', 'member')),
+             created_at timestamptz NOT NULL DEFAULT now())""",
+        """CREATE TABLE IF NOT EXISTS {s}.audit_log (
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             at timestamptz NOT NULL DEFAULT now(),
+             actor text NOT NULL,
+             action text NOT NULL,
+             detail jsonb NOT NULL DEFAULT '{{}}')""",
+    ]
+    return [sql.SQL(s).format(s=schema) for s in statements]
+
+
+async def _lock(conn: AsyncConnection, name: str) -> None:
+    """Takes a transaction-scoped advisory lock named `name`."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+async def _locked_row(conn: AsyncConnection, tenant_id: str, *columns: str, share: bool = False) -> tuple:
+    """Locks the tenant's registry row and returns `columns`; NotFound if there is none."""
+    query = sql.SQL("SELECT {} FROM registry.tenants WHERE tenant_id = %s FOR {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL("SHARE" if share else "UPDATE")
+    )
+    cur = await conn.execute(query, [tenant_id])
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"tenant {tenant_id} is not in the registry")
+    return tuple(row)
+
+
+async def _update(conn: AsyncConnection, tenant_id: str, fields: dict[str, object]) -> bool:
+    """Sets `fields`, touching update_time only when a value really changes."""
+    names = [sql.Identifier(k) for k in fields]
+    query = sql.SQL(
+        "UPDATE registry.tenants SET {sets}, update_time = now()"
+        " WHERE tenant_id = %s AND ({cols}) IS DISTINCT FROM ({vals})"
+    ).format(
+        sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(n, sql.Placeholder()) for n in names),
+        cols=sql.SQL(", ").join(names),
+        vals=sql.SQL(", ").join(sql.Placeholder() * len(names)),
+    )
+    values = list(fields.values())
+    cur = await conn.execute(query, [*values, tenant_id, *values])
+    return cur.rowcount > 0

@@ -1,0 +1,124 @@
+"""The whole product as `make dev` runs it: every process its own OS process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import grpc
+import psycopg
+import pytest
+
+from libs.devstack.stack import Stack
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+
+DNS_ZONE = "tenants.tenantry.test"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = Stack(tmp_path_factory.mktemp("stack")).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[tenant_service_pb2_grpc.TenantServiceStub]:
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        yield tenant_service_pb2_grpc.TenantServiceStub(channel)
+
+
+@pytest.fixture
+def new_id() -> Callable[[], str]:
+    return lambda: f"e2e-{uuid.uuid4().hex[:10]}"
+
+
+def tenant_spec(**changes: object) -> tenant_pb2.Tenant:
+    spec = tenant_pb2.Tenant(
+        display_name="Acme Corp",
+        plan_tier=tenant_pb2.PLAN_TIER_POOLED,
+        domains=["acme.example.com"],
+        admin=tenant_pb2.AdminContact(email="ada@acme.example.com", given_name="Ada", family_name="Lovelace"),
+    )
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def create(
+    api: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str, **changes: object
+) -> tenant_pb2.Tenant:
+    reply = api.CreateTenant(
+        tenant_service_pb2.CreateTenantRequest(tenant_id=tenant_id, tenant=tenant_spec(**changes))
+    )
+    return reply.tenant
+
+
+def settle(
+    api: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str, timeout: float = 120
+) -> tenant_pb2.Tenant:
+    """Follows WatchTenant until the tenant settles; returns its last state."""
+    last = None
+    request = tenant_service_pb2.WatchTenantRequest(name=f"tenants/{tenant_id}")
+    for update in api.WatchTenant(request, timeout=timeout):
+        last = update.tenant
+    assert last is not None
+    return last
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not hold within {timeout}s"
+        time.sleep(0.2)
+
+
+class Providers:
+    """Reads the real providers directly, to check what a tenant has."""
+
+    def __init__(self, stack: Stack) -> None:
+        assert stack.postgres is not None
+        self.db_url = stack.postgres.url
+        aws = {
+            "endpoint_url": stack.aws_endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "embedded",
+            "aws_secret_access_key": "embedded",
+        }
+        self.s3 = boto3.client("s3", **aws)
+        self.route53 = boto3.client("route53", **aws)
+        self.maildir: Path = stack.maildir
+
+    def sql(self, query: str, *params: object) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.db_url) as conn:
+            return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def schema_exists(self, tenant_id: str) -> bool:
+        name = f"tenant_{tenant_id.replace('-', '_')}"
+        return bool(self.sql("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", name))
+
+    def identity_rows(self, tenant_id: str) -> int:
+        return sum(
+            len(self.sql(f"SELECT 1 FROM idp_local.{table} WHERE tenant_id = %s", tenant_id))
+            for table in ("realms", "clients", "users")
+        )
+
+    def bucket_exists(self, tenant_id: str) -> bool:
+        return any(b["Name"] == f"tenantry-{tenant_id}" for b in self.s3.list_buckets()["Buckets"])
+
+    def zone_id(self) -> str:
+        zones = self.route53.list_hosted_zones_by_name(DNSName=DNS_ZONE)["HostedZones"]
+        [zone] = [z for z in zones if z["Name"].rstrip(".") == DNS_ZONE]
+        return str(zone["Id"])
+
+    def dns_names(self, tenant_id: str) -> set[str]:
+        records = self.route53.list_resource_record_sets(HostedZoneId=self.zone_id())["ResourceRecordSets"]
+        return {r["Name"].rstrip(".") for r in records if r["Name"].startswith(f"{tenant_id}.")}
+
+
+@pytest.fixture(scope="session")
+def providers(stack: Stack) -> Providers:
+    return Providers(stack)

@@ -1,0 +1,201 @@
+"""The API's contract over gRPC: idempotency, errors, pagination, health."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+from temporalio.client import Client
+
+from libs import lifecycle
+from libs.devstack.stack import Stack
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.e2e.conftest import create, settle, tenant_spec
+
+State = tenant_pb2.Tenant.State
+
+
+def details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in the trailers"
+    info, fields = error_details_pb2.ErrorInfo(), []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+        else:
+            assert detail.Unpack(info)
+    return info, fields
+
+
+def workflow_runs(stack: Stack, tenant_id: str) -> int:
+    async def count() -> int:
+        client = await Client.connect(stack.temporal_address)
+        query = f"WorkflowId = '{lifecycle.provision_workflow_id(tenant_id)}'"
+        return len([w async for w in client.list_workflows(query)])
+
+    return asyncio.run(count())
+
+
+def test_twenty_identical_concurrent_creates_make_one_tenant_and_one_run(
+    api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, new_id: Callable[[], str]
+) -> None:
+    tid = new_id()
+    request = tenant_service_pb2.CreateTenantRequest(tenant_id=tid, tenant=tenant_spec())
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        replies = list(pool.map(lambda _: api.CreateTenant(request, timeout=30), range(20)))
+    assert {r.tenant.name for r in replies} == {f"tenants/{tid}"}
+    assert settle(api, tid).state == State.STATE_ACTIVE
+    assert workflow_runs(stack, tid) == 1
+    # The same request after the fact returns the same tenant, still one run.
+    assert create(api, tid).state == State.STATE_ACTIVE
+    assert workflow_runs(stack, tid) == 1
+
+
+def test_a_different_request_for_an_existing_tenant_is_already_exists(
+    api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, new_id: Callable[[], str]
+) -> None:
+    tid = new_id()
+    create(api, tid)
+    with pytest.raises(grpc.RpcError) as raised:
+        create(api, tid, display_name="Another Corp")  # while the run may still be going
+    assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    info, _ = details(raised.value)
+    assert (info.reason, info.domain, info.metadata["tenant_id"]) == (
+        "TENANT_ALREADY_EXISTS",
+        "tenantry.dev",
+        tid,
+    )
+    settle(api, tid)
+    with pytest.raises(grpc.RpcError) as again:
+        create(api, tid, display_name="Another Corp")  # and once it is settled
+    assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert workflow_runs(stack, tid) == 1
+
+
+@pytest.mark.parametrize(
+    ("tenant_id", "changes", "field"),
+    [
+        ("", {}, "tenant_id"),
+        ("Bad_Key", {}, "tenant_id"),
+        ("x" * 40, {}, "tenant_id"),
+        ("valid-id", {"display_name": ""}, "tenant.display_name"),
+        ("valid-id", {"display_name": "x" * 500}, "tenant.display_name"),
+        ("valid-id", {"plan_tier": 0}, "tenant.plan_tier"),
+        ("valid-id", {"plan_tier": 42}, "tenant.plan_tier"),
+        ("valid-id", {"domains": ["not a domain"]}, "tenant.domains[0]"),
+        ("valid-id", {"admin": tenant_pb2.AdminContact(email="nope")}, "tenant.admin.email"),
+    ],
+)
+def test_bad_input_is_invalid_argument_with_field_violations_and_starts_nothing(
+    api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, tenant_id: str, changes: dict, field: str
+) -> None:
+    spec = tenant_spec()
+    for key, value in changes.items():
+        if key in ("domains",):
+            del spec.domains[:]
+            spec.domains.extend(value)
+        elif key == "admin":
+            spec.admin.CopyFrom(value)
+        else:
+            setattr(spec, key, value)
+    with pytest.raises(grpc.RpcError) as raised:
+        api.CreateTenant(tenant_service_pb2.CreateTenantRequest(tenant_id=tenant_id, tenant=spec))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, fields = details(raised.value)
+    assert info.reason == "INVALID_ARGUMENT"
+    assert field in fields
+    assert "Traceback" not in (raised.value.details() or "")
+    if tenant_id == "valid-id":
+        assert workflow_runs(stack, tenant_id) == 0
+
+
+def test_oversize_request_is_refused(api: tenant_service_pb2_grpc.TenantServiceStub) -> None:
+    spec = tenant_spec(display_name="x" * 100_000)
+    with pytest.raises(grpc.RpcError) as raised:
+        api.CreateTenant(tenant_service_pb2.CreateTenantRequest(tenant_id="huge-one", tenant=spec))
+    assert raised.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def test_unknown_tenant_is_not_found(api: tenant_service_pb2_grpc.TenantServiceStub) -> None:
+    for call in (
+        lambda: api.GetTenant(tenant_service_pb2.GetTenantRequest(name="tenants/nobody-here")),
+        lambda: api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name="tenants/nobody-here")),
+        lambda: list(api.WatchTenant(tenant_service_pb2.WatchTenantRequest(name="tenants/nobody-here"))),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        info, _ = details(raised.value)
+        assert info.reason == "TENANT_NOT_FOUND"
+
+
+def test_list_pages_through_every_tenant(
+    api: tenant_service_pb2_grpc.TenantServiceStub, new_id: Callable[[], str]
+) -> None:
+    ids = sorted(new_id() for _ in range(3))
+    for tid in ids:
+        create(api, tid)
+    for tid in ids:
+        settle(api, tid)
+    seen, token, pages = [], "", 0
+    while True:
+        reply = api.ListTenants(tenant_service_pb2.ListTenantsRequest(page_size=2, page_token=token))
+        assert len(reply.tenants) <= 2
+        seen += [t.tenant_id for t in reply.tenants]
+        pages += 1
+        token = reply.next_page_token
+        if not token:
+            break
+    assert set(ids) <= set(seen)
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    assert pages >= 2
+    with pytest.raises(grpc.RpcError) as raised:
+        api.ListTenants(tenant_service_pb2.ListTenantsRequest(page_token="garbage!"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(raised.value)[1] == ["page_token"]
+
+
+def test_health_and_reflection_are_served(stack: Stack) -> None:
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "tenantry.tenant.v1.TenantService"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [reply] = list(
+            reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        )
+        names = {s.name for s in reply.list_services_response.service}
+        assert "tenantry.tenant.v1.TenantService" in names
+
+
+def test_cli_creates_watches_gets_and_lists(stack: Stack, new_id: Callable[[], str]) -> None:
+    tid = new_id()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "services.tenant_api.cli", "--address", stack.grpc_address, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    created = cli("create", tid, "--name", "CLI Corp", "--admin-email", "ops@cli.example.com", "--watch")
+    assert created.returncode == 0, created.stderr
+    assert "ACTIVE" in created.stdout and "[####################]" in created.stdout
+    got = cli("get", tid)
+    assert got.returncode == 0 and "CLI Corp" in got.stdout and "s3_bucket" in got.stdout
+    assert tid in cli("list").stdout
+    bad = cli("create", "Bad_Id", "--name", "x", "--admin-email", "nope")
+    assert bad.returncode == 1
+    assert (
+        "INVALID_ARGUMENT" in bad.stderr
+        and "tenant_id:" in bad.stderr
+        and "tenant.admin.email:" in bad.stderr
+    )

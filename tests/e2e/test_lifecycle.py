@@ -1,0 +1,90 @@
+"""A tenant from a gRPC call to ACTIVE and back, across the real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from libs.devstack.mailcatcher import read_messages
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.e2e.conftest import DNS_ZONE, Providers, create, eventually, settle
+
+State = tenant_pb2.Tenant.State
+
+
+def mails_to(providers: Providers, tenant_id: str) -> list[str]:
+    return [
+        str(m["Subject"]) for m in read_messages(providers.maildir) if m["X-Tenantry-Tenant"] == tenant_id
+    ]
+
+
+def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
+    api: tenant_service_pb2_grpc.TenantServiceStub, providers: Providers, new_id: Callable[[], str]
+) -> None:
+    tid = new_id()
+    accepted = create(api, tid, domains=[f"{tid}.{DNS_ZONE}", "acme.example.com"])
+    assert accepted.name == f"tenants/{tid}"
+    assert accepted.state in (State.STATE_PENDING, State.STATE_PROVISIONING)
+
+    tenant = settle(api, tid)
+    assert tenant.state == State.STATE_ACTIVE, tenant.failure_reason
+    assert providers.schema_exists(tid)
+    assert providers.sql(
+        f"SELECT value FROM tenant_{tid.replace('-', '_')}.settings WHERE key = 'display_name'"
+    )
+    assert providers.bucket_exists(tid)
+    assert providers.dns_names(tid) == {f"{tid}.{DNS_ZONE}"}
+    assert providers.identity_rows(tid) == 3  # realm, client, admin user
+    kinds = {r.kind for r in tenant.resources}
+    assert {"idp_realm", "idp_client", "idp_user", "db_schema", "s3_bucket", "dns_record"} <= kinds
+    eventually(lambda: len(mails_to(providers, tid)) == 1, what="welcome email")
+
+    got = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}")).tenant
+    assert got.state == State.STATE_ACTIVE and got.display_name == "Acme Corp"
+
+    deleting = api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}")).tenant
+    assert deleting.state == State.STATE_DEPROVISIONING
+    gone = settle(api, tid)
+    assert gone.state == State.STATE_DEPROVISIONED
+    assert not providers.schema_exists(tid)
+    assert not providers.bucket_exists(tid)
+    assert providers.dns_names(tid) == set()
+    assert providers.identity_rows(tid) == 0
+    assert list(gone.resources) == []
+    # Deleting again is harmless and changes nothing.
+    again = api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}")).tenant
+    assert again.state == State.STATE_DEPROVISIONED
+
+
+def test_dns_failure_compensates_and_leaves_nothing_behind(
+    api: tenant_service_pb2_grpc.TenantServiceStub, providers: Providers, new_id: Callable[[], str]
+) -> None:
+    tid = new_id()
+    # Someone else already holds the tenant's hostname: a real, permanent DNS conflict.
+    providers.route53.change_resource_record_sets(
+        HostedZoneId=providers.zone_id(),
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": f"{tid}.{DNS_ZONE}",
+                        "Type": "CNAME",
+                        "TTL": 60,
+                        "ResourceRecords": [{"Value": "someone-else.example.net"}],
+                    },
+                }
+            ]
+        },
+    )
+    create(api, tid)
+    tenant = settle(api, tid)
+    assert tenant.state == State.STATE_PROVISION_FAILED
+    assert tenant.failed_step == "create_dns_records"
+    assert "points elsewhere" in tenant.failure_reason or "already exists" in tenant.failure_reason
+    assert not providers.schema_exists(tid)
+    assert not providers.bucket_exists(tid)
+    assert providers.identity_rows(tid) == 0
+    assert list(tenant.resources) == []
+    # The other party's record is untouched.
+    assert providers.dns_names(tid) == {f"{tid}.{DNS_ZONE}"}
+    eventually(lambda: len(mails_to(providers, tid)) == 1, what="failure email")

@@ -1,0 +1,227 @@
+"""The notification activities against the real mail catcher (aiosmtpd) over SMTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from libs.config import ConfigError
+from libs.contracts import bind_activities
+from libs.devstack.mailcatcher import read_messages
+from libs.devstack.processes import free_port
+from services.notification import providers, worker
+from services.notification.activities import NotificationActivities, message_id
+from tenantry.notification.v1 import notification_pb2
+
+
+def activities_for(monkeypatch: pytest.MonkeyPatch, address: str) -> NotificationActivities:
+    monkeypatch.setenv("TENANTRY_NOTIFY_PROVIDER", "smtp")
+    monkeypatch.setenv("TENANTRY_SMTP_ADDRESS", address)
+    return NotificationActivities(providers.from_env())
+
+
+@pytest.fixture
+def notify(mail: Any, monkeypatch: pytest.MonkeyPatch) -> NotificationActivities:
+    return activities_for(monkeypatch, mail.address)
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def welcome(tenant_id: str, /, **overrides: Any) -> notification_pb2.SendNoticeRequest:
+    fields: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "kind": notification_pb2.NOTICE_KIND_WELCOME,
+        "recipient": f"admin@{tenant_id}.example.com",
+        "recipient_name": "Ada",
+        "tenant_display_name": "Acme Widgets",
+        "domains": [f"{tenant_id}.tenants.tenantry.test"],
+        "idempotency_key": f"provision-{tenant_id}",
+    }
+    fields.update(overrides)
+    return notification_pb2.SendNoticeRequest(**fields)
+
+
+def send(notify: NotificationActivities, request: notification_pb2.SendNoticeRequest) -> str:
+    return ActivityEnvironment().run(notify.send_notice, request).message_id
+
+
+def received(maildir: Any, message_id: str) -> list[EmailMessage]:
+    return [m for m in read_messages(maildir) if m["Message-ID"] == message_id]
+
+
+def fails_with(error_type: str, notify: NotificationActivities, request: Any) -> ApplicationError:
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(notify.send_notice, request)
+    assert caught.value.type == error_type, caught.value
+    return caught.value
+
+
+def test_welcome_email_arrives(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
+    sent = send(notify, welcome(tenant_id))
+
+    [message] = received(mail.maildir, sent)
+    assert message["To"].addresses[0].addr_spec == f"admin@{tenant_id}.example.com"
+    assert message["To"].addresses[0].display_name == "Ada"
+    assert message["From"].addresses[0].addr_spec == "no-reply@tenantry.test"
+    assert message["Subject"] == "Welcome to Tenantry: Acme Widgets is ready"
+    assert message["X-Tenantry-Tenant"] == tenant_id
+    assert message["X-Tenantry-Notice"] == "NOTICE_KIND_WELCOME"
+    body = message.get_content()
+    assert "Hello Ada," in body
+    assert f'"Acme Widgets" ({tenant_id}) is ready' in body
+    assert f"https://{tenant_id}.tenants.tenantry.test/" in body
+    assert f"admin@{tenant_id}.example.com" in body
+
+
+def test_message_id_is_deterministic(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
+    first = send(notify, welcome(tenant_id))
+    retried = send(notify, welcome(tenant_id))
+    other_run = send(notify, welcome(tenant_id, idempotency_key="another-run"))
+
+    assert (
+        first
+        == retried
+        == message_id(tenant_id, notification_pb2.NOTICE_KIND_WELCOME, f"provision-{tenant_id}")
+    )
+    assert first.startswith("<") and first.endswith("@tenantry>")
+    assert other_run != first
+    # A retry is a second delivery that a receiver can recognise by its Message-ID.
+    assert len(received(mail.maildir, first)) == 2
+    assert len(received(mail.maildir, other_run)) == 1
+
+
+def test_provision_failed_names_the_step_and_reason(
+    notify: NotificationActivities, mail: Any, tenant_id: str
+) -> None:
+    request = welcome(
+        tenant_id,
+        kind=notification_pb2.NOTICE_KIND_PROVISION_FAILED,
+        failed_step="dns",
+        failure_reason="dns record already exists and points elsewhere",
+    )
+    [message] = received(mail.maildir, send(notify, request))
+
+    assert message["Subject"] == "Tenantry: setting up Acme Widgets failed"
+    assert message["X-Tenantry-Notice"] == "NOTICE_KIND_PROVISION_FAILED"
+    body = message.get_content()
+    assert 'failed at the step "dns"' in body
+    assert "dns record already exists and points elsewhere" in body
+
+
+def test_deprovisioned_notice(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
+    request = welcome(tenant_id, kind=notification_pb2.NOTICE_KIND_DEPROVISIONED, tenant_display_name="")
+    [message] = received(mail.maildir, send(notify, request))
+
+    assert message["Subject"] == f"Tenantry: {tenant_id} has been deprovisioned"
+    assert "has been deprovisioned" in message.get_content()
+
+
+def test_newlines_cannot_inject_headers(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
+    request = welcome(tenant_id, tenant_display_name="Acme\r\nBcc: victim@example.com", recipient_name="A\nB")
+    [message] = received(mail.maildir, send(notify, request))
+
+    assert message["Bcc"] is None
+    assert message["Subject"] == "Welcome to Tenantry: Acme Bcc: victim@example.com is ready"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"kind": notification_pb2.NOTICE_KIND_UNSPECIFIED},
+        {"kind": 99},
+        {"recipient": ""},
+        {"recipient": "not-an-address"},
+        {"recipient": "Ada <ada@example.com>"},
+        {"recipient": "a@b.example.com, c@d.example.com"},
+        {"tenant_id": "Bad_Tenant"},
+        {"idempotency_key": ""},
+    ],
+)
+def test_bad_request_is_invalid_argument(
+    notify: NotificationActivities, mail: Any, tenant_id: str, overrides: dict[str, Any]
+) -> None:
+    error = fails_with("InvalidArgument", notify, welcome(tenant_id, **overrides))
+
+    assert error.non_retryable
+    assert not [m for m in read_messages(mail.maildir) if m["X-Tenantry-Tenant"] == tenant_id]
+
+
+def test_mail_server_down_is_retryable(monkeypatch: pytest.MonkeyPatch, tenant_id: str) -> None:
+    notify = activities_for(monkeypatch, f"127.0.0.1:{free_port()}")
+
+    error = fails_with("ProviderUnavailable", notify, welcome(tenant_id))
+
+    assert error.non_retryable is False
+
+
+class _Refusing:
+    """An SMTP server that refuses one recipient for good and defers another."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        if address.startswith("busy@"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return "250 accepted"
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    port = free_port()
+    controller = Controller(_Refusing(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield f"127.0.0.1:{port}"
+    controller.stop()
+
+
+def test_recipient_refused_for_good_is_invalid_argument(
+    monkeypatch: pytest.MonkeyPatch, refusing_server: str, tenant_id: str
+) -> None:
+    notify = activities_for(monkeypatch, refusing_server)
+
+    refused = fails_with("InvalidArgument", notify, welcome(tenant_id, recipient="nobody@example.com"))
+    deferred = fails_with("ProviderUnavailable", notify, welcome(tenant_id, recipient="busy@example.com"))
+
+    assert refused.non_retryable is True
+    assert deferred.non_retryable is False
+    assert send(notify, welcome(tenant_id, recipient="someone@example.com")).endswith("@tenantry>")
+
+
+def test_activities_match_the_contract(notify: NotificationActivities) -> None:
+    assert len(bind_activities(worker.CONTRACT, notify)) == len(worker.CONTRACT.rpcs) == 1
+
+
+async def test_run_rejects_an_unknown_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANTRY_NOTIFY_PROVIDER", "bogus")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(ConfigError, match="TENANTRY_NOTIFY_PROVIDER"):
+        await worker.run()
+
+
+async def test_run_rejects_a_username_without_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANTRY_SMTP_USERNAME", "mailer")
+    monkeypatch.delenv("TENANTRY_SMTP_PASSWORD", raising=False)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(ConfigError, match="TENANTRY_SMTP_PASSWORD"):
+        await worker.run()
+
+
+def test_password_stays_out_of_the_settings_repr() -> None:
+    from services.notification.providers.smtp import SmtpSettings
+
+    settings = SmtpSettings(host="h", port=25, sender="a@b.test", username="u", password="hunter2")
+    assert "hunter2" not in repr(settings)
