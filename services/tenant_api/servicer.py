@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -32,6 +32,8 @@ SPEC_MEMO = "tenant_spec"
 FINGERPRINT_MEMO = "tenant_spec_sha256"
 QUERY_TIMEOUT = timedelta(seconds=2)
 WATCH_INTERVAL = 0.25
+# States from which DeleteTenant starts deprovisioning.
+_DELETABLE = (State.STATE_ACTIVE, State.STATE_PROVISION_FAILED, State.STATE_SUSPENDED)
 
 
 def fingerprint(tenant: tenant_pb2.Tenant) -> str:
@@ -157,6 +159,10 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         last = b""
         while True:
             tenant = await self._current(tid)
+            if tenant.state in lifecycle.SETTLED_STATES:
+                # The last update shows how every step of the run ended.
+                del tenant.steps[:]
+                tenant = await self._with_progress(tenant, settled=True)
             snapshot = tenant.SerializeToString(deterministic=True)
             if snapshot != last:
                 last = snapshot
@@ -187,16 +193,34 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             tenant = spec
             tenant.name = lifecycle.tenant_name(tid)
             tenant.state = State.STATE_PENDING
+        elif tenant.state in _DELETABLE and await self._running(lifecycle.deprovision_workflow_id(tid)):
+            # Deprovisioning has started but not yet marked the record.
+            tenant.state = State.STATE_DEPROVISIONING
         return await self._with_progress(tenant)
 
-    async def _with_progress(self, tenant: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
-        """Adds the step progress of the run under way, if one is."""
-        if tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING):
-            workflow_id = lifecycle.provision_workflow_id(tenant.tenant_id)
-        elif tenant.state == State.STATE_DEPROVISIONING:
+    async def _running(self, workflow_id: str) -> bool:
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise errors.unavailable("temporal") from None
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    async def _with_progress(self, tenant: tenant_pb2.Tenant, *, settled: bool = False) -> tenant_pb2.Tenant:
+        """Adds the step progress of the tenant's run under way, or with
+        `settled` (or after a failure) of its last run."""
+        in_flight = tenant.state in (
+            State.STATE_PENDING,
+            State.STATE_PROVISIONING,
+            State.STATE_DEPROVISIONING,
+        )
+        if not (in_flight or settled or tenant.state == State.STATE_PROVISION_FAILED):
+            return tenant
+        if tenant.state in (State.STATE_DEPROVISIONING, State.STATE_DEPROVISIONED):
             workflow_id = lifecycle.deprovision_workflow_id(tenant.tenant_id)
         else:
-            return tenant
+            workflow_id = lifecycle.provision_workflow_id(tenant.tenant_id)
         try:
             progress = await self._client.get_workflow_handle(workflow_id).query(
                 lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress, rpc_timeout=QUERY_TIMEOUT

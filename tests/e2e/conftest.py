@@ -36,25 +36,32 @@ def new_id() -> Callable[[], str]:
     return lambda: f"e2e-{uuid.uuid4().hex[:10]}"
 
 
-def tenant_spec(**changes: object) -> tenant_pb2.Tenant:
+def tenant_spec(tenant_id: str = "acme", **changes: object) -> tenant_pb2.Tenant:
+    """A valid tenant; its domain is its own (a domain belongs to one tenant)."""
     spec = tenant_pb2.Tenant(
         display_name="Acme Corp",
         plan_tier=tenant_pb2.PLAN_TIER_POOLED,
-        domains=["acme.example.com"],
+        domains=[f"{tenant_id}.example.com"],
         admin=tenant_pb2.AdminContact(email="ada@acme.example.com", given_name="Ada", family_name="Lovelace"),
     )
     for key, value in changes.items():
-        setattr(spec, key, value)
+        if key == "domains":
+            del spec.domains[:]
+            spec.domains.extend(value)  # type: ignore[arg-type]
+        elif key == "admin":
+            spec.admin.CopyFrom(value)  # type: ignore[arg-type]
+        else:
+            setattr(spec, key, value)
     return spec
 
 
 def create(
     api: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str, **changes: object
 ) -> tenant_pb2.Tenant:
-    reply = api.CreateTenant(
-        tenant_service_pb2.CreateTenantRequest(tenant_id=tenant_id, tenant=tenant_spec(**changes))
+    request = tenant_service_pb2.CreateTenantRequest(
+        tenant_id=tenant_id, tenant=tenant_spec(tenant_id, **changes)
     )
-    return reply.tenant
+    return api.CreateTenant(request).tenant
 
 
 def settle(
@@ -115,8 +122,13 @@ class Providers:
         return str(zone["Id"])
 
     def dns_names(self, tenant_id: str) -> set[str]:
+        """Names of the CNAME records that carry the tenant id as a label."""
         records = self.route53.list_resource_record_sets(HostedZoneId=self.zone_id())["ResourceRecordSets"]
-        return {r["Name"].rstrip(".") for r in records if r["Name"].startswith(f"{tenant_id}.")}
+        return {
+            r["Name"].rstrip(".")
+            for r in records
+            if r["Type"] == "CNAME" and tenant_id in r["Name"].split(".")
+        }
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def test_twenty_identical_concurrent_creates_make_one_tenant_and_one_run(
     api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, new_id: Callable[[], str]
 ) -> None:
     tid = new_id()
-    request = tenant_service_pb2.CreateTenantRequest(tenant_id=tid, tenant=tenant_spec())
+    request = tenant_service_pb2.CreateTenantRequest(tenant_id=tid, tenant=tenant_spec(tid))
     with ThreadPoolExecutor(max_workers=20) as pool:
         replies = list(pool.map(lambda _: api.CreateTenant(request, timeout=30), range(20)))
     assert {r.tenant.name for r in replies} == {f"tenants/{tid}"}
@@ -99,15 +99,7 @@ def test_a_different_request_for_an_existing_tenant_is_already_exists(
 def test_bad_input_is_invalid_argument_with_field_violations_and_starts_nothing(
     api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, tenant_id: str, changes: dict, field: str
 ) -> None:
-    spec = tenant_spec()
-    for key, value in changes.items():
-        if key in ("domains",):
-            del spec.domains[:]
-            spec.domains.extend(value)
-        elif key == "admin":
-            spec.admin.CopyFrom(value)
-        else:
-            setattr(spec, key, value)
+    spec = tenant_spec(**changes)
     with pytest.raises(grpc.RpcError) as raised:
         api.CreateTenant(tenant_service_pb2.CreateTenantRequest(tenant_id=tenant_id, tenant=spec))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -21,7 +21,7 @@ def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
     api: tenant_service_pb2_grpc.TenantServiceStub, providers: Providers, new_id: Callable[[], str]
 ) -> None:
     tid = new_id()
-    accepted = create(api, tid, domains=[f"{tid}.{DNS_ZONE}", "acme.example.com"])
+    accepted = create(api, tid, domains=[f"app.{tid}.{DNS_ZONE}", f"{tid}.example.com"])
     assert accepted.name == f"tenants/{tid}"
     assert accepted.state in (State.STATE_PENDING, State.STATE_PROVISIONING)
 
@@ -32,7 +32,7 @@ def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
         f"SELECT value FROM tenant_{tid.replace('-', '_')}.settings WHERE key = 'display_name'"
     )
     assert providers.bucket_exists(tid)
-    assert providers.dns_names(tid) == {f"{tid}.{DNS_ZONE}"}
+    assert providers.dns_names(tid) == {f"{tid}.{DNS_ZONE}", f"app.{tid}.{DNS_ZONE}"}
     assert providers.identity_rows(tid) == 3  # realm, client, admin user
     kinds = {r.kind for r in tenant.resources}
     assert {"idp_realm", "idp_client", "idp_user", "db_schema", "s3_bucket", "dns_record"} <= kinds
