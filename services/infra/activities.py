@@ -58,7 +58,7 @@ class InfrastructureActivities:
         self._dns = providers.dns
         self._settings = settings
 
-    def bucket_name(self, tenant_id: str) -> str:
+    def _bucket_name(self, tenant_id: str) -> str:
         return f"{self._settings.bucket_prefix}-{tenant_id}"
 
     def create_bucket(self, request: infra_pb2.CreateBucketRequest) -> infra_pb2.CreateBucketResponse:
@@ -69,7 +69,7 @@ class InfrastructureActivities:
             raise errors.permanent(
                 ErrorType.INVALID_ARGUMENT, f"plan_tier {request.plan_tier} is not a plan tier"
             )
-        name = self.bucket_name(tenant_id)
+        name = self._bucket_name(tenant_id)
         tags = {TENANT_TAG: tenant_id, PLAN_TIER_TAG: tenant_pb2.PlanTier.Name(request.plan_tier)}
         with _provider_errors():
             self._storage.ensure_bucket(name, tenant_id=tenant_id, tags=tags)
@@ -78,7 +78,7 @@ class InfrastructureActivities:
     def delete_bucket(self, request: infra_pb2.DeleteBucketRequest) -> infra_pb2.DeleteBucketResponse:
         tenant_id = valid_tenant_id(request.tenant_id)
         with _provider_errors():
-            self._storage.delete_bucket(self.bucket_name(tenant_id), tenant_id=tenant_id, progress=_heartbeat)
+            self._storage.delete_bucket(self._bucket_name(tenant_id), tenant_id=tenant_id, progress=_heartbeat)
         return infra_pb2.DeleteBucketResponse()
 
     def upsert_dns_records(
