@@ -78,7 +78,9 @@ class InfrastructureActivities:
     def delete_bucket(self, request: infra_pb2.DeleteBucketRequest) -> infra_pb2.DeleteBucketResponse:
         tenant_id = valid_tenant_id(request.tenant_id)
         with _provider_errors():
-            self._storage.delete_bucket(self._bucket_name(tenant_id), tenant_id=tenant_id, progress=_heartbeat)
+            self._storage.delete_bucket(
+                self._bucket_name(tenant_id), tenant_id=tenant_id, progress=_heartbeat
+            )
         return infra_pb2.DeleteBucketResponse()
 
     def upsert_dns_records(

@@ -1,0 +1,169 @@
+"""`make bench`: tenants provisioned through the gRPC API against a raw
+Temporal baseline, on the same dev server, in the same run.
+
+Prints tenants/s and p50/p95/p99 of CreateTenant -> ACTIVE (seen in the
+registry) at c=1 and c=10, then the same for baseline workflows with the same
+graph of no-op activities on the same queues, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import psycopg
+from temporalio.client import Client
+
+from libs.contracts import WORKFLOWS
+from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
+from libs.devstack.stack import SERVICES, Stack
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.bench.baseline import QUEUES, WORKFLOW_NAME
+
+POLL = 0.01
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def measure(n: int, concurrency: int, one: Callable[[int], Awaitable[float]]) -> dict[str, float]:
+    """Runs `one` n times, `concurrency` at a time; returns rate and latency percentiles."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def guarded(i: int) -> None:
+        async with gate:
+            latencies.append(await one(i))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(guarded(i) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    return {
+        "rate": n / elapsed,
+        "p50": statistics.median(latencies),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+    }
+
+
+async def tenantry(stack: Stack, n: int, concurrency: int) -> dict[str, float]:
+    assert stack.postgres is not None
+    run = uuid.uuid4().hex[:6]
+    async with grpc.aio.insecure_channel(stack.grpc_address) as channel:
+        api = tenant_service_pb2_grpc.TenantServiceStub(channel)
+        db = await psycopg.AsyncConnection.connect(stack.postgres.url, autocommit=True)
+
+        async def one(i: int) -> float:
+            tid = f"b{run}-c{concurrency}-{i}"
+            spec = tenant_pb2.Tenant(
+                display_name=f"Bench {i}",
+                plan_tier=tenant_pb2.PLAN_TIER_POOLED,
+                domains=[f"{tid}.example.com"],
+                admin=tenant_pb2.AdminContact(email=f"admin@{tid}.example.com"),
+            )
+            started = time.perf_counter()
+            await api.CreateTenant(tenant_service_pb2.CreateTenantRequest(tenant_id=tid, tenant=spec))
+            while True:
+                async with db.cursor() as cur:
+                    await cur.execute("SELECT state FROM registry.tenants WHERE tenant_id = %s", (tid,))
+                    row = await cur.fetchone()
+                if row and row[0] == "STATE_ACTIVE":
+                    return time.perf_counter() - started
+                if row and row[0] == "STATE_PROVISION_FAILED":
+                    raise RuntimeError(f"{tid} failed to provision")
+                await asyncio.sleep(POLL)
+
+        try:
+            return await measure(n, concurrency, one)
+        finally:
+            await db.close()
+
+
+async def baseline(client: Client, n: int, concurrency: int) -> dict[str, float]:
+    run = uuid.uuid4().hex[:6]
+
+    async def one(i: int) -> float:
+        started = time.perf_counter()
+        await client.execute_workflow(
+            WORKFLOW_NAME, f"{run}-{i}", id=f"bench/{run}/c{concurrency}/{i}", task_queue=WORKFLOWS.task_queue
+        )
+        return time.perf_counter() - started
+
+    return await measure(n, concurrency, one)
+
+
+def start_baseline_workers(stack: Stack) -> list[ManagedProcess]:
+    workers = []
+    for queue in QUEUES:
+        health = f"127.0.0.1:{free_port()}"
+        process = ManagedProcess(
+            f"baseline-{queue}",
+            [*python_module("tests.bench.baseline"), "--queue", queue],
+            log_dir=stack.log_dir,
+            env={**stack.env(), "TENANTRY_HEALTH_ADDRESS": health},
+            ready=lambda health=health: grpc_serving(health),  # type: ignore[misc]
+        )
+        workers.append(process.start())
+    return [w.wait_ready() for w in workers]
+
+
+def row(label: str, figures: dict[str, float]) -> str:
+    return (
+        f"{label:<26} {figures['rate']:>8.2f} {figures['p50'] * 1000:>8.0f} "
+        f"{figures['p95'] * 1000:>8.0f} {figures['p99'] * 1000:>8.0f}"
+    )
+
+
+async def bench(n: int, concurrencies: list[int]) -> None:
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as tmp:
+        stack = Stack(Path(tmp)).start()
+        try:
+            results: dict[tuple[str, int], dict[str, float]] = {}
+            await tenantry(stack, 5, 5)  # warm-up: pools, caches, first workflow tasks
+            for c in concurrencies:
+                results[("tenantry", c)] = await tenantry(stack, n, c)
+            # The baseline gets the same queues to itself.
+            for name in SERVICES:
+                stack.services[name].stop()
+            workers = start_baseline_workers(stack)
+            client = await Client.connect(stack.temporal_address)
+            await baseline(client, 5, 5)
+            for c in concurrencies:
+                results[("baseline", c)] = await baseline(client, n, c)
+            for worker in workers:
+                worker.stop()
+        finally:
+            stack.stop()
+    print(f"\n{n} tenants per run; latency CreateTenant -> ACTIVE in ms (baseline: start -> completed)")
+    print(f"{'run':<26} {'per s':>8} {'p50':>8} {'p95':>8} {'p99':>8}")
+    for c in concurrencies:
+        print(row(f"tenantry c={c}", results[("tenantry", c)]))
+        print(row(f"raw temporal c={c}", results[("baseline", c)]))
+        ratio = results[("tenantry", c)]["rate"] / results[("baseline", c)]["rate"]
+        print(f"{'throughput ratio c=' + str(c):<26} {ratio:>8.2f}x   (target >= 0.6x)")
+    print(
+        f"p50 at c=1: {results[('tenantry', 1)]['p50'] * 1000:.0f} ms (target <= 500 ms)"
+        if 1 in concurrencies
+        else ""
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10])
+    args = parser.parse_args()
+    asyncio.run(bench(args.tenants, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
