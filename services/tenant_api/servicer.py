@@ -78,7 +78,9 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         started_with = await self._memo(handle, FINGERPRINT_MEMO, str)
         if started_with != digest:
             raise errors.already_exists(tid)
-        return tenant_service_pb2.CreateTenantResponse(tenant=await self._current(tid))
+        # No progress query here: it would cost a workflow task per create.
+        accepted = await self._registry.get(tid) or _pending(spec)
+        return tenant_service_pb2.CreateTenantResponse(tenant=accepted)
 
     async def _start_provision(self, spec: tenant_pb2.Tenant, digest: str, caller: str) -> WorkflowHandle:
         workflow_id = lifecycle.provision_workflow_id(spec.tenant_id)
@@ -190,9 +192,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             spec = await self._memo(handle, SPEC_MEMO, tenant_pb2.Tenant)
             if not isinstance(spec, tenant_pb2.Tenant):
                 raise errors.not_found(tid)
-            tenant = spec
-            tenant.name = lifecycle.tenant_name(tid)
-            tenant.state = State.STATE_PENDING
+            tenant = _pending(spec)
         elif tenant.state in _DELETABLE and await self._running(lifecycle.deprovision_workflow_id(tid)):
             # Deprovisioning has started but not yet marked the record.
             tenant.state = State.STATE_DEPROVISIONING
@@ -240,6 +240,15 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 return None
             raise errors.unavailable("temporal") from None
         return await description.memo_value(key, None, type_hint=kind)
+
+
+def _pending(spec: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
+    """The accepted spec as a tenant whose run has not written the registry yet."""
+    tenant = tenant_pb2.Tenant()
+    tenant.CopyFrom(spec)
+    tenant.name = lifecycle.tenant_name(spec.tenant_id)
+    tenant.state = State.STATE_PENDING
+    return tenant
 
 
 def _encode_token(after: str) -> str:

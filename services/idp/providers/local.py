@@ -2,7 +2,8 @@
 
 It keeps what a real IdP would keep, in schema `idp_local`: one realm per
 tenant, the tenant application's confidential client and the tenant's users.
-Secrets are generated here with `secrets` and stored only as argon2 hashes;
+Secrets are generated here with `secrets` and stored only as hashes (argon2
+for passwords, SHA-256 for the 256-bit client secret);
 the plaintext lives in one local variable until it is hashed and is never
 returned, logged or put in an error.
 """
@@ -10,6 +11,7 @@ returned, logged or put in an error.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -92,7 +94,12 @@ class LocalIdentityStore:
         )
         self._open_timeout = open_timeout
         self._closed = False
-        self._hasher = PasswordHasher()
+        # argon2id at OWASP's minimum (19 MiB, 2 passes, 1 lane): ~20 ms here
+        # instead of the library default's ~110 ms (64 MiB, 3 passes, 4 lanes),
+        # which sat twice on every tenant's critical path. The secrets hashed
+        # here are random (>=128 bits), so the cost guards only against a
+        # stolen table, and this is the floor recommended for that.
+        self._hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
     async def open(self) -> None:
         try:
@@ -189,7 +196,7 @@ class LocalIdentityStore:
                     log.info("tenant %s: client %s ready", tenant_id, client_id)
                     return client_id
             # None yet: make the secret outside the transaction (hashing is slow), then insert.
-            secret_hash = await self._new_secret_hash(_CLIENT_SECRET_BYTES)
+            secret_hash = client_secret_hash(secrets.token_urlsafe(_CLIENT_SECRET_BYTES))
 
     async def delete_client(self, tenant_id: str) -> None:
         async with self._pool.connection() as conn:
@@ -246,6 +253,12 @@ class LocalIdentityStore:
         """A fresh random secret, returned only as its argon2 hash."""
         # argon2 is deliberately slow: keep it off the event loop.
         return await asyncio.to_thread(self._hasher.hash, secrets.token_urlsafe(entropy_bytes))
+
+
+def client_secret_hash(secret: str) -> str:
+    """A client secret's stored form. The secret is 256 random bits, so a fast
+    hash cannot be brute-forced; slow password hashing is for passwords."""
+    return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _normal_email(email: str) -> str:
