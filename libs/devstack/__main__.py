@@ -43,7 +43,7 @@ Tenantry is running.
   Temporal UI  http://127.0.0.1:{args.ui_port}
   Temporal     {stack.temporal_address}
   AWS (moto)   {stack.aws_endpoint}
-  Mail         {stack.maildir} (Maildir; `tenantry mail` lists it)
+  Mail         {stack.maildir} (a Maildir: one file per message received)
 Press Ctrl-C to stop every process.""",
         flush=True,
     )
