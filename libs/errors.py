@@ -7,7 +7,10 @@ type to a gRPC status. Messages must never contain a secret.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
+from typing import ClassVar
 
 from temporalio.exceptions import ApplicationError
 
@@ -34,3 +37,46 @@ def permanent(error_type: ErrorType, message: str) -> ApplicationError:
 def transient(message: str) -> ApplicationError:
     """A provider fault that a retry may fix."""
     return ApplicationError(message, type=str(ErrorType.PROVIDER_UNAVAILABLE))
+
+
+# What provider adapters raise; the activities turn it into the vocabulary
+# above with `provider_errors()`. Anything else propagates and Temporal retries.
+
+
+class ProviderError(Exception):
+    """A provider's answer that no retry can change; raise a subclass."""
+
+    error_type: ClassVar[ErrorType]
+
+
+class NotFound(ProviderError):
+    """What the call needs does not exist."""
+
+    error_type = ErrorType.NOT_FOUND
+
+
+class Conflict(ProviderError):
+    """The thing exists but belongs to someone else, or does not match."""
+
+    error_type = ErrorType.CONFLICT
+
+
+class Rejected(ProviderError):
+    """The provider refused the request for good (a recipient that does not exist, say)."""
+
+    error_type = ErrorType.INVALID_ARGUMENT
+
+
+class Unavailable(Exception):
+    """The provider is throttling, failing or unreachable; a retry may help."""
+
+
+@contextmanager
+def provider_errors() -> Iterator[None]:
+    """Turns a provider's errors into ApplicationErrors: permanent ones non-retryable."""
+    try:
+        yield
+    except ProviderError as err:
+        raise permanent(err.error_type, str(err)) from None
+    except Unavailable as err:
+        raise transient(str(err)) from None

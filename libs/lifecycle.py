@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from libs import errors
+from libs.errors import ErrorType
 from tenantry.tenant.v1 import tenant_pb2
 
 # A tenant id is a DNS label: it names the schema, the bucket and a hostname.
@@ -24,6 +26,19 @@ SETTLED_STATES = frozenset(
 
 def valid_tenant_id(tenant_id: str) -> bool:
     return TENANT_ID_PATTERN.fullmatch(tenant_id) is not None
+
+
+def checked_tenant_id(value: str) -> str:
+    """`value` if it is a valid tenant id, else a non-retryable InvalidArgument.
+
+    Workers check again what the API checked: not every caller goes through it.
+    """
+    if not valid_tenant_id(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise errors.permanent(
+            ErrorType.INVALID_ARGUMENT, f"tenant id {shown!r} is not a DNS label of {TENANT_ID_RULE}"
+        )
+    return value
 
 
 def provision_workflow_id(tenant_id: str) -> str:

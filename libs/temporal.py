@@ -19,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from libs import logs
 from libs.config import ConfigError, TemporalSettings, WorkerSettings
+from libs.contracts import Contract, bind_activities
 from libs.health import HealthEndpoint
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,25 @@ async def run_worker(
         if health:
             await health.stop()
         log.info("worker stopped")
+
+
+async def run_activity_worker(
+    contract: Contract, implementation: object, *, close: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Polls the contract's task queue with `implementation`'s activities until SIGTERM.
+
+    `close` releases what the activities use: after draining, and also when
+    the worker never ran (Temporal unreachable), so it must be safe to call twice.
+    """
+    try:
+        await run_worker(
+            task_queue=contract.task_queue,
+            activities=bind_activities(contract, implementation),
+            on_shutdown=close,
+        )
+    finally:
+        if close:
+            await close()
 
 
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:

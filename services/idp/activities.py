@@ -9,31 +9,14 @@ error carries a secret.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from libs import errors
-from libs.errors import ErrorType
-from services.idp import providers
+from libs.errors import ErrorType, provider_errors
+from libs.lifecycle import checked_tenant_id
 from services.idp.providers import AdminUser, IdentityProvider
 from tenantry.idp.v1 import idp_pb2
 
 log = logging.getLogger(__name__)
-
-# A DNS label of 3 to 32 characters. The one copy of this rule in this domain.
-TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
-
-
-def tenant_id_of(value: str) -> str:
-    """Returns `value` if it is a valid tenant id, else raises InvalidArgument."""
-    if not TENANT_ID.fullmatch(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise errors.permanent(
-            ErrorType.INVALID_ARGUMENT,
-            f"tenant id {shown!r} is not a DNS label of 3 to 32 lowercase letters, digits and hyphens",
-        )
-    return value
 
 
 def _email_of(value: str, field: str) -> str:
@@ -43,17 +26,6 @@ def _email_of(value: str, field: str) -> str:
     return value.strip()
 
 
-@contextmanager
-def _provider_errors() -> Iterator[None]:
-    """Turns the provider's permanent errors into non-retryable ApplicationErrors."""
-    try:
-        yield
-    except providers.NotFound as err:
-        raise errors.permanent(ErrorType.NOT_FOUND, str(err)) from None
-    except providers.Conflict as err:
-        raise errors.permanent(ErrorType.CONFLICT, str(err)) from None
-
-
 class IdentityActivities:
     """Implements IdentityActivities on an `IdentityProvider`."""
 
@@ -61,26 +33,26 @@ class IdentityActivities:
         self._provider = provider
 
     async def create_realm(self, request: idp_pb2.CreateRealmRequest) -> idp_pb2.CreateRealmResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         display_name = request.display_name or tenant_id
         log.info("tenant %s: create realm", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             realm_id = await self._provider.create_realm(tenant_id, display_name, list(request.domains))
         return idp_pb2.CreateRealmResponse(realm_id=realm_id)
 
     async def delete_realm(self, request: idp_pb2.DeleteRealmRequest) -> idp_pb2.DeleteRealmResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: delete realm", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.delete_realm(tenant_id)
         return idp_pb2.DeleteRealmResponse()
 
     async def create_oidc_client(
         self, request: idp_pb2.CreateOidcClientRequest
     ) -> idp_pb2.CreateOidcClientResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: create OIDC client", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             client_id = await self._provider.create_client(
                 tenant_id, list(request.redirect_uris), list(request.web_origins)
             )
@@ -89,32 +61,32 @@ class IdentityActivities:
     async def delete_oidc_client(
         self, request: idp_pb2.DeleteOidcClientRequest
     ) -> idp_pb2.DeleteOidcClientResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: delete OIDC client", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.delete_client(tenant_id)
         return idp_pb2.DeleteOidcClientResponse()
 
     async def create_admin_user(
         self, request: idp_pb2.CreateAdminUserRequest
     ) -> idp_pb2.CreateAdminUserResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         admin = AdminUser(
             email=_email_of(request.admin.email, "admin.email"),
             given_name=request.admin.given_name,
             family_name=request.admin.family_name,
         )
         log.info("tenant %s: create admin user", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             user_id = await self._provider.create_admin_user(tenant_id, admin)
         return idp_pb2.CreateAdminUserResponse(user_id=user_id)
 
     async def delete_admin_user(
         self, request: idp_pb2.DeleteAdminUserRequest
     ) -> idp_pb2.DeleteAdminUserResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         email = _email_of(request.email, "email")
         log.info("tenant %s: delete admin user", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.delete_admin_user(tenant_id, email)
         return idp_pb2.DeleteAdminUserResponse()

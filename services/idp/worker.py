@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 
 from libs import contracts
-from libs.contracts import bind_activities
-from libs.temporal import run_worker
+from libs.temporal import run_activity_worker
 from services.idp import providers
 from services.idp.activities import IdentityActivities
 
@@ -19,12 +18,4 @@ async def run() -> None:
     """Reads configuration, opens the provider (creating its store), then polls until SIGTERM."""
     provider = providers.from_env()
     await provider.open()
-    try:
-        await run_worker(
-            task_queue=CONTRACT.task_queue,
-            activities=bind_activities(CONTRACT, IdentityActivities(provider)),
-            on_shutdown=provider.close,
-        )
-    finally:
-        # Also when Temporal cannot be reached; closing twice is harmless.
-        await provider.close()
+    await run_activity_worker(CONTRACT, IdentityActivities(provider), close=provider.close)

@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from temporalio import activity
 
 from libs import errors
-from libs.errors import ErrorType
-from services.infra.providers import (
-    PLAN_TIER_TAG,
-    TENANT_TAG,
-    Conflict,
-    InfraSettings,
-    Providers,
-    Unavailable,
-    is_hostname,
-)
+from libs.errors import ErrorType, provider_errors
+from libs.lifecycle import checked_tenant_id
+from services.infra.providers import PLAN_TIER_TAG, TENANT_TAG, InfraSettings, Providers, is_hostname
 from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
-
-# The tenant id rule of the public API, checked again here because a worker
-# must not trust that every caller went through the API.
-_TENANT_ID = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
-
-
-def valid_tenant_id(value: str) -> str:
-    if not _TENANT_ID.fullmatch(value):
-        raise errors.permanent(
-            ErrorType.INVALID_ARGUMENT, f"tenant_id {value[:64]!r} is not a valid tenant id"
-        )
-    return value
-
-
-@contextmanager
-def _provider_errors() -> Iterator[None]:
-    try:
-        yield
-    except Conflict as err:
-        raise errors.permanent(ErrorType.CONFLICT, str(err)) from err
-    except Unavailable as err:
-        raise errors.transient(str(err)) from err
 
 
 def _heartbeat() -> None:
@@ -62,7 +29,7 @@ class InfrastructureActivities:
         return f"{self._settings.bucket_prefix}-{tenant_id}"
 
     def create_bucket(self, request: infra_pb2.CreateBucketRequest) -> infra_pb2.CreateBucketResponse:
-        tenant_id = valid_tenant_id(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         if request.plan_tier not in tenant_pb2.PlanTier.values() or (
             request.plan_tier == tenant_pb2.PLAN_TIER_UNSPECIFIED
         ):
@@ -71,13 +38,13 @@ class InfrastructureActivities:
             )
         name = self._bucket_name(tenant_id)
         tags = {TENANT_TAG: tenant_id, PLAN_TIER_TAG: tenant_pb2.PlanTier.Name(request.plan_tier)}
-        with _provider_errors():
+        with provider_errors():
             self._storage.ensure_bucket(name, tenant_id=tenant_id, tags=tags)
         return infra_pb2.CreateBucketResponse(bucket=name)
 
     def delete_bucket(self, request: infra_pb2.DeleteBucketRequest) -> infra_pb2.DeleteBucketResponse:
-        tenant_id = valid_tenant_id(request.tenant_id)
-        with _provider_errors():
+        tenant_id = checked_tenant_id(request.tenant_id)
+        with provider_errors():
             self._storage.delete_bucket(
                 self._bucket_name(tenant_id), tenant_id=tenant_id, progress=_heartbeat
             )
@@ -86,9 +53,9 @@ class InfrastructureActivities:
     def upsert_dns_records(
         self, request: infra_pb2.UpsertDnsRecordsRequest
     ) -> infra_pb2.UpsertDnsRecordsResponse:
-        tenant_id = valid_tenant_id(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         names = self._record_names(tenant_id, request.domains)
-        with _provider_errors():
+        with provider_errors():
             self._dns.ensure_cnames(
                 names, target=self._settings.app_hostname, tenant_id=tenant_id, ttl=self._settings.dns_ttl
             )
@@ -97,9 +64,9 @@ class InfrastructureActivities:
     def delete_dns_records(
         self, request: infra_pb2.DeleteDnsRecordsRequest
     ) -> infra_pb2.DeleteDnsRecordsResponse:
-        tenant_id = valid_tenant_id(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         names = self._record_names(tenant_id, request.domains)
-        with _provider_errors():
+        with provider_errors():
             self._dns.delete_cnames(names, tenant_id=tenant_id)
         return infra_pb2.DeleteDnsRecordsResponse()
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from libs import contracts
-from libs.contracts import bind_activities
-from libs.temporal import run_worker
+from libs.temporal import run_activity_worker
 from services.infra import providers
 from services.infra.activities import InfrastructureActivities
 
@@ -18,7 +17,4 @@ async def run() -> None:
     settings = providers.InfraSettings.from_env()
     # Finding the hosted zone is a blocking boto3 call: keep it off the event loop.
     built = await asyncio.to_thread(providers.from_env, settings)
-    await run_worker(
-        task_queue=CONTRACT.task_queue,
-        activities=bind_activities(CONTRACT, InfrastructureActivities(built, settings)),
-    )
+    await run_activity_worker(CONTRACT, InfrastructureActivities(built, settings))

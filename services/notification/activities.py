@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from libs import errors
-from libs.errors import ErrorType
+from libs.errors import ErrorType, provider_errors
+from libs.lifecycle import checked_tenant_id
 from services.notification import templates
-from services.notification.providers import Email, Mailer, Rejected, Unavailable
+from services.notification.providers import Email, Mailer
 from tenantry.notification.v1 import notification_pb2
 
-# The tenant id rule of the public API, checked again here because a worker
-# must not trust that every caller went through the API.
-_TENANT_ID = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
 # Deliberately plain: one address, no display name, no comments or quoting.
 _EMAIL = re.compile(
     r"[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+"
 )
-
-
-def valid_tenant_id(value: str) -> str:
-    if not _TENANT_ID.fullmatch(value):
-        raise errors.permanent(
-            ErrorType.INVALID_ARGUMENT, f"tenant_id {value[:64]!r} is not a valid tenant id"
-        )
-    return value
 
 
 def message_id(tenant_id: str, kind: int, idempotency_key: str) -> str:
@@ -35,16 +23,6 @@ def message_id(tenant_id: str, kind: int, idempotency_key: str) -> str:
     kind_name = notification_pb2.NoticeKind.Name(kind)
     digest = hashlib.sha256(f"{tenant_id}\n{kind_name}\n{idempotency_key}".encode()).hexdigest()
     return f"<{digest[:40]}@tenantry>"
-
-
-@contextmanager
-def _provider_errors() -> Iterator[None]:
-    try:
-        yield
-    except Rejected as err:
-        raise errors.permanent(ErrorType.INVALID_ARGUMENT, str(err)) from err
-    except Unavailable as err:
-        raise errors.transient(str(err)) from err
 
 
 class NotificationActivities:
@@ -55,7 +33,7 @@ class NotificationActivities:
 
     def send_notice(self, request: notification_pb2.SendNoticeRequest) -> notification_pb2.SendNoticeResponse:
         """Sends one notice; a retry re-sends with the same Message-ID so receivers can drop the copy."""
-        tenant_id = valid_tenant_id(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         if request.kind not in templates.TEMPLATES:
             raise errors.permanent(
                 ErrorType.INVALID_ARGUMENT, f"notice kind {request.kind} is not a notice kind"
@@ -79,6 +57,6 @@ class NotificationActivities:
                 "X-Tenantry-Notice": notification_pb2.NoticeKind.Name(request.kind),
             },
         )
-        with _provider_errors():
+        with provider_errors():
             provider_id = self._mailer.send(email)
         return notification_pb2.SendNoticeResponse(message_id=provider_id)

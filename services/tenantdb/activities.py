@@ -8,46 +8,19 @@ provider errors become `ApplicationError`s of the shared error vocabulary.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs import errors
-from libs.errors import ErrorType
-from services.tenantdb import providers
+from libs.errors import ErrorType, provider_errors
+from libs.lifecycle import checked_tenant_id
 from services.tenantdb.providers import ResourceRecord, TenantDataProvider, TenantRecord, TenantSpec
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2
 
 log = logging.getLogger(__name__)
 
-# A DNS label of 3 to 32 characters. The one copy of this rule in this domain.
-TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MAX_DISPLAY_NAME = 200
-
-
-def tenant_id_of(value: str) -> str:
-    """Returns `value` if it is a valid tenant id, else raises InvalidArgument."""
-    if not TENANT_ID.fullmatch(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise errors.permanent(
-            ErrorType.INVALID_ARGUMENT,
-            f"tenant id {shown!r} is not a DNS label of 3 to 32 lowercase letters, digits and hyphens",
-        )
-    return value
-
-
-@contextmanager
-def _provider_errors() -> Iterator[None]:
-    """Turns the provider's permanent errors into non-retryable ApplicationErrors."""
-    try:
-        yield
-    except providers.NotFound as err:
-        raise errors.permanent(ErrorType.NOT_FOUND, str(err)) from None
-    except providers.Conflict as err:
-        raise errors.permanent(ErrorType.CONFLICT, str(err)) from None
 
 
 class TenantDataActivities:
@@ -63,51 +36,51 @@ class TenantDataActivities:
         if not request.workflow_id:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "workflow_id is required")
         log.info("tenant %s: mark provisioning (workflow %s)", spec.tenant_id, request.workflow_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.mark_provisioning(spec, request.workflow_id)
         return tenantdb_pb2.MarkProvisioningResponse()
 
     async def mark_provision_failed(
         self, request: tenantdb_pb2.MarkProvisionFailedRequest
     ) -> tenantdb_pb2.MarkProvisionFailedResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: mark provision failed at %s", tenant_id, request.failed_step)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.mark_provision_failed(tenant_id, request.failed_step, request.reason)
         return tenantdb_pb2.MarkProvisionFailedResponse()
 
     async def mark_active(self, request: tenantdb_pb2.MarkActiveRequest) -> tenantdb_pb2.MarkActiveResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: mark active", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.mark_active(tenant_id)
         return tenantdb_pb2.MarkActiveResponse()
 
     async def mark_deprovisioning(
         self, request: tenantdb_pb2.MarkDeprovisioningRequest
     ) -> tenantdb_pb2.MarkDeprovisioningResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         if not request.workflow_id:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "workflow_id is required")
         log.info("tenant %s: mark deprovisioning (workflow %s)", tenant_id, request.workflow_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.mark_deprovisioning(tenant_id, request.workflow_id)
         return tenantdb_pb2.MarkDeprovisioningResponse()
 
     async def mark_deprovisioned(
         self, request: tenantdb_pb2.MarkDeprovisionedRequest
     ) -> tenantdb_pb2.MarkDeprovisionedResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: mark deprovisioned", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.mark_deprovisioned(tenant_id)
         return tenantdb_pb2.MarkDeprovisionedResponse()
 
     async def get_tenant_record(
         self, request: tenantdb_pb2.GetTenantRecordRequest
     ) -> tenantdb_pb2.GetTenantRecordResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
-        with _provider_errors():
+        tenant_id = checked_tenant_id(request.tenant_id)
+        with provider_errors():
             record = await self._provider.get_tenant(tenant_id)
         if record is None:
             return tenantdb_pb2.GetTenantRecordResponse(found=False)
@@ -116,25 +89,25 @@ class TenantDataActivities:
     async def create_tenant_schema(
         self, request: tenantdb_pb2.CreateTenantSchemaRequest
     ) -> tenantdb_pb2.CreateTenantSchemaResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: create schema", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             schema = await self._provider.create_schema(tenant_id)
         return tenantdb_pb2.CreateTenantSchemaResponse(schema=schema)
 
     async def drop_tenant_schema(
         self, request: tenantdb_pb2.DropTenantSchemaRequest
     ) -> tenantdb_pb2.DropTenantSchemaResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: drop schema", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.drop_schema(tenant_id)
         return tenantdb_pb2.DropTenantSchemaResponse()
 
     async def record_resources(
         self, request: tenantdb_pb2.RecordResourcesRequest
     ) -> tenantdb_pb2.RecordResourcesResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         resources = []
         for index, r in enumerate(request.resources):
             if not (r.kind and r.id and r.domain):
@@ -143,16 +116,16 @@ class TenantDataActivities:
                 )
             resources.append(ResourceRecord(kind=r.kind, resource_id=r.id, domain=r.domain))
         log.info("tenant %s: record %d resource(s)", tenant_id, len(resources))
-        with _provider_errors():
+        with provider_errors():
             await self._provider.record_resources(tenant_id, resources)
         return tenantdb_pb2.RecordResourcesResponse()
 
     async def delete_resource_records(
         self, request: tenantdb_pb2.DeleteResourceRecordsRequest
     ) -> tenantdb_pb2.DeleteResourceRecordsResponse:
-        tenant_id = tenant_id_of(request.tenant_id)
+        tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: delete resource records", tenant_id)
-        with _provider_errors():
+        with provider_errors():
             await self._provider.delete_resources(tenant_id)
         return tenantdb_pb2.DeleteResourceRecordsResponse()
 
@@ -160,7 +133,7 @@ class TenantDataActivities:
 def _spec_of(tenant: tenant_pb2.Tenant) -> TenantSpec:
     """The provisioning request as the provider sees it; output-only fields are ignored."""
     raw_id = tenant.tenant_id or tenant.name.removeprefix("tenants/")
-    tenant_id = tenant_id_of(raw_id)
+    tenant_id = checked_tenant_id(raw_id)
     if not 1 <= len(tenant.display_name) <= MAX_DISPLAY_NAME:
         raise errors.permanent(
             ErrorType.INVALID_ARGUMENT, f"display_name must be 1 to {MAX_DISPLAY_NAME} characters"

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +16,20 @@ import psycopg
 import pytest
 from argon2 import PasswordHasher
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from libs.config import ConfigError
-from libs.contracts import IDENTITY, bind_activities
+from libs.contracts import IDENTITY
 from services.idp import providers, worker
 from services.idp.activities import IdentityActivities
 from services.idp.providers import local
 from services.idp.providers.local import LocalIdentityStore
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
+from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
 
 REPO = Path(__file__).resolve().parents[2]
 INJECTION = 'a"; drop schema registry; --'
 TABLES = ("realms", "clients", "users")
-
-
-class Activities:
-    """Calls the bound Temporal activities by python name, through ActivityEnvironment."""
-
-    def __init__(self, instance: IdentityActivities) -> None:
-        bound = bind_activities(IDENTITY, instance)
-        self.fns = {rpc.python_name: fn for rpc, fn in zip(IDENTITY.rpcs.values(), bound, strict=True)}
-
-    def __getattr__(self, name: str) -> Callable[[Any], Awaitable[Any]]:
-        fn = self.fns[name]
-        return lambda request: ActivityEnvironment().run(fn, request)
 
 
 @pytest.fixture(scope="module")
@@ -54,27 +42,11 @@ async def provider(postgres_url: str) -> AsyncIterator[LocalIdentityStore]:
 
 @pytest.fixture(scope="module")
 def acts(provider: LocalIdentityStore) -> Activities:
-    return Activities(IdentityActivities(provider))
-
-
-@pytest.fixture
-async def db(postgres_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    conn = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
-    yield conn
-    await conn.close()
-
-
-def new_id() -> str:
-    return "t-" + uuid.uuid4().hex[:12]
+    return Activities(IDENTITY, IdentityActivities(provider))
 
 
 def admin(email: str = "boss@acme.example") -> tenant_pb2.AdminContact:
     return tenant_pb2.AdminContact(email=email, given_name="Ada", family_name="Boss")
-
-
-async def fetch(db: psycopg.AsyncConnection, query: str, *params: Any) -> list[tuple]:
-    cur = await db.execute(query, params)
-    return await cur.fetchall()
 
 
 async def one(db: psycopg.AsyncConnection, table: str, tenant_id: str) -> dict[str, Any] | None:
@@ -100,11 +72,6 @@ async def with_realm(acts: Activities, tenant_id: str) -> str:
         )
     )
     return response.realm_id
-
-
-def assert_permanent(err: pytest.ExceptionInfo[ApplicationError], error_type: str) -> None:
-    assert err.value.type == error_type
-    assert err.value.non_retryable is True
 
 
 def test_every_rpc_is_bound_with_its_declared_name(acts: Activities) -> None:

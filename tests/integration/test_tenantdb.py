@@ -6,38 +6,25 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from libs.config import ConfigError
-from libs.contracts import TENANT_DATA, bind_activities
+from libs.contracts import TENANT_DATA
 from services.tenantdb import worker
 from services.tenantdb.activities import TenantDataActivities
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2 as pb
+from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
 
 REPO = Path(__file__).resolve().parents[2]
 INJECTION = 'a"; drop schema registry; --'
-
-
-class Activities:
-    """Calls the bound Temporal activities by python name, through ActivityEnvironment."""
-
-    def __init__(self, instance: TenantDataActivities) -> None:
-        bound = bind_activities(TENANT_DATA, instance)
-        self.fns = {rpc.python_name: fn for rpc, fn in zip(TENANT_DATA.rpcs.values(), bound, strict=True)}
-
-    def __getattr__(self, name: str) -> Callable[[Any], Awaitable[Any]]:
-        fn = self.fns[name]
-        return lambda request: ActivityEnvironment().run(fn, request)
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +37,7 @@ async def provider(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
 
 @pytest.fixture(scope="module")
 def acts(provider: PostgresTenantData) -> Activities:
-    return Activities(TenantDataActivities(provider))
-
-
-@pytest.fixture
-async def db(postgres_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    conn = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
-    yield conn
-    await conn.close()
-
-
-def new_id() -> str:
-    return "t-" + uuid.uuid4().hex[:12]
+    return Activities(TENANT_DATA, TenantDataActivities(provider))
 
 
 def tenant(tenant_id: str, **overrides: Any) -> tenant_pb2.Tenant:
@@ -74,11 +50,6 @@ def tenant(tenant_id: str, **overrides: Any) -> tenant_pb2.Tenant:
     }
     fields.update(overrides)
     return tenant_pb2.Tenant(**fields)
-
-
-async def fetch(db: psycopg.AsyncConnection, query: str, *params: Any) -> list[tuple]:
-    cur = await db.execute(query, params)
-    return await cur.fetchall()
 
 
 async def registry_row(db: psycopg.AsyncConnection, tenant_id: str) -> dict[str, Any] | None:
@@ -117,11 +88,6 @@ async def in_state(acts: Activities, tenant_id: str, state: str) -> None:
         return
     await acts.mark_deprovisioned(pb.MarkDeprovisionedRequest(tenant_id=tenant_id))
     assert state == "STATE_DEPROVISIONED"
-
-
-def assert_permanent(err: pytest.ExceptionInfo[ApplicationError], error_type: str) -> None:
-    assert err.value.type == error_type
-    assert err.value.non_retryable is True
 
 
 def test_every_rpc_is_bound_with_its_declared_name(acts: Activities) -> None:

@@ -22,22 +22,14 @@ from typing import Protocol
 
 from libs import config
 
+# The shared provider errors, re-exported for this domain's adapters.
+from libs.errors import Conflict as Conflict
+from libs.errors import NotFound as NotFound
+
 # The role that makes a user the tenant's administrator, and the action that
 # makes them replace the temporary password at first sign-in.
 ADMIN_ROLE = "realm-admin"
 UPDATE_PASSWORD = "UPDATE_PASSWORD"
-
-
-class IdentityError(Exception):
-    """Base of the errors a provider raises for a request that retrying cannot fix."""
-
-
-class NotFound(IdentityError):
-    """What the call needs (the tenant's realm) does not exist."""
-
-
-class Conflict(IdentityError):
-    """The thing exists but belongs to another tenant or does not match."""
 
 
 @dataclass(frozen=True)

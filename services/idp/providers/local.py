@@ -18,9 +18,8 @@ from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from libs.config import ConfigError
+from libs.postgres import advisory_lock, connection_pool, open_pool
 from services.idp.providers import ADMIN_ROLE, UPDATE_PASSWORD, AdminUser, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -83,15 +82,7 @@ class LocalIdentityStore:
     """Realms, clients and users in PostgreSQL, schema `idp_local`."""
 
     def __init__(self, dsn: str, *, max_connections: int = 10, open_timeout: float = 30.0) -> None:
-        self._pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="idp-local",
-        )
+        self._pool = connection_pool(dsn, name="idp-local", max_connections=max_connections)
         self._open_timeout = open_timeout
         self._closed = False
         # argon2id at OWASP's minimum (19 MiB, 2 passes, 1 lane): ~20 ms here
@@ -102,16 +93,7 @@ class LocalIdentityStore:
         self._hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
     async def open(self) -> None:
-        try:
-            await self._pool.open(wait=True, timeout=self._open_timeout)
-        except PoolTimeout as err:
-            await self._pool.close()
-            # The DSN may hold a password: name the setting, not its value.
-            raise ConfigError(f"cannot connect to the database in TENANTRY_DATABASE_URL: {err}") from None
-        async with self._pool.connection() as conn, conn.transaction():
-            await _lock(conn, _MIGRATION_LOCK)
-            for statement in _DDL:
-                await conn.execute(statement)
+        await open_pool(self._pool, open_timeout=self._open_timeout, migration_lock=_MIGRATION_LOCK, ddl=_DDL)
         log.info("idp_local schema ready")
 
     async def close(self) -> None:
@@ -127,7 +109,7 @@ class LocalIdentityStore:
         async with self._pool.connection() as conn, conn.transaction():
             # Sorted, so that two calls lock domains in the same order and cannot deadlock.
             for domain in sorted(wanted):
-                await _lock(conn, _DOMAIN_LOCK + domain)
+                await advisory_lock(conn, _DOMAIN_LOCK + domain)
             cur = await conn.execute(
                 "SELECT tenant_id, d FROM idp_local.realms, unnest(domains) AS d"
                 " WHERE tenant_id <> %s AND d = ANY(%s) LIMIT 1",
@@ -271,8 +253,3 @@ async def _realm_exists(conn: AsyncConnection, tenant_id: str) -> None:
     cur = await conn.execute("SELECT 1 FROM idp_local.realms WHERE tenant_id = %s FOR SHARE", [tenant_id])
     if await cur.fetchone() is None:
         raise NotFound(f"tenant {tenant_id} has no realm; create the realm first")
-
-
-async def _lock(conn: AsyncConnection, name: str) -> None:
-    """Takes a transaction-scoped advisory lock named `name`."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])

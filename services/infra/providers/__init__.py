@@ -14,6 +14,10 @@ from typing import Protocol
 
 from libs import config
 
+# The shared provider errors, re-exported for this domain's adapters.
+from libs.errors import Conflict as Conflict
+from libs.errors import Unavailable as Unavailable
+
 # Tags that mark a bucket as ours and say for whom.
 TENANT_TAG = "tenantry:tenant-id"
 PLAN_TIER_TAG = "tenantry:plan-tier"
@@ -21,14 +25,6 @@ PLAN_TIER_TAG = "tenantry:plan-tier"
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
 # With "-" and a tenant id of up to 32 characters, a bucket name stays within S3's 63.
 _BUCKET_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{1,28}[a-z0-9]")
-
-
-class Conflict(Exception):
-    """The resource exists and belongs to someone else."""
-
-
-class Unavailable(Exception):
-    """The provider is throttling, failing or unreachable; a retry may help."""
 
 
 class Storage(Protocol):

@@ -13,15 +13,11 @@ from typing import Protocol
 
 from libs import config
 
+# The shared provider errors, re-exported for this domain's adapters.
+from libs.errors import Rejected as Rejected
+from libs.errors import Unavailable as Unavailable
+
 PROVIDERS = ("smtp",)
-
-
-class Rejected(Exception):
-    """The provider refused this message; sending it again cannot help."""
-
-
-class Unavailable(Exception):
-    """The provider is down, refused the connection or deferred the message (4xx)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ from datetime import datetime
 from typing import Protocol
 
 from libs import config
+
+# The shared provider errors, re-exported for this domain's adapters.
+from libs.errors import Conflict as Conflict
+from libs.errors import NotFound as NotFound
 from tenantry.tenant.v1 import tenant_pb2
 
 _State = tenant_pb2.Tenant.State
@@ -42,18 +46,6 @@ DEPROVISIONED_FROM = frozenset({DEPROVISIONING, DEPROVISIONED})
 # attempt of the workflow that provisioned it.
 REPROVISION_FROM = frozenset({PROVISION_FAILED})
 REPROVISION_SAME_WORKFLOW_FROM = frozenset({PENDING, PROVISIONING, PROVISION_FAILED})
-
-
-class TenantDataError(Exception):
-    """Base of the errors a provider raises for a request that retrying cannot fix."""
-
-
-class NotFound(TenantDataError):
-    """The tenant (or what the call needs) does not exist."""
-
-
-class Conflict(TenantDataError):
-    """Illegal state transition, or the thing belongs to another tenant."""
 
 
 @dataclass(frozen=True)

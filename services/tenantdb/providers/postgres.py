@@ -13,9 +13,8 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from libs.config import ConfigError
+from libs.postgres import advisory_lock, connection_pool, open_pool
 from services.tenantdb.providers import (
     ACTIVE,
     ACTIVE_FROM,
@@ -86,29 +85,14 @@ class PostgresTenantData:
     """Registry and per-tenant schemas in one PostgreSQL database."""
 
     def __init__(self, dsn: str, *, max_connections: int = 10, open_timeout: float = 30.0) -> None:
-        self._pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="tenantdb",
-        )
+        self._pool = connection_pool(dsn, name="tenantdb", max_connections=max_connections)
         self._open_timeout = open_timeout
         self._closed = False
 
     async def open(self) -> None:
-        try:
-            await self._pool.open(wait=True, timeout=self._open_timeout)
-        except PoolTimeout as err:
-            await self._pool.close()
-            # The DSN may hold a password: name the setting, not its value.
-            raise ConfigError(f"cannot connect to the database in TENANTRY_DATABASE_URL: {err}") from None
-        async with self._pool.connection() as conn, conn.transaction():
-            await _lock(conn, _MIGRATION_LOCK)
-            for statement in _REGISTRY_DDL:
-                await conn.execute(statement)
+        await open_pool(
+            self._pool, open_timeout=self._open_timeout, migration_lock=_MIGRATION_LOCK, ddl=_REGISTRY_DDL
+        )
         log.info("registry schema ready")
 
     async def close(self) -> None:
@@ -220,7 +204,7 @@ class PostgresTenantData:
             await _locked_row(conn, tenant_id, "state", share=True)
             added = 0
             for (kind, resource_id), domain in unique:
-                await _lock(conn, f"{_RESOURCE_LOCK}{kind}/{resource_id}")
+                await advisory_lock(conn, f"{_RESOURCE_LOCK}{kind}/{resource_id}")
                 cur = await conn.execute(
                     "SELECT tenant_id FROM registry.tenant_resources"
                     " WHERE kind = %s AND resource_id = %s AND tenant_id <> %s LIMIT 1",
@@ -254,7 +238,7 @@ class PostgresTenantData:
                 conn, tenant_id, "display_name", "plan_tier", "admin_email", share=True
             )
             # CREATE ... IF NOT EXISTS is not safe against a concurrent twin.
-            await _lock(conn, _SCHEMA_LOCK + name)
+            await advisory_lock(conn, _SCHEMA_LOCK + name)
             for statement in _seed_ddl(schema):
                 await conn.execute(statement)
             await conn.execute(
@@ -283,7 +267,7 @@ class PostgresTenantData:
     async def drop_schema(self, tenant_id: str) -> None:
         name = schema_name(tenant_id)
         async with self._pool.connection() as conn, conn.transaction():
-            await _lock(conn, _SCHEMA_LOCK + name)
+            await advisory_lock(conn, _SCHEMA_LOCK + name)
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
         log.info("tenant %s: schema %s dropped (if it existed)", tenant_id, name)
 
@@ -312,11 +296,6 @@ def _seed_ddl(schema: sql.Identifier) -> list[sql.Composed]:
              detail jsonb NOT NULL DEFAULT '{{}}')""",
     ]
     return [sql.SQL(s).format(s=schema) for s in statements]
-
-
-async def _lock(conn: AsyncConnection, name: str) -> None:
-    """Takes a transaction-scoped advisory lock named `name`."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
 
 
 async def _locked_row(conn: AsyncConnection, tenant_id: str, *columns: str, share: bool = False) -> tuple:

@@ -1,0 +1,47 @@
+"""What the integration tests of the database-backed workers (idp, tenantdb) share."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from libs.contracts import Contract, bind_activities
+
+
+class Activities:
+    """Calls the bound Temporal activities by python name, through ActivityEnvironment."""
+
+    def __init__(self, contract: Contract, instance: object) -> None:
+        bound = bind_activities(contract, instance)
+        self.fns = {rpc.python_name: fn for rpc, fn in zip(contract.rpcs.values(), bound, strict=True)}
+
+    def __getattr__(self, name: str) -> Callable[[Any], Awaitable[Any]]:
+        fn = self.fns[name]
+        return lambda request: ActivityEnvironment().run(fn, request)
+
+
+@pytest.fixture
+async def db(postgres_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    conn = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    yield conn
+    await conn.close()
+
+
+def new_id() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+async def fetch(db: psycopg.AsyncConnection, query: str, *params: Any) -> list[tuple]:
+    cur = await db.execute(query, params)
+    return await cur.fetchall()
+
+
+def assert_permanent(err: pytest.ExceptionInfo[ApplicationError], error_type: str) -> None:
+    assert err.value.type == error_type
+    assert err.value.non_retryable is True
