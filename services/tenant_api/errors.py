@@ -85,6 +85,16 @@ def already_exists(tenant_id: str) -> ApiError:
     )
 
 
+def domains_in_use(tenant_id: str, domains: Sequence[str], positions: Sequence[int]) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"domain {', '.join(domains)} is already used by another tenant",
+        "DOMAIN_IN_USE",
+        metadata={"tenant_id": tenant_id, "domains": ",".join(domains)},
+        violations=[(f"tenant.domains[{i}]", "already used by another tenant") for i in positions],
+    )
+
+
 def failed_precondition(tenant_id: str, message: str, state: str) -> ApiError:
     return ApiError(
         grpc.StatusCode.FAILED_PRECONDITION,

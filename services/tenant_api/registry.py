@@ -51,6 +51,16 @@ class Registry:
         )
         return [_tenant(row) for row in rows]
 
+    async def domain_holders(self, domains: list[str], *, other_than: str) -> list[str]:
+        """Domains among `domains` that another live tenant already has."""
+        rows = await self._query(
+            "SELECT DISTINCT d FROM registry.tenants t, unnest(t.domains) AS d"
+            " WHERE d = ANY(%s) AND t.tenant_id <> %s"
+            " AND t.state NOT IN ('STATE_DEPROVISIONED', 'STATE_PROVISION_FAILED') ORDER BY d",
+            (domains, other_than),
+        )
+        return [row["d"] for row in rows]
+
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
             try:

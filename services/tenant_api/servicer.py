@@ -73,6 +73,11 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             if not _same_spec(existing, spec):
                 raise errors.already_exists(tid)
             return tenant_service_pb2.CreateTenantResponse(tenant=await self._with_progress(existing))
+        # A domain belongs to one tenant (the identity realm enforces it too,
+        # as the last word in a race); say so before starting anything.
+        taken = await self._registry.domain_holders(list(spec.domains), other_than=tid)
+        if taken:
+            raise errors.domains_in_use(tid, taken, [list(spec.domains).index(d) for d in taken])
         digest = fingerprint(spec)
         handle = await self._start_provision(spec, digest, _caller(context))
         started_with = await self._memo(handle, FINGERPRINT_MEMO, str)

@@ -83,6 +83,22 @@ def test_a_different_request_for_an_existing_tenant_is_already_exists(
     assert workflow_runs(stack, tid) == 1
 
 
+def test_a_domain_of_another_live_tenant_is_refused_before_anything_starts(
+    api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, new_id: Callable[[], str]
+) -> None:
+    first, second = new_id(), new_id()
+    shared = f"shop-{new_id()}.example.com"
+    create(api, first, domains=[shared])
+    assert settle(api, first).state == State.STATE_ACTIVE
+    with pytest.raises(grpc.RpcError) as raised:
+        create(api, second, domains=[f"{second}.example.com", shared])
+    assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    info, fields = details(raised.value)
+    assert info.reason == "DOMAIN_IN_USE" and fields == ["tenant.domains[1]"]
+    assert first not in (raised.value.details() or "")  # the other tenant is not named
+    assert workflow_runs(stack, second) == 0
+
+
 @pytest.mark.parametrize(
     ("tenant_id", "changes", "field"),
     [
