@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
+from temporalio.client import Client
+
+from libs import lifecycle
 from libs.devstack.mailcatcher import read_messages
+from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import DNS_ZONE, Providers, create, eventually, settle
 
@@ -17,8 +22,35 @@ def mails_to(providers: Providers, tenant_id: str) -> list[str]:
     ]
 
 
+def assert_no_secrets_leaked(stack: Stack, providers: Providers, tenant_id: str) -> None:
+    """The admin's password and the client secret stay inside the identity
+    worker: neither they nor their hashes are in the run's history or any log."""
+    [(password_hash,)] = providers.sql(
+        "SELECT password_hash FROM idp_local.users WHERE tenant_id = %s", tenant_id
+    )
+    [(secret_hash,)] = providers.sql(
+        "SELECT secret_hash FROM idp_local.clients WHERE tenant_id = %s", tenant_id
+    )
+
+    async def history() -> str:
+        client = await Client.connect(stack.temporal_address)
+        fetched = await client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id)).fetch_history()
+        return fetched.to_json()
+
+    text = asyncio.run(history())
+    assert tenant_id in text  # the history is the run's
+    logs = "\n".join(p.read_text(errors="replace") for p in stack.log_dir.glob("*.log"))
+    for where in (text, logs):
+        assert str(password_hash) not in where and str(secret_hash) not in where
+        assert "$argon2" not in where and "sha256$" not in where
+    assert "password" not in text.lower().replace("update_password", "")
+
+
 def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
-    api: tenant_service_pb2_grpc.TenantServiceStub, providers: Providers, new_id: Callable[[], str]
+    api: tenant_service_pb2_grpc.TenantServiceStub,
+    stack: Stack,
+    providers: Providers,
+    new_id: Callable[[], str],
 ) -> None:
     tid = new_id()
     accepted = create(api, tid, domains=[f"app.{tid}.{DNS_ZONE}", f"{tid}.example.com"])
@@ -37,6 +69,8 @@ def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
     kinds = {r.kind for r in tenant.resources}
     assert {"idp_realm", "idp_client", "idp_user", "db_schema", "s3_bucket", "dns_record"} <= kinds
     eventually(lambda: len(mails_to(providers, tid)) == 1, what="welcome email")
+
+    assert_no_secrets_leaked(stack, providers, tid)
 
     got = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}")).tenant
     assert got.state == State.STATE_ACTIVE and got.display_name == "Acme Corp"
