@@ -25,6 +25,7 @@ GRPC_PACKAGES = ("tenantry/tenant/",)
 
 
 def generate(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     protos = sorted(p.relative_to(PROTO_DIR).as_posix() for p in PROTO_DIR.rglob("*.proto"))
     well_known = str(resources.files("grpc_tools") / "_proto")
     base = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{well_known}"]
