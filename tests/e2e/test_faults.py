@@ -1,21 +1,57 @@
-"""Processes dying: nothing is lost, runs finish once the process is back."""
+"""Processes dying mid-run: nothing is lost, runs finish once the process is back."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 
 import pytest
+from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
+from temporalio.client import Client
 
+from libs import contracts, lifecycle
 from libs.devstack.stack import Stack
-from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import Providers, create, settle
 
 State = tenant_pb2.Tenant.State
+VICTIMS = {"infra": contracts.INFRASTRUCTURE, "idp": contracts.IDENTITY, "orchestrator": contracts.WORKFLOWS}
 
 
-@pytest.mark.parametrize("victim", ["infra", "idp", "orchestrator"])
-def test_a_process_killed_mid_provision_and_restarted_still_brings_the_tenant_to_active(
+def wait_until_victim_holds_a_task(stack: Stack, tenant_id: str, victim: str, timeout: float = 20) -> str:
+    """Waits until Temporal has handed the (frozen) victim a task of this run;
+    returns what it holds."""
+
+    async def held() -> str:
+        client = await Client.connect(stack.temporal_address)
+        handle = client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                raw = (await handle.describe()).raw_description
+            except Exception:  # not started yet
+                raw = None
+            if raw is not None and victim == "orchestrator":
+                task = raw.pending_workflow_task
+                if task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+                    return "workflow task"
+            elif raw is not None:
+                prefix = VICTIMS[victim].service + "."
+                for pending in raw.pending_activities:
+                    started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                    if started and pending.activity_type.name.startswith(prefix):
+                        return pending.activity_type.name
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{victim} was never handed a task of {tenant_id}")
+
+    return asyncio.run(held())
+
+
+@pytest.mark.parametrize("victim", sorted(VICTIMS))
+def test_a_process_killed_holding_a_task_and_restarted_still_brings_the_tenant_to_active(
     api: tenant_service_pb2_grpc.TenantServiceStub,
     stack: Stack,
     providers: Providers,
@@ -23,20 +59,26 @@ def test_a_process_killed_mid_provision_and_restarted_still_brings_the_tenant_to
     victim: str,
 ) -> None:
     tid = new_id()
-    create(api, tid)
-    stack.services[victim].kill()  # SIGKILL: no chance to finish or hand anything back
-    time.sleep(1.5)
-    tenant = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}")).tenant
-    assert tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING)
+    process = stack.services[victim]
+    assert process.popen is not None
+    # Frozen, the process still holds its polls: Temporal hands it a task it
+    # will never finish. Killed then, it dies in the middle of that task.
+    os.kill(process.popen.pid, signal.SIGSTOP)
+    try:
+        create(api, tid)
+        held = wait_until_victim_holds_a_task(stack, tid, victim)
+    finally:
+        process.kill()
+    assert held
     stack.start_service(victim)
     tenant = settle(api, tid)
     assert tenant.state == State.STATE_ACTIVE, tenant.failure_reason
     assert providers.bucket_exists(tid) and providers.schema_exists(tid)
     assert providers.identity_rows(tid) == 3  # no duplicate realm, client or user
+    assert providers.dns_names(tid) == {f"{tid}.tenants.tenantry.test"}
 
 
-def test_sigterm_stops_a_worker_gracefully(stack: Stack) -> None:
-    assert stack.services["notification"].stop() == 0
-    stack.start_service("notification")
-    assert stack.services["tenant_api"].stop() == 0
-    stack.start_service("tenant_api")
+def test_sigterm_stops_processes_gracefully(stack: Stack) -> None:
+    for name in ("notification", "orchestrator", "tenant_api"):
+        assert stack.services[name].stop() == 0, f"{name} did not exit cleanly on SIGTERM"
+        stack.start_service(name)
