@@ -221,7 +221,7 @@ async def test_run_rejects_a_username_without_password(monkeypatch: pytest.Monke
 
 
 def test_password_stays_out_of_the_settings_repr() -> None:
-    from services.notification.providers.smtp import SmtpSettings
+    from libs.smtp import SmtpSettings
 
     settings = SmtpSettings(host="h", port=25, sender="a@b.test", username="u", password="hunter2")
     assert "hunter2" not in repr(settings)

@@ -6,8 +6,9 @@ that an adapter can keep its own mapping (a Keycloak organization id, the
 Auth0 application and role ids) and the activities never change:
 
 - `local`    (default): an identity store in the registry database, schema `idp_local`.
-- later `keycloak` (realm or organization per tenant) and `auth0`
-  (organization + application + user + membership + roles).
+- `keycloak`: a realm per tenant, or an organization per tenant in one shared
+  realm (TENANTRY_KEYCLOAK_MODE).
+- `auth0`:    an organization, application, user, membership and role per tenant.
 
 Adapters are async; one over a blocking SDK runs its calls in a thread.
 Secrets (temporary passwords, client secrets) are created inside the adapter
@@ -77,17 +78,24 @@ class IdentityProvider(Protocol):
         """Deletes the tenant's user with this email."""
 
 
-PROVIDERS = ("local",)
+PROVIDERS = ("local", "keycloak", "auth0")
 
 
 def from_env() -> IdentityProvider:
-    """The adapter named by TENANTRY_IDP_PROVIDER (default `local`), not yet opened."""
+    """The adapter named by TENANTRY_IDP_PROVIDER (default `local`), not yet
+    opened; its own settings are checked here, before anything connects."""
     name = config.choice("TENANTRY_IDP_PROVIDER", "local", PROVIDERS)
-    if name == "local":
-        from services.idp.providers.local import LocalIdentityStore
+    if name == "keycloak":
+        from services.idp.providers.keycloak import KeycloakIdentityProvider
 
-        return LocalIdentityStore(
-            config.database_url(),
-            max_connections=config.integer("TENANTRY_DATABASE_POOL_SIZE", 10),
-        )
-    raise AssertionError(name)  # unreachable: config.choice checked it
+        return KeycloakIdentityProvider.from_env()
+    if name == "auth0":
+        from services.idp.providers.auth0 import Auth0IdentityProvider
+
+        return Auth0IdentityProvider.from_env()
+    from services.idp.providers.local import LocalIdentityStore
+
+    return LocalIdentityStore(
+        config.database_url(),
+        max_connections=config.integer("TENANTRY_DATABASE_POOL_SIZE", 10),
+    )

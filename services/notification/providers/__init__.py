@@ -7,8 +7,6 @@ may fix; the activities turn those into the shared error vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from libs import config
@@ -16,21 +14,9 @@ from libs import config
 # The shared provider errors, re-exported for this domain's adapters.
 from libs.errors import Rejected as Rejected
 from libs.errors import Unavailable as Unavailable
+from libs.smtp import Email as Email
 
 PROVIDERS = ("smtp",)
-
-
-@dataclass(frozen=True)
-class Email:
-    """One rendered notice for one recipient."""
-
-    recipient: str
-    recipient_name: str
-    subject: str
-    body: str
-    # Deterministic per (tenant, kind, idempotency key): a retried send repeats it.
-    message_id: str
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Mailer(Protocol):
@@ -46,7 +32,7 @@ def from_env() -> Mailer:
     """
     provider = config.choice("TENANTRY_NOTIFY_PROVIDER", "smtp", PROVIDERS)
     if provider == "smtp":
-        from services.notification.providers.smtp import SmtpMailer, SmtpSettings
+        from libs.smtp import SmtpMailer, SmtpSettings
 
         return SmtpMailer(SmtpSettings.from_env())
     raise AssertionError(provider)  # pragma: no cover - choice() allows only PROVIDERS

@@ -1,16 +1,33 @@
-"""Notices over SMTP: the local mail catcher in development, any relay in production."""
+"""Email over SMTP: the local mail catcher in development, any relay in
+production. Shared by the notification worker (notices) and the identity
+worker (set-password links, which must not leave it)."""
 
 from __future__ import annotations
 
 import os
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 
 from libs import config
-from services.notification.providers import Email, Rejected, Unavailable
+from libs.errors import Rejected, Unavailable
+
+
+@dataclass(frozen=True)
+class Email:
+    """One rendered message for one recipient."""
+
+    recipient: str
+    recipient_name: str
+    subject: str
+    body: str
+    # Deterministic per logical message: a retried send repeats it, so a
+    # receiver can drop the duplicate.
+    message_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,7 +61,7 @@ class SmtpSettings:
 
 
 class SmtpMailer:
-    """`Mailer` over SMTP, one connection per message (smtplib connections are not thread-safe).
+    """Sends `Email`s over SMTP, one connection per message (smtplib connections are not thread-safe).
 
     With credentials configured, the connection is upgraded with STARTTLS
     (certificate verified) before logging in; a server without STARTTLS is
