@@ -38,8 +38,10 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 test: $(STAMP) lint ## every test tier: unit, workflow, integration, end-to-end
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-dev: $(STAMP) ## run the embedded stack and every process until Ctrl-C
-	$(BIN)/python -m libs.devstack
+IDP ?= local
+KEYCLOAK_MODE ?= realm
+dev: $(STAMP) ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization)
+	$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE)
 
 bench: $(STAMP) ## provision N tenants (N=100) at c=1 and c=10 next to a raw-Temporal baseline
 	$(BIN)/python -m tests.bench.provision --tenants $${N:-100}

@@ -7,6 +7,7 @@ that needs one asks for it by name.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
-from libs.devstack.processes import free_port
+from libs.devstack.keycloak import KeycloakServer, keycloak_server
+from libs.devstack.processes import ManagedProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +81,34 @@ def temporal_address(state_dir: Path) -> Iterator[str]:
     server.start().wait_ready()
     yield f"127.0.0.1:{port}"
     server.stop()
+
+
+@dataclass
+class RunningKeycloak:
+    server: KeycloakServer
+    process: ManagedProcess
+
+
+@pytest.fixture(scope="session")
+def keycloak_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningKeycloak]:
+    """One real Keycloak (dev mode, fresh database) for the whole session; a
+    fault test may stop and start its process (the data survives)."""
+    state = tmp_path_factory.mktemp("keycloak")
+    port, management_port = free_port(), free_port()
+    password = secrets.token_urlsafe(18)
+    process = keycloak_server(
+        state, port=port, management_port=management_port, admin_password=password, log_dir=state / "logs"
+    )
+    try:
+        process.start().wait_ready()
+    except BaseException:
+        process.stop()  # a JVM left behind would hold its ports and memory
+        raise
+    server = KeycloakServer.local(port=port, management_port=management_port, admin_password=password)
+    yield RunningKeycloak(server, process)
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def keycloak(keycloak_process: RunningKeycloak) -> KeycloakServer:
+    return keycloak_process.server

@@ -20,6 +20,9 @@ def main() -> None:
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--aws-port", type=int, default=5050)
     parser.add_argument("--smtp-port", type=int, default=1025)
+    parser.add_argument("--keycloak-port", type=int, default=8080)
+    parser.add_argument("--idp", choices=("local", "keycloak"), default="local", help="identity provider")
+    parser.add_argument("--keycloak-mode", choices=("realm", "organization"), default="realm")
     args = parser.parse_args()
     stack = Stack(
         args.state_dir,
@@ -29,13 +32,19 @@ def main() -> None:
             grpc=args.grpc_port,
             moto=args.aws_port,
             smtp=args.smtp_port,
+            keycloak=args.keycloak_port,
         ),
+        idp=args.idp,
+        keycloak_mode=args.keycloak_mode,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"starting the embedded stack in {stack.state_dir} (logs in {stack.log_dir}) ...", flush=True)
     stack.start()
+    identity = stack.idp
+    if stack.keycloak:
+        identity += f" at {stack.keycloak.url} (a {stack.keycloak_mode} per tenant)"
     print(
         f"""
 Tenantry is running.
@@ -43,6 +52,7 @@ Tenantry is running.
   Temporal UI  http://127.0.0.1:{args.ui_port}
   Temporal     {stack.temporal_address}
   AWS (moto)   {stack.aws_endpoint}
+  Identity     {identity}
   Mail         {stack.maildir} (a Maildir: one file per message received)
 Press Ctrl-C to stop every process.""",
         flush=True,

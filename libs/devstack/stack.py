@@ -7,10 +7,12 @@ tests and the benchmark start the same Stack with free ports.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
+from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 
 # Process name -> module run with `python -m`. Domain workers first, then the
@@ -32,13 +34,26 @@ class Ports:
     grpc: int = field(default_factory=free_port)
     moto: int = field(default_factory=free_port)
     smtp: int = field(default_factory=free_port)
+    keycloak: int = field(default_factory=free_port)
 
 
 class Stack:
     def __init__(
-        self, state_dir: Path, ports: Ports | None = None, *, extra_env: dict[str, str] | None = None
+        self,
+        state_dir: Path,
+        ports: Ports | None = None,
+        *,
+        idp: str = "local",
+        keycloak_mode: str = "realm",
+        keycloak: KeycloakServer | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        """`idp` picks the identity provider: `local`, or `keycloak` on the
+        given server (or on one this stack starts)."""
         self.state_dir = state_dir.resolve()
+        self.idp = idp
+        self.keycloak_mode = keycloak_mode
+        self.keycloak = keycloak
         self.log_dir = self.state_dir / "logs"
         self.maildir = self.state_dir / "mail"
         self.ports = ports or Ports()
@@ -81,11 +96,34 @@ class Stack:
             "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
             "mailcatcher": mail_catcher(self.maildir, port=self.ports.smtp, log_dir=self.log_dir),
         }
+        if self.idp == "keycloak" and self.keycloak is None:
+            self.keycloak = self._own_keycloak()
         for process in self.embedded.values():
             process.start()
         self.postgres = Postgres.start(self.state_dir / "postgres")
         for process in self.embedded.values():
             process.wait_ready()
+
+    def _own_keycloak(self) -> KeycloakServer:
+        state = self.state_dir / "keycloak"
+        state.mkdir(parents=True, exist_ok=True)
+        # The bootstrap admin is made on the first start only: keep its password with the data.
+        secret = state / "admin-password"
+        if not secret.exists():
+            secret.touch(mode=0o600)
+            secret.write_text(secrets.token_urlsafe(18))
+        password = secret.read_text().strip()
+        management = free_port()
+        self.embedded["keycloak"] = keycloak_server(
+            state,
+            port=self.ports.keycloak,
+            management_port=management,
+            admin_password=password,
+            log_dir=self.log_dir,
+        )
+        return KeycloakServer.local(
+            port=self.ports.keycloak, management_port=management, admin_password=password
+        )
 
     def env(self) -> dict[str, str]:
         """The settings every Tenantry process gets (see README, Configuration)."""
@@ -101,6 +139,9 @@ class Stack:
             "AWS_DEFAULT_REGION": "us-east-1",
             "TENANTRY_SMTP_ADDRESS": f"127.0.0.1:{self.ports.smtp}",
             "TENANTRY_GRPC_ADDRESS": self.grpc_address,
+            "TENANTRY_IDP_PROVIDER": self.idp,
+            **(self.keycloak.env() if self.keycloak else {}),
+            "TENANTRY_KEYCLOAK_MODE": self.keycloak_mode,
             **self.extra_env,
         }
 

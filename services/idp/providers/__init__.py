@@ -47,8 +47,9 @@ class IdentityProvider(Protocol):
 
     Every method is idempotent: creating what exists verifies and reuses it
     (and returns the same id); deleting what is gone succeeds. Methods raise
-    `NotFound` or `Conflict` for what retrying cannot fix and let
-    connection errors propagate. Tenant ids reach the provider validated.
+    `NotFound`, `Conflict` or `Rejected` for what retrying cannot fix and
+    `Unavailable` (or let connection errors propagate) for what a retry may
+    fix. Tenant ids reach the provider validated.
     """
 
     async def open(self) -> None:
@@ -72,7 +73,10 @@ class IdentityProvider(Protocol):
         """Deletes the tenant application's client."""
 
     async def create_admin_user(self, tenant_id: str, admin: AdminUser) -> str:
-        """Creates (or reuses) the admin with a temporary password and the admin role; returns the user id."""
+        """Creates (or reuses) the admin with the admin role and a way to set a
+        first password that never leaves the identity worker (a hashed
+        temporary password, or a set-password email the provider sends);
+        returns the user id."""
 
     async def delete_admin_user(self, tenant_id: str, email: str) -> None:
         """Deletes the tenant's user with this email."""
