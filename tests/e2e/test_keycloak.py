@@ -1,0 +1,141 @@
+"""The whole product with IDP=keycloak: a real Keycloak behind the identity
+worker, driven over gRPC; the admin signs in after setting a password from
+the emailed link; Keycloak down for 30 s in the middle of a run."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from keycloak import KeycloakAdmin
+from temporalio.client import Client
+
+from libs import lifecycle
+from libs.devstack.keycloak import KeycloakServer
+from libs.devstack.mailcatcher import read_messages
+from libs.devstack.stack import Stack
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.conftest import RunningKeycloak
+from tests.e2e.conftest import create, eventually, settle
+from tests.support.keycloak_browser import SET_PASSWORD_LINK, claims, set_password_from_link, sign_in
+
+State = tenant_pb2.Tenant.State
+
+
+@pytest.fixture(scope="module")
+def kc_stack(tmp_path_factory: pytest.TempPathFactory, keycloak: KeycloakServer) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("kc-stack"), idp="keycloak", keycloak=keycloak).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def kc_api(kc_stack: Stack) -> Iterator[tenant_service_pb2_grpc.TenantServiceStub]:
+    with grpc.insecure_channel(kc_stack.grpc_address) as channel:
+        yield tenant_service_pb2_grpc.TenantServiceStub(channel)
+
+
+def admin_api(keycloak: KeycloakServer, realm: str) -> KeycloakAdmin:
+    return KeycloakAdmin(
+        server_url=keycloak.url,
+        username=keycloak.admin_username,
+        password=keycloak.admin_password,
+        realm_name=realm,
+        user_realm_name="master",
+    )
+
+
+async def provision_history(stack: Stack, tenant_id: str) -> str:
+    client = await Client.connect(stack.temporal_address)
+    history = await client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id)).fetch_history()
+    return history.to_json()
+
+
+def realm_names(keycloak: KeycloakServer) -> list[str]:
+    return [r["realm"] for r in admin_api(keycloak, "master").get_realms()]
+
+
+def test_tenant_with_keycloak_reaches_active_and_its_admin_signs_in(
+    kc_api: tenant_service_pb2_grpc.TenantServiceStub,
+    kc_stack: Stack,
+    keycloak: KeycloakServer,
+    new_id: Callable[[], str],
+) -> None:
+    tid = new_id()
+    email = f"ada@{tid}.example.com"
+    create(kc_api, tid, admin=tenant_pb2.AdminContact(email=email, given_name="Ada", family_name="Lovelace"))
+    tenant = settle(kc_api, tid)
+    assert tenant.state == State.STATE_ACTIVE, tenant.failure_reason
+    realm = f"tenant-{tid}"
+    assert {"idp_realm", "idp_client", "idp_user"} <= {r.kind for r in tenant.resources}
+    assert realm_names(keycloak).count(realm) == 1
+
+    # Keycloak emails the set-password link through the realm's SMTP settings.
+    def link() -> list[str]:
+        return [
+            found
+            for message in read_messages(kc_stack.maildir)
+            if message["To"] == email
+            for found in SET_PASSWORD_LINK.findall(message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        ]
+
+    eventually(lambda: len(link()) == 1, what="the set-password email")
+    password = secrets.token_urlsafe(16)
+    set_password_from_link(link()[0], password)
+    admin = admin_api(keycloak, realm)
+    client = admin.get_client(admin.get_client_id(f"{tid}-app"))
+    secret = admin.get_client_secrets(client["id"])["value"]
+    tokens = sign_in(
+        keycloak, realm, f"{tid}-app", secret, f"https://{tid}.example.com/oauth/callback", email, password
+    )
+    access = claims(tokens["access_token"])
+    assert (access["azp"], access["email"]) == (f"{tid}-app", email)
+
+    # The secret scan: no credential of this run is in its history or any log.
+    history = asyncio.run(provision_history(kc_stack, tid))
+    logs = "\n".join(p.read_text(errors="replace") for p in kc_stack.log_dir.glob("*.log"))
+    assert tid in history and tid in logs
+    for name, value in {
+        "Keycloak admin password": keycloak.admin_password,
+        "client secret": secret,
+        "set-password link": link()[0].split("key=", 1)[1],
+        "admin's password": password,
+        "access token": tokens["access_token"],
+    }.items():
+        assert value not in history, f"{name} in workflow history"
+        assert value not in logs, f"{name} in a log"
+
+    kc_api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}"))
+    assert settle(kc_api, tid).state == State.STATE_DEPROVISIONED
+    assert realm not in realm_names(keycloak)
+
+
+def test_keycloak_down_for_30s_mid_provision_then_the_run_completes_without_duplicates(
+    kc_api: tenant_service_pb2_grpc.TenantServiceStub,
+    keycloak_process: RunningKeycloak,
+    new_id: Callable[[], str],
+) -> None:
+    keycloak = keycloak_process.server
+    tid = new_id()
+    email = f"ada@{tid}.example.com"
+    keycloak_process.process.stop()
+    try:
+        create(kc_api, tid, admin=tenant_pb2.AdminContact(email=email))
+        time.sleep(30)
+        during = kc_api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}")).tenant
+        # Still trying, not failed: the identity step is being retried.
+        assert during.state == State.STATE_PROVISIONING
+        steps = {s.step: s.status for s in during.steps}
+        assert steps["create_realm"] == tenant_pb2.STEP_STATUS_RUNNING
+    finally:
+        keycloak_process.process.start().wait_ready()
+    tenant = settle(kc_api, tid, timeout=180)
+    assert tenant.state == State.STATE_ACTIVE, tenant.failure_reason
+    realm = f"tenant-{tid}"
+    assert realm_names(keycloak).count(realm) == 1
+    users = admin_api(keycloak, realm).get_users({"email": email, "exact": True})
+    assert len(users) == 1
