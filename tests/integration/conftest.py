@@ -12,6 +12,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from libs.contracts import Contract, bind_activities
+from tenantry.idp.v1 import idp_pb2
+from tenantry.tenant.v1 import tenant_pb2
 
 
 class Activities:
@@ -45,3 +47,21 @@ async def fetch(db: psycopg.AsyncConnection, query: str, *params: Any) -> list[t
 def assert_permanent(err: pytest.ExceptionInfo[ApplicationError], error_type: str) -> None:
     assert err.value.type == error_type
     assert err.value.non_retryable is True
+
+
+async def provision_identity(acts: Activities, tid: str) -> tuple[str, str, str]:
+    """Realm, client and admin (boss@<tid>.example.com) through the identity
+    activities; returns their ids."""
+    realm = await acts.create_realm(
+        idp_pb2.CreateRealmRequest(tenant_id=tid, display_name="Acme Corp", domains=[f"{tid}.example.com"])
+    )
+    client = await acts.create_oidc_client(
+        idp_pb2.CreateOidcClientRequest(
+            tenant_id=tid,
+            redirect_uris=[f"https://{tid}.example.com/callback"],
+            web_origins=[f"https://{tid}.example.com"],
+        )
+    )
+    admin = tenant_pb2.AdminContact(email=f"boss@{tid}.example.com", given_name="Ada", family_name="Boss")
+    user = await acts.create_admin_user(idp_pb2.CreateAdminUserRequest(tenant_id=tid, admin=admin))
+    return realm.realm_id, client.client_id, user.user_id

@@ -26,6 +26,7 @@ from tenantry.tenant.v1 import tenant_pb2
 from tests.conftest import MailCatcher
 from tests.fakes.auth0 import FakeAuth0
 from tests.integration.conftest import Activities, assert_permanent, new_id
+from tests.integration.conftest import provision_identity as provision
 
 CONNECTION = "Username-Password-Authentication"
 
@@ -70,7 +71,7 @@ def acts(provider: Auth0IdentityProvider) -> Activities:
 
 
 def boss(tid: str) -> str:
-    return f"boss@{tid}.example"
+    return f"boss@{tid}.example.com"  # as provision_identity makes it
 
 
 def admin(email: str) -> tenant_pb2.AdminContact:
@@ -93,21 +94,6 @@ def apps_named(fake: FakeAuth0, name: str) -> list[dict[str, Any]]:
 
 def users_with(fake: FakeAuth0, email: str) -> list[dict[str, Any]]:
     return [u for u in fake.state.users.values() if u["email"] == email]
-
-
-async def provision(acts: Activities, tid: str) -> tuple[str, str, str]:
-    realm = await acts.create_realm(
-        pb.CreateRealmRequest(tenant_id=tid, display_name="Acme Corp", domains=[f"{tid}.example.com"])
-    )
-    client = await acts.create_oidc_client(
-        pb.CreateOidcClientRequest(
-            tenant_id=tid,
-            redirect_uris=[f"https://{tid}.example.com/callback"],
-            web_origins=[f"https://{tid}.example.com"],
-        )
-    )
-    user = await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin(boss(tid))))
-    return realm.realm_id, client.client_id, user.user_id
 
 
 async def test_provisioning_creates_exactly_one_of_each_and_is_idempotent(

@@ -24,6 +24,7 @@ from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
 from tests.conftest import MailCatcher
 from tests.integration.conftest import Activities, assert_permanent, new_id
+from tests.integration.conftest import provision_identity as provision
 from tests.support.keycloak_browser import SET_PASSWORD_LINK, claims, set_password_from_link, sign_in
 
 SHARED_REALM = "tenants"
@@ -93,21 +94,6 @@ def realm_of(provider: KeycloakIdentityProvider, tid: str) -> str:
 def admin_contact(tid: str) -> tenant_pb2.AdminContact:
     # Per tenant: in organization mode all admins share one realm, where emails are unique.
     return tenant_pb2.AdminContact(email=f"boss@{tid}.example.com", given_name="Ada", family_name="Boss")
-
-
-async def provision(acts: Activities, tid: str) -> tuple[str, str, str]:
-    realm = await acts.create_realm(
-        pb.CreateRealmRequest(tenant_id=tid, display_name="Acme Corp", domains=[f"{tid}.example.com"])
-    )
-    client = await acts.create_oidc_client(
-        pb.CreateOidcClientRequest(
-            tenant_id=tid,
-            redirect_uris=[f"https://{tid}.example.com/callback"],
-            web_origins=[f"https://{tid}.example.com"],
-        )
-    )
-    user = await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin_contact(tid)))
-    return realm.realm_id, client.client_id, user.user_id
 
 
 def organizations(kc: Admin, tid: str) -> list[dict[str, Any]]:
