@@ -443,10 +443,19 @@ async def test_from_env_reaches_auth0(monkeypatch: pytest.MonkeyPatch, fake: Fak
     monkeypatch.setenv("TENANTRY_AUTH0_CLIENT_ID", fake.client_id)
     monkeypatch.setenv("TENANTRY_AUTH0_CLIENT_SECRET", fake.client_secret)
     monkeypatch.setenv("TENANTRY_AUTH0_BASE_URL", fake.url)
+    monkeypatch.setenv("TENANTRY_AUTH0_CLIENT_SECRET", "wrong-secret")
+    idp = Auth0IdentityProvider.from_env()
+    try:
+        with pytest.raises(ConfigError, match="refused the TENANTRY_AUTH0_") as raised:
+            await idp.open()
+        assert "wrong-secret" not in str(raised.value)
+    finally:
+        await idp.close()
+    monkeypatch.setenv("TENANTRY_AUTH0_CLIENT_SECRET", fake.client_secret)
     monkeypatch.setenv("TENANTRY_AUTH0_CONNECTION", "no-such-connection")
     idp = Auth0IdentityProvider.from_env()
     try:
-        with pytest.raises(auth0.NotFound, match="TENANTRY_AUTH0_CONNECTION"):
+        with pytest.raises(ConfigError, match="TENANTRY_AUTH0_CONNECTION"):
             await idp.open()
     finally:
         await idp.close()

@@ -14,10 +14,12 @@ import pytest
 from keycloak import KeycloakAdmin
 from temporalio.exceptions import ApplicationError
 
+from libs.config import ConfigError
 from libs.contracts import IDENTITY
 from libs.devstack.keycloak import KeycloakServer
 from libs.devstack.mailcatcher import read_messages
 from libs.devstack.processes import free_port
+from services.idp import providers
 from services.idp.activities import IdentityActivities
 from services.idp.providers.keycloak import KeycloakIdentityProvider
 from tenantry.idp.v1 import idp_pb2 as pb
@@ -373,3 +375,49 @@ async def test_admin_sets_password_from_the_email_and_signs_in(
     assert access["sub"] == user_id
     if provider.mode == "organization":
         assert f"org-admin-{tid}" in access["realm_access"]["roles"]
+
+
+def test_keycloak_settings_are_checked_at_worker_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANTRY_IDP_PROVIDER", "keycloak")
+    for name in ("URL", "ADMIN_PASSWORD", "MODE"):
+        monkeypatch.delenv(f"TENANTRY_KEYCLOAK_{name}", raising=False)
+    with pytest.raises(ConfigError, match="TENANTRY_KEYCLOAK_URL is not set"):
+        providers.from_env()
+    monkeypatch.setenv("TENANTRY_KEYCLOAK_URL", "keycloak:8080")
+    with pytest.raises(ConfigError, match="TENANTRY_KEYCLOAK_URL='keycloak:8080' is not an http"):
+        providers.from_env()
+    monkeypatch.setenv("TENANTRY_KEYCLOAK_URL", "http://127.0.0.1:8080")
+    with pytest.raises(ConfigError, match="TENANTRY_KEYCLOAK_ADMIN_PASSWORD is not set"):
+        providers.from_env()
+    monkeypatch.setenv("TENANTRY_KEYCLOAK_ADMIN_PASSWORD", "not-shown")
+    monkeypatch.setenv("TENANTRY_KEYCLOAK_MODE", "galaxy")
+    with pytest.raises(
+        ConfigError, match="TENANTRY_KEYCLOAK_MODE='galaxy' is not one of realm, organization"
+    ):
+        providers.from_env()
+    monkeypatch.setenv("TENANTRY_KEYCLOAK_MODE", "organization")
+    provider = providers.from_env()
+    assert isinstance(provider, KeycloakIdentityProvider) and provider.mode == "organization"
+    assert "not-shown" not in repr(provider)
+
+
+async def test_the_worker_refuses_to_start_with_wrong_credentials(
+    keycloak: KeycloakServer, mail: MailCatcher
+) -> None:
+    wrong = KeycloakServer(
+        url=keycloak.url,
+        admin_username=keycloak.admin_username,
+        admin_password="wrong",
+        management_url=keycloak.management_url,
+    )
+    provider = provider_for(wrong, mail, "realm")
+    with pytest.raises(
+        ConfigError, match="refused the admin credentials in TENANTRY_KEYCLOAK_ADMIN"
+    ) as raised:
+        await provider.open()
+    assert "wrong" not in str(raised.value)
+    await provider.close()
+    unreachable = provider_for(keycloak, mail, "realm", url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigError, match="cannot reach Keycloak at TENANTRY_KEYCLOAK_URL"):
+        await unreachable.open(wait=1)
+    await unreachable.close()

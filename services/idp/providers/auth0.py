@@ -160,9 +160,18 @@ class Auth0IdentityProvider:
         )
 
     async def open(self) -> None:
-        """Checks the credentials and resolves (or creates) the connection and the admin role."""
-        await self._connection()
-        await self._admin_role()
+        """Checks the credentials and resolves (or creates) the connection and
+        the admin role; a wrong setting stops the worker with a ConfigError."""
+        try:
+            await self._connection()
+            await self._admin_role()
+        except (Rejected, NotFound) as err:
+            # The message names the setting (messages never hold the secret).
+            raise config.ConfigError(f"Auth0 refused the TENANTRY_AUTH0_* settings: {err}") from None
+        except Unavailable as err:
+            raise config.ConfigError(
+                f"cannot reach Auth0 at TENANTRY_AUTH0_DOMAIN={self._settings.domain}: {err}"
+            ) from None
         log.info("auth0 %s ready (connection %s)", self._settings.domain, self._settings.connection)
 
     async def close(self) -> None:

@@ -28,6 +28,7 @@ when the refresh token has expired, so a long-running worker keeps working.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -39,6 +40,7 @@ from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakConnectionError, KeycloakError, KeycloakPostError
 
 from libs import config
+from libs.config import ConfigError
 from libs.errors import Rejected, Unavailable
 from services.idp.providers import ADMIN_ROLE, UPDATE_PASSWORD, AdminUser, Conflict, NotFound
 
@@ -211,11 +213,28 @@ class KeycloakIdentityProvider:
 
     # -- lifecycle ----------------------------------------------------------
 
-    async def open(self) -> None:
-        """Logs in (so wrong credentials stop the worker at start) and, in
-        organization mode, creates or converges the shared realm."""
+    async def open(self, *, wait: float = 60.0) -> None:
+        """Logs in (so wrong credentials stop the worker at start, with a
+        ConfigError naming the settings) and, in organization mode, creates or
+        converges the shared realm. Waits up to `wait` seconds for a Keycloak
+        that is still starting."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                await self._connection.a_get_token()
+                break
+            except KeycloakConnectionError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise ConfigError(f"cannot reach Keycloak at TENANTRY_KEYCLOAK_URL={self.url}") from None
+                await asyncio.sleep(1)
+            except KeycloakError as err:
+                if err.response_code in (400, 401, 403):
+                    raise ConfigError(
+                        f"Keycloak at {self.url} refused the admin credentials in "
+                        "TENANTRY_KEYCLOAK_ADMIN_USERNAME / TENANTRY_KEYCLOAK_ADMIN_PASSWORD"
+                    ) from None
+                raise
         async with self._errors():
-            await self._connection.a_get_token()
             if self.mode == "organization":
                 await self._ensure_realm(
                     self.shared_realm,
