@@ -72,7 +72,7 @@ class SmtpMailer:
         self._settings = settings
 
     def send(self, email: Email) -> str:
-        message = self._compose(email)
+        message = compose(email, self._settings.sender)
         where = f"{self._settings.host}:{self._settings.port}"
         try:
             with smtplib.SMTP(
@@ -104,14 +104,16 @@ class SmtpMailer:
             raise Unavailable(f"cannot reach the mail server at {where}: {type(err).__name__}") from err
         return email.message_id
 
-    def _compose(self, email: Email) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self._settings.sender
-        message["To"] = formataddr((email.recipient_name, email.recipient))
-        message["Subject"] = email.subject
-        message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = email.message_id
-        for name, value in email.headers.items():
-            message[name] = value
-        message.set_content(email.body)
-        return message
+
+def compose(email: Email, sender: str) -> EmailMessage:
+    """The MIME message of `email` from `sender`, as every mail adapter sends it."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = formataddr((email.recipient_name, email.recipient))
+    message["Subject"] = email.subject
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = email.message_id
+    for name, value in email.headers.items():
+        message[name] = value
+    message.set_content(email.body)
+    return message

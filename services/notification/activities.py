@@ -9,7 +9,7 @@ from libs import errors
 from libs.errors import ErrorType, provider_errors
 from libs.lifecycle import checked_tenant_id
 from services.notification import templates
-from services.notification.providers import Email, Mailer
+from services.notification.providers import Email, Notice, Notifier
 from tenantry.notification.v1 import notification_pb2
 
 # Deliberately plain: one address, no display name, no comments or quoting.
@@ -18,21 +18,30 @@ _EMAIL = re.compile(
 )
 
 
+def notice_key(tenant_id: str, kind: int, idempotency_key: str) -> str:
+    """The key of a notice, the same for every retry of the same send (Novu's transactionId)."""
+    kind_name = notification_pb2.NoticeKind.Name(kind)
+    return hashlib.sha256(f"{tenant_id}\n{kind_name}\n{idempotency_key}".encode()).hexdigest()[:40]
+
+
 def message_id(tenant_id: str, kind: int, idempotency_key: str) -> str:
     """The Message-ID of a notice: the same for every retry of the same send."""
-    kind_name = notification_pb2.NoticeKind.Name(kind)
-    digest = hashlib.sha256(f"{tenant_id}\n{kind_name}\n{idempotency_key}".encode()).hexdigest()
-    return f"<{digest[:40]}@tenantry>"
+    return f"<{notice_key(tenant_id, kind, idempotency_key)}@tenantry>"
 
 
 class NotificationActivities:
     """Implements tenantry.notification.v1.NotificationActivities."""
 
-    def __init__(self, mailer: Mailer) -> None:
-        self._mailer = mailer
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
 
     def send_notice(self, request: notification_pb2.SendNoticeRequest) -> notification_pb2.SendNoticeResponse:
-        """Sends one notice; a retry re-sends with the same Message-ID so receivers can drop the copy."""
+        """Sends one notice through the configured adapter.
+
+        A retry re-sends with the same key: the same Message-ID over SMTP and
+        SES (receivers can drop the copy), the same transactionId to Novu
+        (which ignores the second trigger).
+        """
         tenant_id = checked_tenant_id(request.tenant_id)
         if request.kind not in templates.TEMPLATES:
             raise errors.permanent(
@@ -46,17 +55,27 @@ class NotificationActivities:
         if not request.idempotency_key:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "idempotency_key is empty")
         rendered = templates.render(request)
+        key = notice_key(tenant_id, request.kind, request.idempotency_key)
+        kind_name = notification_pb2.NoticeKind.Name(request.kind)
         email = Email(
             recipient=recipient,
             recipient_name=templates.one_line(request.recipient_name, 100),
             subject=rendered.subject,
             body=rendered.body,
-            message_id=message_id(tenant_id, request.kind, request.idempotency_key),
-            headers={
-                "X-Tenantry-Tenant": tenant_id,
-                "X-Tenantry-Notice": notification_pb2.NoticeKind.Name(request.kind),
-            },
+            message_id=f"<{key}@tenantry>",
+            headers={"X-Tenantry-Tenant": tenant_id, "X-Tenantry-Notice": kind_name},
+        )
+        notice = Notice(
+            email=email,
+            tenant_id=tenant_id,
+            kind=kind_name,
+            key=key,
+            tenant_display_name=templates.one_line(request.tenant_display_name, 100),
+            recipient_first_name=email.recipient_name,
+            domains=tuple(templates.one_line(d, 253) for d in request.domains if d.strip()),
+            failed_step=templates.one_line(request.failed_step, 100),
+            failure_reason=templates.bounded(request.failure_reason),
         )
         with provider_errors():
-            provider_id = self._mailer.send(email)
+            provider_id = self._notifier.send(notice)
         return notification_pb2.SendNoticeResponse(message_id=provider_id)

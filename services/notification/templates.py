@@ -1,4 +1,4 @@
-"""The text of every notice, rendered once here for every adapter (SMTP now; Novu, SES later)."""
+"""The text of every notice, rendered once here for every adapter (SMTP, SES and Novu)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ class Rendered:
 def one_line(value: str, limit: int = 200) -> str:
     """Whitespace (newlines included) collapsed to single spaces, cut at `limit`."""
     return " ".join(value.split())[:limit]
+
+
+def bounded(value: str) -> str:
+    """Free text (a failure reason) stripped and cut at the size a notice allows."""
+    return value.strip()[:_MAX_FIELD]
 
 
 def _greeting(request: notification_pb2.SendNoticeRequest) -> str:
@@ -57,7 +62,7 @@ def _welcome(request: notification_pb2.SendNoticeRequest) -> Rendered:
 
 def _provision_failed(request: notification_pb2.SendNoticeRequest) -> Rendered:
     step = one_line(request.failed_step, 100) or "unknown"
-    reason = request.failure_reason.strip()[:_MAX_FIELD] or "no reason was given"
+    reason = bounded(request.failure_reason) or "no reason was given"
     body = (
         f"{_greeting(request)}\n\n"
         f'Setting up your tenant {_tenant(request)} failed at the step "{step}":\n\n'
