@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
+# Silo tenants need a terraform or tofu binary; when the machine has neither,
+# OpenTofu is built from the Go module proxy into the cache (a few minutes, once).
+iac: $(STAMP) ## make sure a terraform / tofu binary is there for dedicated infrastructure
+	@command -v tofu >/dev/null || command -v terraform >/dev/null \
+		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/tofu" \
+		|| $(BIN)/python -m services.infra.providers.iac install
+
 proto: $(STAMP) ## regenerate the Python code from proto/ (never edit libs/gen by hand)
 	$(BIN)/buf format -w
 	$(BIN)/python -m libs.codegen
@@ -35,19 +42,19 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs services orchestrator
 
-test: $(STAMP) lint ## every test tier: unit, workflow, integration, end-to-end
+test: $(STAMP) iac lint ## every test tier: unit, workflow, integration, end-to-end
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 IDP ?= local
 KEYCLOAK_MODE ?= realm
-dev: $(STAMP) ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization)
+dev: $(STAMP) iac ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization)
 	$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE)
 
-bench: $(STAMP) ## provision N tenants (N=100) at c=1 and c=10 next to a raw-Temporal baseline; identity step latency per provider
+bench: $(STAMP) iac ## provision N tenants (N=100) at c=1 and c=10 next to a raw-Temporal baseline; identity step latency per provider
 	$(BIN)/python -m tests.bench.provision --tenants $${N:-100}
 	$(BIN)/python -m tests.bench.identity --tenants 20
 
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install proto proto-check lint test dev bench clean
+.PHONY: help install iac proto proto-check lint test dev bench clean

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ConfigError(Exception):
@@ -109,3 +110,10 @@ def address(name: str, default: str | None = None) -> str:
 def integer(name: str, default: int) -> int:
     """A positive whole-number setting."""
     return _int(name, default)
+
+
+def cache_dir(kind: str) -> Path:
+    """Where downloaded or built tools of `kind` are kept, outside the work
+    tree: TENANTRY_CACHE_DIR, else ~/.cache/tenantry."""
+    root = os.environ.get("TENANTRY_CACHE_DIR") or str(Path.home() / ".cache" / "tenantry")
+    return Path(root) / kind

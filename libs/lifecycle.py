@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from libs import errors
 from libs.errors import ErrorType
@@ -22,6 +23,12 @@ State = tenant_pb2.Tenant.State
 SETTLED_STATES = frozenset(
     {State.STATE_ACTIVE, State.STATE_PROVISION_FAILED, State.STATE_SUSPENDED, State.STATE_DEPROVISIONED}
 )
+
+
+# Whole-run limits, set by whoever starts a run: provisioning outlives its
+# longest step (dedicated infrastructure, 2 h); teardown waits out outages.
+PROVISION_TIMEOUT = timedelta(hours=6)
+DEPROVISION_TIMEOUT = timedelta(days=7)
 
 
 def valid_tenant_id(tenant_id: str) -> bool:

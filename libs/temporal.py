@@ -10,16 +10,18 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from libs import logs
 from libs.config import ConfigError, TemporalSettings, WorkerSettings
 from libs.contracts import Contract, bind_activities
+from libs.faults import FaultInjection
 from libs.health import HealthEndpoint
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ async def run_worker(
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=graceful_shutdown,
+            interceptors=_interceptors(),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -124,6 +127,11 @@ async def run_activity_worker(
     finally:
         if close:
             await close()
+
+
+def _interceptors() -> list[Interceptor]:
+    rules = os.environ.get("TENANTRY_FAULT_INJECTION_FILE")
+    return [FaultInjection(Path(rules))] if rules else []
 
 
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -3,41 +3,80 @@ of step, in one place."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
 from libs.contracts import StepOptions
 from libs.errors import NON_RETRYABLE_TYPES
+from tenantry.tenant.v1 import tenant_pb2
 
-# Provisioning, pooled tier, in the order shown to users. The dependency graph
-# (which steps run together) is in workflows.ProvisionTenantWorkflow.
-PROVISION_STEPS = (
-    "mark_provisioning",
-    "create_realm",
-    "create_oidc_client",
-    "create_admin_user",
-    "create_schema",
-    "create_bucket",
-    "create_dns_records",
-    "record_resources",
-    "mark_active",
-    "send_welcome",
-)
+Tier = tenant_pb2.PlanTier
 
-DEPROVISION_STEPS = (
-    "read_record",
-    "mark_deprovisioning",
-    "delete_admin_user",
-    "delete_oidc_client",
-    "delete_realm",
-    "drop_schema",
-    "delete_bucket",
-    "delete_dns_records",
-    "delete_resource_records",
-    "mark_deprovisioned",
-    "send_deprovisioned",
-)
+
+@dataclass(frozen=True)
+class TierPlan:
+    """What a plan tier gets, and so the steps its runs show, in order.
+
+    Pooled tenants share the application: schema, identity, bucket and DNS.
+    Bridge adds a deployment of the application of their own; silo adds
+    dedicated infrastructure (IaC) that the deployment then runs on.
+    """
+
+    own_deployment: bool
+    dedicated_infrastructure: bool
+
+    @property
+    def provision_steps(self) -> tuple[str, ...]:
+        return (
+            "mark_provisioning",
+            "create_realm",
+            "create_oidc_client",
+            "create_admin_user",
+            "create_schema",
+            "create_bucket",
+            "create_dns_records",
+            *(("apply_infrastructure",) if self.dedicated_infrastructure else ()),
+            *(("deploy_application",) if self.own_deployment else ()),
+            "record_resources",
+            "mark_active",
+            "send_welcome",
+        )
+
+    @property
+    def deprovision_steps(self) -> tuple[str, ...]:
+        return (
+            "read_record",
+            "mark_deprovisioning",
+            "delete_admin_user",
+            "delete_oidc_client",
+            "delete_realm",
+            "drop_schema",
+            "delete_bucket",
+            "delete_dns_records",
+            *(("delete_deployment",) if self.own_deployment else ()),
+            *(("destroy_infrastructure",) if self.dedicated_infrastructure else ()),
+            "delete_resource_records",
+            "mark_deprovisioned",
+            "send_deprovisioned",
+        )
+
+
+PLANS = {
+    Tier.PLAN_TIER_POOLED: TierPlan(own_deployment=False, dedicated_infrastructure=False),
+    Tier.PLAN_TIER_BRIDGE: TierPlan(own_deployment=True, dedicated_infrastructure=False),
+    Tier.PLAN_TIER_SILO: TierPlan(own_deployment=True, dedicated_infrastructure=True),
+}
+
+
+def plan_for(tier: int) -> TierPlan:
+    """The plan of a tier; an unknown tier is a bug upstream (the API checks)."""
+    return PLANS[tier]  # type: ignore[index]
+
+
+# Shown before a deprovisioning run has read the tenant's tier.
+UNKNOWN_TIER_DEPROVISION_STEPS = ("read_record",)
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -79,5 +118,27 @@ NOTICE_STEP = StepOptions(
     ),
 )
 
-PROVISION_TIMEOUT = timedelta(hours=2)
-DEPROVISION_TIMEOUT = timedelta(days=7)
+# Deploying waits until the service is stable (bounded by the infra worker);
+# the heartbeat notices a dead worker within seconds, not at the timeout.
+DEPLOY_STEP = StepOptions(
+    start_to_close=timedelta(minutes=10),
+    schedule_to_close=timedelta(minutes=40),
+    heartbeat=timedelta(seconds=30),
+    retry=_RETRY,
+)
+
+# Infrastructure as code can take many minutes (plan, apply or destroy).
+IAC_STEP = StepOptions(
+    start_to_close=timedelta(minutes=45),
+    schedule_to_close=timedelta(hours=2),
+    heartbeat=timedelta(seconds=30),
+    retry=_RETRY,
+)
+
+# Teardown of a deployment or of infrastructure: long, heartbeating, and
+# retried without limit like every cleanup.
+LONG_CLEANUP_STEP = StepOptions(
+    start_to_close=timedelta(minutes=45),
+    heartbeat=timedelta(seconds=30),
+    retry=CLEANUP_STEP.retry,
+)

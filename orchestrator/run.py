@@ -103,6 +103,12 @@ class LifecycleRun:
         self._track(name, Status.STEP_STATUS_COMPLETED)
         return result
 
+    def replan(self, steps: tuple[str, ...]) -> None:
+        """Shows `steps` as the run's plan, keeping what has happened so far."""
+        self.steps = (*steps, *(s for s in self.steps if s not in steps))
+        for name in steps:
+            self.status.setdefault(name, Status.STEP_STATUS_PENDING)
+
     def _track(self, name: str, status: int) -> None:
         # Steps outside the plan (the failure path's) are listed after it.
         if name not in self.status:

@@ -12,10 +12,13 @@ with workflow.unsafe.imports_passed_through():
     from libs.lifecycle import PROGRESS_QUERY
     from orchestrator.plan import (
         CLEANUP_STEP,
-        DEPROVISION_STEPS,
+        DEPLOY_STEP,
+        IAC_STEP,
+        LONG_CLEANUP_STEP,
         NOTICE_STEP,
         PROVISION_STEP,
-        PROVISION_STEPS,
+        UNKNOWN_TIER_DEPROVISION_STEPS,
+        plan_for,
     )
     from orchestrator.run import LifecycleRun, StepFailed, StepSkipped
     from tenantry.idp.v1 import idp_pb2 as idp
@@ -45,14 +48,18 @@ async def _settle(*branches: object) -> None:
 
 @workflow.defn(name=WORKFLOWS.rpc("ProvisionTenant").name)
 class ProvisionTenantWorkflow:
-    """Provisions a pooled tenant; undoes what it did if any step fails.
+    """Provisions a tenant of any tier; undoes what it did if any step fails.
 
     Graph: mark PROVISIONING, then identity (realm, client, admin), schema,
-    bucket and DNS together, then record resources, mark ACTIVE, welcome.
+    bucket, DNS and (silo) dedicated infrastructure together, then (bridge,
+    silo) the tenant's own deployment, then record resources, mark ACTIVE,
+    welcome. The steps of each tier are declared in plan.TierPlan.
     """
 
-    def __init__(self) -> None:
-        self._run = LifecycleRun(PROVISION_STEPS)
+    @workflow.init
+    def __init__(self, request: orchestrator.ProvisionTenantRequest) -> None:
+        self._plan = plan_for(request.tenant.plan_tier)
+        self._run = LifecycleRun(self._plan.provision_steps)
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> orchestrator.RunProgress:
@@ -178,7 +185,38 @@ class ProvisionTenantWorkflow:
             for name in created.record_names:
                 found("dns_record", name, "infra")
 
-        await _settle(identity(), schema(), bucket(), dns())
+        infrastructure: dict[str, str] = {}
+
+        async def dedicated_infrastructure() -> None:
+            applied = await run.step(
+                "apply_infrastructure",
+                INFRASTRUCTURE.rpc("ApplyInfrastructure"),
+                infra.ApplyInfrastructureRequest(tenant_id=tid, plan_tier=tenant.plan_tier),
+                IAC_STEP,
+                undo=(
+                    INFRASTRUCTURE.rpc("DestroyInfrastructure"),
+                    infra.DestroyInfrastructureRequest(tenant_id=tid),
+                ),
+            )
+            infrastructure.update(applied.outputs)
+            found("iac_stack", f"tenant-{tid}", "infra")
+
+        branches = [identity(), schema(), bucket(), dns()]
+        if self._plan.dedicated_infrastructure:
+            branches.append(dedicated_infrastructure())
+        await _settle(*branches)
+        if self._plan.own_deployment:
+            deployed = await run.step(
+                "deploy_application",
+                INFRASTRUCTURE.rpc("CreateDeployment"),
+                infra.CreateDeploymentRequest(
+                    tenant_id=tid, plan_tier=tenant.plan_tier, infrastructure=infrastructure
+                ),
+                DEPLOY_STEP,
+                undo=(INFRASTRUCTURE.rpc("DeleteDeployment"), infra.DeleteDeploymentRequest(tenant_id=tid)),
+            )
+            found("ecs_service", deployed.service, "infra")
+            found("ecs_task_definition", deployed.revision, "infra")
         # Gathered concurrently: sort so the recorded list does not depend on timing.
         return sorted(resources, key=lambda r: (r.domain, r.kind, r.id))
 
@@ -238,7 +276,8 @@ class DeprovisionTenantWorkflow:
     """
 
     def __init__(self) -> None:
-        self._run = LifecycleRun(DEPROVISION_STEPS)
+        # The tier, and so the full list of steps, is known once the record is read.
+        self._run = LifecycleRun(UNKNOWN_TIER_DEPROVISION_STEPS)
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> orchestrator.RunProgress:
@@ -261,6 +300,8 @@ class DeprovisionTenantWorkflow:
                 f"tenant {tid} is not in the registry", type="NotFound", non_retryable=True
             )
         tenant = record.tenant
+        plan = plan_for(tenant.plan_tier)
+        run.replan(plan.deprovision_steps)
         await run.cleanup(
             "mark_deprovisioning",
             TENANT_DATA.rpc("MarkDeprovisioning"),
@@ -288,8 +329,26 @@ class DeprovisionTenantWorkflow:
                 CLEANUP_STEP,
             )
 
+        async def deployment_then_infrastructure() -> None:
+            # The service runs on the dedicated infrastructure: remove it first.
+            if plan.own_deployment:
+                await run.cleanup(
+                    "delete_deployment",
+                    INFRASTRUCTURE.rpc("DeleteDeployment"),
+                    infra.DeleteDeploymentRequest(tenant_id=tid),
+                    LONG_CLEANUP_STEP,
+                )
+            if plan.dedicated_infrastructure:
+                await run.cleanup(
+                    "destroy_infrastructure",
+                    INFRASTRUCTURE.rpc("DestroyInfrastructure"),
+                    infra.DestroyInfrastructureRequest(tenant_id=tid),
+                    LONG_CLEANUP_STEP,
+                )
+
         await _settle(
             identity(),
+            deployment_then_infrastructure(),
             run.cleanup(
                 "drop_schema",
                 TENANT_DATA.rpc("DropTenantSchema"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +38,11 @@ class Aws:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
-def aws(state_dir: Path) -> Iterator[Aws]:
+@contextmanager
+def moto_aws(log_dir: Path) -> Iterator[Aws]:
+    """A moto server, with the standard AWS settings pointing at it meanwhile."""
     port = free_port()
-    server = moto_server(port=port, log_dir=state_dir / "logs").start().wait_ready()
+    server = moto_server(port=port, log_dir=log_dir).start().wait_ready()
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         "AWS_ENDPOINT_URL": endpoint,
@@ -50,13 +52,21 @@ def aws(state_dir: Path) -> Iterator[Aws]:
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    yield Aws(endpoint_url=endpoint, env=env)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    server.stop()
+    try:
+        yield Aws(endpoint_url=endpoint, env=env)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(state_dir: Path) -> Iterator[Aws]:
+    with moto_aws(state_dir / "logs") as running:
+        yield running
 
 
 @dataclass(frozen=True)

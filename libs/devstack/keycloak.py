@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from libs import config
 from libs.devstack.processes import ManagedProcess
 
 VERSION = "26.4.7"
@@ -77,9 +78,8 @@ class KeycloakServer:
 
 
 def cache_dir() -> Path:
-    """Where downloads are kept: TENANTRY_CACHE_DIR, else ~/.cache/tenantry."""
-    root = os.environ.get("TENANTRY_CACHE_DIR") or str(Path.home() / ".cache" / "tenantry")
-    return Path(root) / "keycloak"
+    """Where Keycloak's distribution is kept (see libs.config.cache_dir)."""
+    return config.cache_dir("keycloak")
 
 
 def keycloak_distribution() -> Path:

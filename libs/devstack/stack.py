@@ -139,6 +139,9 @@ class Stack:
             "AWS_DEFAULT_REGION": "us-east-1",
             "TENANTRY_SMTP_ADDRESS": f"127.0.0.1:{self.ports.smtp}",
             "TENANTRY_GRPC_ADDRESS": self.grpc_address,
+            "TENANTRY_IAC_STATE_DIR": str(self.state_dir / "iac"),
+            # moto grants SES sender verification at once (used when TENANTRY_NOTIFY_PROVIDER=ses).
+            "TENANTRY_SES_VERIFY_SENDER": "true",
             "TENANTRY_IDP_PROVIDER": self.idp,
             **(self.keycloak.env() if self.keycloak else {}),
             "TENANTRY_KEYCLOAK_MODE": self.keycloak_mode,

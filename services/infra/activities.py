@@ -17,12 +17,21 @@ def _heartbeat() -> None:
         activity.heartbeat()
 
 
+def _checked_plan_tier(value: int) -> str:
+    """The plan tier's name, or a non-retryable InvalidArgument."""
+    if value not in tenant_pb2.PlanTier.values() or value == tenant_pb2.PLAN_TIER_UNSPECIFIED:
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"plan_tier {value} is not a plan tier")
+    return tenant_pb2.PlanTier.Name(value)
+
+
 class InfrastructureActivities:
     """Implements tenantry.infra.v1.InfrastructureActivities; every method is idempotent."""
 
     def __init__(self, providers: Providers, settings: InfraSettings) -> None:
         self._storage = providers.storage
         self._dns = providers.dns
+        self._deployment = providers.deployment
+        self._infrastructure = providers.infrastructure
         self._settings = settings
 
     def _bucket_name(self, tenant_id: str) -> str:
@@ -30,12 +39,7 @@ class InfrastructureActivities:
 
     def create_bucket(self, request: infra_pb2.CreateBucketRequest) -> infra_pb2.CreateBucketResponse:
         tenant_id = checked_tenant_id(request.tenant_id)
-        if request.plan_tier not in tenant_pb2.PlanTier.values() or (
-            request.plan_tier == tenant_pb2.PLAN_TIER_UNSPECIFIED
-        ):
-            raise errors.permanent(
-                ErrorType.INVALID_ARGUMENT, f"plan_tier {request.plan_tier} is not a plan tier"
-            )
+        _checked_plan_tier(request.plan_tier)
         name = self._bucket_name(tenant_id)
         tags = {TENANT_TAG: tenant_id, PLAN_TIER_TAG: tenant_pb2.PlanTier.Name(request.plan_tier)}
         with provider_errors():
@@ -69,6 +73,42 @@ class InfrastructureActivities:
         with provider_errors():
             self._dns.delete_cnames(names, tenant_id=tenant_id)
         return infra_pb2.DeleteDnsRecordsResponse()
+
+    def create_deployment(
+        self, request: infra_pb2.CreateDeploymentRequest
+    ) -> infra_pb2.CreateDeploymentResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        _checked_plan_tier(request.plan_tier)
+        # A silo tenant's own cluster comes from its infrastructure's outputs.
+        cluster = request.infrastructure.get("cluster") or None
+        with provider_errors():
+            deployed = self._deployment.ensure_service(tenant_id, cluster=cluster, progress=_heartbeat)
+        return infra_pb2.CreateDeploymentResponse(service=deployed.service, revision=deployed.revision)
+
+    def delete_deployment(
+        self, request: infra_pb2.DeleteDeploymentRequest
+    ) -> infra_pb2.DeleteDeploymentResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        with provider_errors():
+            self._deployment.delete_service(tenant_id, progress=_heartbeat)
+        return infra_pb2.DeleteDeploymentResponse()
+
+    def apply_infrastructure(
+        self, request: infra_pb2.ApplyInfrastructureRequest
+    ) -> infra_pb2.ApplyInfrastructureResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        tier = _checked_plan_tier(request.plan_tier)
+        with provider_errors():
+            result = self._infrastructure.apply(tenant_id, variables={"plan_tier": tier}, progress=_heartbeat)
+        return infra_pb2.ApplyInfrastructureResponse(outputs=dict(result.outputs))
+
+    def destroy_infrastructure(
+        self, request: infra_pb2.DestroyInfrastructureRequest
+    ) -> infra_pb2.DestroyInfrastructureResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        with provider_errors():
+            self._infrastructure.destroy(tenant_id, progress=_heartbeat)
+        return infra_pb2.DestroyInfrastructureResponse()
 
     def _record_names(self, tenant_id: str, domains: list[str]) -> list[str]:
         """`<tenant>.<zone>` and each of the tenant's domains that lies strictly inside the zone."""

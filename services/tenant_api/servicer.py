@@ -99,7 +99,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={SPEC_MEMO: spec, FINGERPRINT_MEMO: digest},
-                execution_timeout=timedelta(hours=2),
+                execution_timeout=lifecycle.PROVISION_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             # A closed run for this tenant exists; compare against it.
@@ -149,7 +149,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 task_queue=DEPROVISION.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                execution_timeout=timedelta(days=7),
+                execution_timeout=lifecycle.DEPROVISION_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             pass

@@ -13,7 +13,6 @@ MAX_DOMAINS = 10
 MAX_EMAIL = 254
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
-AVAILABLE_TIERS = (tenant_pb2.PLAN_TIER_POOLED,)
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}")
@@ -79,8 +78,6 @@ def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tena
         violations.append(
             ("tenant.plan_tier", "required: one of PLAN_TIER_POOLED, PLAN_TIER_BRIDGE, PLAN_TIER_SILO")
         )
-    elif given.plan_tier not in AVAILABLE_TIERS:
-        violations.append(("tenant.plan_tier", "only PLAN_TIER_POOLED is available in this version"))
     domains = [d.strip().lower().rstrip(".") for d in given.domains]
     if len(domains) > MAX_DOMAINS:
         violations.append(("tenant.domains", f"at most {MAX_DOMAINS} domains"))

@@ -56,7 +56,9 @@ async def measure(n: int, concurrency: int, one: Callable[[int], Awaitable[float
     }
 
 
-async def tenantry(stack: Stack, client: Client, n: int, concurrency: int) -> dict[str, float]:
+async def tenantry(
+    stack: Stack, client: Client, n: int, concurrency: int, tier: int = tenant_pb2.PLAN_TIER_POOLED
+) -> dict[str, float]:
     """CreateTenant through the API, then wait for the run to end (a long
     poll, not a busy loop that would steal CPU from what is measured); the
     latency ends when the registry marked the tenant ACTIVE."""
@@ -67,10 +69,10 @@ async def tenantry(stack: Stack, client: Client, n: int, concurrency: int) -> di
         db = await psycopg.AsyncConnection.connect(stack.postgres.url, autocommit=True)
 
         async def one(i: int) -> float:
-            tid = f"b{run}-c{concurrency}-{i}"
+            tid = f"b{run}-t{tier}-c{concurrency}-{i}"
             spec = tenant_pb2.Tenant(
                 display_name=f"Bench {i}",
-                plan_tier=tenant_pb2.PLAN_TIER_POOLED,
+                plan_tier=tier,  # type: ignore[arg-type]
                 domains=[f"{tid}.example.com"],
                 admin=tenant_pb2.AdminContact(email=f"admin@{tid}.example.com"),
             )
@@ -130,15 +132,22 @@ def row(label: str, figures: dict[str, float]) -> str:
     )
 
 
-async def bench(n: int, concurrencies: list[int]) -> None:
+async def bench(n: int, concurrencies: list[int], tier_tenants: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as tmp:
         stack = Stack(Path(tmp)).start()
         try:
             results: dict[tuple[str, int], dict[str, float]] = {}
+            tiers: dict[str, dict[str, float]] = {}
             client = await Client.connect(stack.temporal_address)
             await tenantry(stack, client, 5, 5)  # warm-up: pools, caches, first workflow tasks
             for c in concurrencies:
                 results[("tenantry", c)] = await tenantry(stack, client, n, c)
+            for name, tier in (
+                ("pooled", tenant_pb2.PLAN_TIER_POOLED),
+                ("bridge", tenant_pb2.PLAN_TIER_BRIDGE),
+                ("silo", tenant_pb2.PLAN_TIER_SILO),
+            ):
+                tiers[name] = await tenantry(stack, client, tier_tenants, 1, tier)
             # The baseline gets the same queues to itself.
             for name in SERVICES:
                 stack.services[name].stop()
@@ -162,14 +171,21 @@ async def bench(n: int, concurrencies: list[int]) -> None:
         if 1 in concurrencies
         else ""
     )
+    print(f"\nper plan tier, {tier_tenants} tenants each at c=1; CreateTenant -> ACTIVE in ms")
+    print(f"{'tier':<26} {'per s':>8} {'p50':>8} {'p95':>8} {'p99':>8}")
+    for name, figures in tiers.items():
+        print(row(name, figures))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10])
+    parser.add_argument(
+        "--tier-tenants", type=int, default=10, help="tenants per tier for the per-tier figures"
+    )
     args = parser.parse_args()
-    asyncio.run(bench(args.tenants, args.concurrency))
+    asyncio.run(bench(args.tenants, args.concurrency, args.tier_tenants))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,10 +20,27 @@ DNS_ZONE = "tenants.tenantry.test"
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = Stack(tmp_path_factory.mktemp("stack")).start()
+def fault_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workers' fault-injection rules (see libs/faults.py): none at first."""
+    rules = tmp_path_factory.mktemp("faults") / "rules.json"
+    rules.write_text("{}")
+    return rules
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterator[Stack]:
+    started = Stack(
+        tmp_path_factory.mktemp("stack"), extra_env={"TENANTRY_FAULT_INJECTION_FILE": str(fault_rules)}
+    ).start()
     yield started
     started.stop()
+
+
+def inject_failure(rules: Path, tenant_id: str, rpc: str) -> None:
+    """Makes `rpc` fail for good for this tenant, in every worker."""
+    current = json.loads(rules.read_text())
+    current[tenant_id] = rpc
+    rules.write_text(json.dumps(current))
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +115,8 @@ class Providers:
         }
         self.s3 = boto3.client("s3", **aws)
         self.route53 = boto3.client("route53", **aws)
+        self.ecs = boto3.client("ecs", **aws)
+        self.iac_state: Path = stack.state_dir / "iac"
         self.maildir: Path = stack.maildir
 
     def sql(self, query: str, *params: object) -> list[tuple[object, ...]]:
@@ -129,6 +149,43 @@ class Providers:
             for r in records
             if r["Type"] == "CNAME" and tenant_id in r["Name"].split(".")
         }
+
+    def ecs_services(self, tenant_id: str) -> list[str]:
+        """The tenant's live ECS services, in any cluster."""
+        found = []
+        for cluster in self.ecs.list_clusters()["clusterArns"]:
+            arns = self.ecs.list_services(cluster=cluster)["serviceArns"]
+            if arns:
+                described = self.ecs.describe_services(cluster=cluster, services=arns)["services"]
+                mine = f"tenant-{tenant_id}"
+                found += [
+                    s["serviceArn"] for s in described if s["serviceName"] == mine and s["status"] == "ACTIVE"
+                ]
+        return found
+
+    def task_definitions(self, tenant_id: str) -> list[str]:
+        listed = self.ecs.list_task_definitions(familyPrefix=f"tenantry-{tenant_id}", status="ACTIVE")
+        return list(listed["taskDefinitionArns"])
+
+    def iac_files(self, tenant_id: str) -> list[str]:
+        folder = self.iac_state / tenant_id
+        return [str(p) for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+    def orphans(self, tenant_id: str) -> dict[str, object]:
+        """Everything any provider still holds for the tenant (empty when clean)."""
+        found: dict[str, object] = {
+            "bucket": self.bucket_exists(tenant_id),
+            "dns records": self.dns_names(tenant_id),
+            "schema": self.schema_exists(tenant_id),
+            "identity rows": self.identity_rows(tenant_id),
+            "ecs services": self.ecs_services(tenant_id),
+            "task definitions": self.task_definitions(tenant_id),
+            "iac state": self.iac_files(tenant_id),
+            "resource records": self.sql(
+                "SELECT kind FROM registry.tenant_resources WHERE tenant_id = %s", tenant_id
+            ),
+        }
+        return {what: value for what, value in found.items() if value}
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,11 @@ from tenantry.tenant.v1 import tenant_pb2
 
 
 @pytest.fixture(scope="module")
-def settings(aws: Any) -> providers.InfraSettings:
-    return providers.InfraSettings.from_env()
+def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
+    with pytest.MonkeyPatch.context() as env:
+        # Not the default ./.state/iac: tests leave nothing in the work tree.
+        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
+        return providers.InfraSettings.from_env()
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +316,7 @@ def test_invalid_domain_is_invalid_argument(infra: InfrastructureActivities, ten
 
 def test_activities_match_the_contract(infra: InfrastructureActivities) -> None:
     bound = bind_activities(worker.CONTRACT, infra)
-    assert len(bound) == len(worker.CONTRACT.rpcs) == 4
+    assert len(bound) == len(worker.CONTRACT.rpcs) == 8
 
 
 def test_worker_finds_the_zone_it_created(aws: Any, settings: providers.InfraSettings) -> None:

@@ -28,6 +28,7 @@ from services.notification.providers import MailNotifier
 from services.notification.providers.novu import NovuSettings, subscriber_id
 from services.notification.providers.ses import SesMailer
 from tenantry.notification.v1 import notification_pb2
+from tests.conftest import Aws, moto_aws
 from tests.fakes.novu import FakeNovu
 
 KINDS = {
@@ -91,6 +92,15 @@ def ses_activities(monkeypatch: pytest.MonkeyPatch, *, sender: str | None = None
     notifier = providers.from_env()
     providers.prepare(notifier)
     return NotificationActivities(notifier)
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aws]:
+    """A moto server of this module's own: sent SES messages are read back from
+    moto's whole-state dump, which other services' state (ECS, Route53) in a
+    shared server can make fail."""
+    with moto_aws(tmp_path_factory.mktemp("moto-ses")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -85,10 +85,11 @@ def test_bad_emails_are_refused(email: str) -> None:
     assert fields(request(tenant__admin__email=email)) == {"tenant.admin.email"}
 
 
-def test_unknown_unset_and_unavailable_tiers_are_refused() -> None:
+def test_unknown_and_unset_tiers_are_refused_and_every_tier_is_accepted() -> None:
     assert fields(request(tenant__plan_tier=0)) == {"tenant.plan_tier"}
     assert fields(request(tenant__plan_tier=99)) == {"tenant.plan_tier"}
-    assert fields(request(tenant__plan_tier=tenant_pb2.PLAN_TIER_SILO)) == {"tenant.plan_tier"}
+    for tier in (tenant_pb2.PLAN_TIER_POOLED, tenant_pb2.PLAN_TIER_BRIDGE, tenant_pb2.PLAN_TIER_SILO):
+        assert fields(request(tenant__plan_tier=tier)) == set()
 
 
 def test_oversize_and_control_characters_are_refused() -> None:

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from libs import contracts, errors, lifecycle
 from libs.errors import ErrorType
 from libs.temporal import SANDBOX_RUNNER
+from orchestrator.plan import plan_for
 from orchestrator.worker import WORKFLOWS
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2
@@ -31,6 +32,8 @@ STEP_ACTIVITY = {
     "create_schema": "CreateTenantSchema",
     "create_bucket": "CreateBucket",
     "create_dns_records": "UpsertDnsRecords",
+    "apply_infrastructure": "ApplyInfrastructure",
+    "deploy_application": "CreateDeployment",
     "record_resources": "RecordResources",
     "mark_active": "MarkActive",
 }
@@ -41,16 +44,21 @@ UNDO = {
     "CreateTenantSchema": "DropTenantSchema",
     "CreateBucket": "DeleteBucket",
     "UpsertDnsRecords": "DeleteDnsRecords",
+    "ApplyInfrastructure": "DestroyInfrastructure",
+    "CreateDeployment": "DeleteDeployment",
     "RecordResources": "DeleteResourceRecords",
 }
+POOLED, BRIDGE, SILO = tenant_pb2.PLAN_TIER_POOLED, tenant_pb2.PLAN_TIER_BRIDGE, tenant_pb2.PLAN_TIER_SILO
+TIER_ONLY = {"apply_infrastructure": {SILO}, "deploy_application": {BRIDGE, SILO}}
 
 
 class FakeDomains:
     """Fake activities for every declared rpc; records calls, fails on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, record_tier: int = POOLED) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.fail: set[str] = set()
+        self.record_tier = record_tier
 
     def activities(self, contract: contracts.Contract) -> list[Callable[..., Any]]:
         return [self._fake(rpc) for rpc in contract.rpcs.values()]
@@ -62,7 +70,10 @@ class FakeDomains:
             await asyncio.sleep(0.05)
             if rpc.method in self.fail:
                 raise errors.permanent(ErrorType.CONFLICT, f"injected failure in {rpc.method}")
-            return _plausible(rpc)
+            out = _plausible(rpc)
+            if rpc.method == "GetTenantRecord":
+                out.tenant.plan_tier = self.record_tier
+            return out
 
         fake.__annotations__ = {"request": rpc.input_type, "return": rpc.output_type}
         return activity.defn(name=rpc.name)(fake)
@@ -80,22 +91,26 @@ def _plausible(rpc: contracts.Rpc) -> Any:
         "schema": "tenant_x",
         "bucket": "tenantry-x",
         "message_id": "<m@tenantry>",
+        "service": "arn:aws:ecs:us-east-1:0:service/tenantry/tenant-x",
+        "revision": "arn:aws:ecs:us-east-1:0:task-definition/tenantry-x:1",
     }.items():
         if field in out.DESCRIPTOR.fields_by_name:
             setattr(out, field, value)
     if "record_names" in out.DESCRIPTOR.fields_by_name:
         out.record_names.append("x.tenants.test")  # type: ignore[attr-defined]
+    if "outputs" in out.DESCRIPTOR.fields_by_name:
+        out.outputs["cluster"] = "tenantry-x"  # type: ignore[attr-defined]
     if "found" in out.DESCRIPTOR.fields_by_name:
         out.found = True  # type: ignore[attr-defined]
         out.tenant.CopyFrom(_tenant("x"))  # type: ignore[attr-defined]
     return out
 
 
-def _tenant(tenant_id: str) -> tenant_pb2.Tenant:
+def _tenant(tenant_id: str, tier: int = POOLED) -> tenant_pb2.Tenant:
     return tenant_pb2.Tenant(
         tenant_id=tenant_id,
         display_name="Acme",
-        plan_tier=tenant_pb2.PLAN_TIER_POOLED,
+        plan_tier=tier,  # type: ignore[arg-type]
         domains=["acme.example.com"],
         admin=tenant_pb2.AdminContact(email="admin@acme.example.com", given_name="Ada"),
     )
@@ -122,12 +137,12 @@ async def running(client: Client, fakes: FakeDomains) -> AsyncIterator[None]:
         yield
 
 
-async def start_provision(client: Client) -> tuple[str, WorkflowHandle[Any, Any]]:
+async def start_provision(client: Client, tier: int = POOLED) -> tuple[str, WorkflowHandle[Any, Any]]:
     tenant_id = f"t{uuid.uuid4().hex[:12]}"
     rpc = contracts.WORKFLOWS.rpc("ProvisionTenant")
     handle = await client.start_workflow(
         rpc.name,
-        orchestrator_pb2.ProvisionTenantRequest(tenant=_tenant(tenant_id), requested_by="test"),
+        orchestrator_pb2.ProvisionTenantRequest(tenant=_tenant(tenant_id, tier), requested_by="test"),
         id=lifecycle.provision_workflow_id(tenant_id),
         task_queue=rpc.task_queue,
         result_type=rpc.output_type,
@@ -152,28 +167,29 @@ async def activity_order(handle: WorkflowHandle[Any, Any]) -> tuple[list[str], l
     return completed, scheduled
 
 
-async def test_provision_runs_every_step_and_reports_progress(client: Client) -> None:
+@pytest.mark.parametrize("tier", [POOLED, BRIDGE, SILO])
+async def test_provision_runs_every_step_of_the_tier_and_reports_progress(client: Client, tier: int) -> None:
     fakes = FakeDomains()
     async with running(client, fakes):
-        _, handle = await start_provision(client)
+        _, handle = await start_provision(client, tier)
         result = await handle.result()
         progress = await handle.query(lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress)
     assert result.state == tenant_pb2.Tenant.STATE_ACTIVE
-    assert [s.step for s in progress.steps][: len(STEP_ACTIVITY)] == list(STEP_ACTIVITY)
+    assert tuple(s.step for s in progress.steps) == plan_for(tier).provision_steps
     assert {s.status for s in progress.steps} == {tenant_pb2.STEP_STATUS_COMPLETED}
     assert progress.state == tenant_pb2.Tenant.STATE_ACTIVE
-    for method in STEP_ACTIVITY.values():
-        assert len(fakes.called(method)) == 1, method
+    for step, method in STEP_ACTIVITY.items():
+        expected = 1 if tier in TIER_ONLY.get(step, {tier}) else 0
+        assert len(fakes.called(method)) == expected, method
     assert not any(fakes.called(undo) for undo in UNDO.values())
-    recorded = fakes.called("RecordResources")[0].resources
-    assert {r.kind for r in recorded} == {
-        "idp_realm",
-        "idp_client",
-        "idp_user",
-        "db_schema",
-        "s3_bucket",
-        "dns_record",
-    }
+    kinds = {r.kind for r in fakes.called("RecordResources")[0].resources}
+    assert {"idp_realm", "idp_client", "idp_user", "db_schema", "s3_bucket", "dns_record"} <= kinds
+    assert ("ecs_service" in kinds) == (tier != POOLED)
+    assert ("iac_stack" in kinds) == (tier == SILO)
+    if tier == SILO:
+        # The deployment runs on what the dedicated infrastructure put out.
+        [deploy] = fakes.called("CreateDeployment")
+        assert dict(deploy.infrastructure) == {"cluster": "tenantry-x"}
     [welcome] = fakes.called("SendNotice")
     assert welcome.recipient == "admin@acme.example.com"
 
@@ -190,12 +206,14 @@ async def test_independent_steps_run_concurrently(client: Client) -> None:
 
 
 @pytest.mark.parametrize("failing_step", [s for s in STEP_ACTIVITY if s != "mark_provisioning"])
-async def test_failure_compensates_completed_steps_in_reverse(client: Client, failing_step: str) -> None:
+async def test_failure_at_any_silo_step_compensates_completed_steps_in_reverse(
+    client: Client, failing_step: str
+) -> None:
     fakes = FakeDomains()
     failing = STEP_ACTIVITY[failing_step]
     fakes.fail.add(failing)
     async with running(client, fakes):
-        tenant_id, handle = await start_provision(client)
+        tenant_id, handle = await start_provision(client, SILO)
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()
         completed, scheduled = await activity_order(handle)
@@ -239,8 +257,11 @@ async def test_failed_welcome_email_never_fails_the_tenant(client: Client) -> No
     assert not any(fakes.called(undo) for undo in UNDO.values())
 
 
-async def test_deprovision_removes_everything_and_ends_deprovisioned(client: Client) -> None:
-    fakes = FakeDomains()
+@pytest.mark.parametrize("tier", [POOLED, BRIDGE, SILO])
+async def test_deprovision_removes_everything_the_tier_has_and_ends_deprovisioned(
+    client: Client, tier: int
+) -> None:
+    fakes = FakeDomains(record_tier=tier)
     rpc = contracts.WORKFLOWS.rpc("DeprovisionTenant")
     async with running(client, fakes):
         handle = await client.start_workflow(
@@ -251,9 +272,17 @@ async def test_deprovision_removes_everything_and_ends_deprovisioned(client: Cli
             result_type=rpc.output_type,
         )
         result = await handle.result()
+        progress = await handle.query(lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress)
     assert result.state == tenant_pb2.Tenant.STATE_DEPROVISIONED
+    assert tuple(s.step for s in progress.steps) == plan_for(tier).deprovision_steps
+    # What the tier's provisioning would have made is exactly what is removed.
+    undone = {
+        UNDO[method]
+        for step, method in STEP_ACTIVITY.items()
+        if method in UNDO and tier in TIER_ONLY.get(step, {tier})
+    }
     for undo in UNDO.values():
-        assert len(fakes.called(undo)) == 1, undo
+        assert len(fakes.called(undo)) == (1 if undo in undone else 0), undo
     methods = [name for name, _ in fakes.calls]
     assert (
         methods.index("MarkDeprovisioning")
@@ -261,3 +290,5 @@ async def test_deprovision_removes_everything_and_ends_deprovisioned(client: Cli
         < methods.index("MarkDeprovisioned")
     )
     assert methods.index("DeleteAdminUser") < methods.index("DeleteOidcClient") < methods.index("DeleteRealm")
+    if tier == SILO:
+        assert methods.index("DeleteDeployment") < methods.index("DestroyInfrastructure")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from libs import config
 
 # The shared provider errors, re-exported for this domain's adapters.
 from libs.errors import Conflict as Conflict
+from libs.errors import ErrorType, ProviderError
 from libs.errors import Unavailable as Unavailable
 
 # Tags that mark a bucket as ours and say for whom.
@@ -25,6 +27,10 @@ PLAN_TIER_TAG = "tenantry:plan-tier"
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
 # With "-" and a tenant id of up to 32 characters, a bucket name stays within S3's 63.
 _BUCKET_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{1,28}[a-z0-9]")
+# ECS cluster names; lower case here so that a setting's case cannot matter.
+ECS_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,254}")
+# registry/path:tag or @digest, no spaces; the registry checks the rest.
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?")
 
 
 class Storage(Protocol):
@@ -65,9 +71,80 @@ class Dns(Protocol):
 
 
 @dataclass(frozen=True)
+class DeployedService:
+    """A tenant's running application: the service and the revision it runs."""
+
+    service: str
+    revision: str
+
+
+class Deployment(Protocol):
+    """The tenant's own application service (bridge and silo tiers)."""
+
+    def ensure_service(
+        self, tenant_id: str, *, cluster: str | None, progress: Callable[[], None] = lambda: None
+    ) -> DeployedService:
+        """Registers the revision, creates or updates the service and waits until it is stable.
+
+        `cluster` is the tenant's own cluster (silo), else the shared one is
+        used. An update that does not become stable is rolled back to the
+        previous revision and raises `DeploymentFailed`; a service of that
+        name held by another tenant raises `Conflict`. `progress` is called
+        on every poll (the activity heartbeats).
+        """
+        ...
+
+    def delete_service(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        """Scales the service to 0, deletes it and every revision; missing or foreign is left alone."""
+        ...
+
+
+@dataclass(frozen=True)
+class IacResult:
+    """What an apply left behind: the module's plain string outputs."""
+
+    outputs: Mapping[str, str]
+    # False when the plan found nothing to change.
+    changed: bool
+
+
+class Infrastructure(Protocol):
+    """Dedicated infrastructure of a tenant (silo tier), as code with state per tenant."""
+
+    def apply(
+        self, tenant_id: str, *, variables: Mapping[str, str], progress: Callable[[], None] = lambda: None
+    ) -> IacResult:
+        """Plans and applies the tenant's module; returns its non-sensitive string outputs.
+
+        Raises `IacFailed` when the tool fails; `progress` is called every
+        few seconds while it runs (the activity heartbeats, and a cancelled
+        activity's heartbeat raises, which stops the tool).
+        """
+        ...
+
+    def destroy(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        """Destroys the tenant's resources and removes its state; nothing there is success."""
+        ...
+
+
+class DeploymentFailed(ProviderError):
+    """A revision did not become stable (and was rolled back); retrying the same one will not help."""
+
+    error_type = ErrorType.INVALID_ARGUMENT
+
+
+class IacFailed(ProviderError):
+    """The IaC tool exited with an error (a bad module, a refused change)."""
+
+    error_type = ErrorType.INVALID_ARGUMENT
+
+
+@dataclass(frozen=True)
 class Providers:
     storage: Storage
     dns: Dns
+    deployment: Deployment
+    infrastructure: Infrastructure
 
 
 @dataclass(frozen=True)
@@ -78,9 +155,19 @@ class InfraSettings:
     dns_zone: str
     app_hostname: str
     dns_ttl: int
+    ecs_cluster: str
+    app_image: str
+    deploy_timeout: int
+    iac_binary: Path
+    iac_state_dir: Path
+    iac_module_dir: Path
+    iac_timeout: int
 
     @classmethod
     def from_env(cls) -> InfraSettings:
+        # Imported here: iac imports this module for its protocols and errors.
+        from services.infra.providers import iac
+
         return cls(
             storage_provider=config.choice("TENANTRY_STORAGE_PROVIDER", "s3", ("s3",)),
             dns_provider=config.choice("TENANTRY_DNS_PROVIDER", "route53", ("route53",)),
@@ -88,6 +175,13 @@ class InfraSettings:
             dns_zone=_matching("TENANTRY_DNS_ZONE", "tenants.tenantry.test", _HOSTNAME),
             app_hostname=_matching("TENANTRY_APP_HOSTNAME", "app.tenantry.test", _HOSTNAME),
             dns_ttl=config.integer("TENANTRY_DNS_TTL", 300),
+            ecs_cluster=_matching("TENANTRY_ECS_CLUSTER", "tenantry", ECS_NAME),
+            app_image=_image("TENANTRY_APP_IMAGE", "public.ecr.aws/tenantry/app:latest"),
+            deploy_timeout=config.integer("TENANTRY_DEPLOY_TIMEOUT_SECONDS", 300),
+            iac_binary=iac.find_binary(),
+            iac_state_dir=iac.state_dir(),
+            iac_module_dir=iac.module_dir(),
+            iac_timeout=config.integer("TENANTRY_IAC_TIMEOUT_SECONDS", 1800),
         )
 
 
@@ -95,6 +189,13 @@ def _matching(name: str, default: str, pattern: re.Pattern[str]) -> str:
     value = config.required(name, default).lower().rstrip(".")
     if not pattern.fullmatch(value):
         raise config.ConfigError(f"{name}={value!r} is not a valid name")
+    return value
+
+
+def _image(name: str, default: str) -> str:
+    value = config.required(name, default)
+    if not _IMAGE.fullmatch(value):
+        raise config.ConfigError(f"{name}={value!r} is not a container image reference")
     return value
 
 
@@ -107,10 +208,22 @@ def from_env(settings: InfraSettings) -> Providers:
     """Builds the configured adapters; the DNS one finds (or creates) its zone now."""
     # Only one adapter of each kind exists today; the settings name them so
     # that adding one (GCS, Cloudflare) is a choice, not a code change here.
-    from services.infra.providers import aws, route53, s3
+    from services.infra.providers import aws, ecs, iac, route53, s3
 
     s3_client, route53_client = aws.clients()
     return Providers(
         storage=s3.S3Storage(s3_client),
         dns=route53.Route53Dns.find_or_create_zone(route53_client, settings.dns_zone),
+        deployment=ecs.EcsDeployment.find_or_create_cluster(
+            aws.client("ecs"),
+            settings.ecs_cluster,
+            image=settings.app_image,
+            timeout=settings.deploy_timeout,
+        ),
+        infrastructure=iac.TofuInfrastructure(
+            binary=settings.iac_binary,
+            module_dir=settings.iac_module_dir,
+            state_dir=settings.iac_state_dir,
+            timeout=settings.iac_timeout,
+        ),
     )

@@ -42,6 +42,11 @@ def clients() -> tuple[Any, Any]:
     return session.client("s3", config=CLIENT_CONFIG), session.client("route53", config=CLIENT_CONFIG)
 
 
+def client(service: str) -> Any:
+    """One more client of the same kind (ECS, say), from the same settings as `clients()`."""
+    return boto3.session.Session().client(service, config=CLIENT_CONFIG)
+
+
 def error_code(err: botocore.exceptions.ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 

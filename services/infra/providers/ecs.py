@@ -1,0 +1,368 @@
+"""The tenant's own application service on ECS (bridge and silo tiers).
+
+One task definition family `tenantry-<tenant>` and one service
+`tenant-<tenant>` per tenant, both tagged with the tenant id, on the shared
+cluster or on the tenant's own (silo). The tag is what makes a service of
+that name held by another tenant a conflict rather than something to take
+over or delete.
+
+What "stable" means, and what moto does: real ECS starts a new PRIMARY
+deployment for every update, keeps the previous one ACTIVE until the new
+tasks run, and (with the deployment circuit breaker on, as here) moves the
+PRIMARY deployment's `rolloutState` to COMPLETED or FAILED. moto in server
+mode runs no tasks: `runningCount` stays at MOTO_ECS_SERVICE_RUNNING (0 unless
+set on the moto process), `rolloutState` stays IN_PROGRESS for ever, and
+UpdateService does not start a new deployment (the PRIMARY one keeps the
+first task definition). So a revision counts as stable when the PRIMARY
+deployment runs it and either its rollout COMPLETED, or it is the only
+deployment left (nothing old draining) and has been given the service's
+desired count. On moto a new service is stable at once and an update to a
+new revision never is, which is how the tests exercise the rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, NoReturn
+
+import botocore.exceptions
+
+from services.infra.providers import (
+    TENANT_TAG,
+    Conflict,
+    DeployedService,
+    DeploymentFailed,
+    Unavailable,
+)
+from services.infra.providers.aws import error_code, faults_as_unavailable
+
+log = logging.getLogger(__name__)
+
+CONTAINER_NAME = "app"
+DESIRED_COUNT = 1
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+
+
+class Rollout(Enum):
+    STABLE = "stable"
+    FAILED = "failed"
+    IN_PROGRESS = "in progress"
+
+
+def rollout_of(service: dict[str, Any], revision: str) -> Rollout:
+    """Where the rollout of `revision` stands, from a DescribeServices entry (see the module doc)."""
+    deployments = service.get("deployments", [])
+    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+    if primary is None or primary.get("taskDefinition") != revision:
+        return Rollout.IN_PROGRESS
+    state = primary.get("rolloutState")
+    if state == "FAILED":
+        return Rollout.FAILED
+    if state == "COMPLETED":
+        return Rollout.STABLE
+    if len(deployments) == 1 and primary.get("desiredCount", 0) >= service.get("desiredCount", 0):
+        return Rollout.STABLE
+    return Rollout.IN_PROGRESS
+
+
+def family_of(tenant_id: str) -> str:
+    return f"tenantry-{tenant_id}"
+
+
+def service_name_of(tenant_id: str) -> str:
+    return f"tenant-{tenant_id}"
+
+
+def silo_cluster_of(tenant_id: str) -> str:
+    """The cluster name the silo module (deploy/iac/tenant) gives a tenant."""
+    return f"tenantry-{tenant_id}"
+
+
+def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in tags or []}
+
+
+class EcsDeployment:
+    """`Deployment` on ECS: a task definition family and a service per tenant."""
+
+    def __init__(
+        self, client: Any, *, cluster: str, image: str, timeout: float, poll_interval: float = 5.0
+    ) -> None:
+        self._ecs = client
+        self._cluster = cluster
+        self._image = image
+        self._timeout = timeout
+        self._poll_interval = poll_interval
+
+    @property
+    def cluster(self) -> str:
+        return self._cluster
+
+    @classmethod
+    def find_or_create_cluster(
+        cls, client: Any, cluster: str, *, image: str, timeout: float, poll_interval: float = 5.0
+    ) -> EcsDeployment:
+        """Finds the shared cluster, creating it when missing (development and tests)."""
+        deployment = cls(client, cluster=cluster, image=image, timeout=timeout, poll_interval=poll_interval)
+        with faults_as_unavailable(f"finding ECS cluster {cluster}"):
+            deployment._ensure_cluster(cluster, tenant_id=None)
+        log.info("deploying tenant services on ECS cluster %s", cluster)
+        return deployment
+
+    # --- create ------------------------------------------------------------
+
+    def ensure_service(
+        self, tenant_id: str, *, cluster: str | None, progress: Callable[[], None] = lambda: None
+    ) -> DeployedService:
+        if cluster is not None and not _CLUSTER_NAME.fullmatch(cluster):
+            raise DeploymentFailed(f"cluster {cluster[:64]!r} is not an ECS cluster name")
+        cluster = cluster or self._cluster
+        name = service_name_of(tenant_id)
+        with faults_as_unavailable(f"deploying service {name}"):
+            if cluster != self._cluster:
+                self._ensure_cluster(cluster, tenant_id=tenant_id)
+            current = self._describe(cluster, name)
+            if current is not None:
+                owner = _tags(current.get("tags")).get(TENANT_TAG)
+                if owner != tenant_id:
+                    raise Conflict(
+                        f"ECS service {name} on {cluster} already exists and belongs to another tenant"
+                    )
+            revision = self._revision(tenant_id, running=current["taskDefinition"] if current else None)
+            if current is None:
+                return self._create(cluster, name, tenant_id, revision, progress)
+            if current["taskDefinition"] != revision:
+                return self._update(cluster, current, revision, progress)
+            if current.get("desiredCount") != DESIRED_COUNT:
+                self._ecs.update_service(cluster=cluster, service=name, desiredCount=DESIRED_COUNT)
+            if self._wait(cluster, name, revision, progress):
+                return DeployedService(service=current["serviceArn"], revision=revision)
+            # An earlier attempt started this update and was cut short: the
+            # revision of the other deployment (on ECS the old one, ACTIVE
+            # while it drains; on moto the PRIMARY that never moved on) is
+            # the one to go back to.
+            previous = next(
+                (
+                    d["taskDefinition"]
+                    for d in current.get("deployments", [])
+                    if d.get("taskDefinition") not in (None, revision)
+                ),
+                None,
+            )
+            if previous is None:
+                raise DeploymentFailed(
+                    f"ECS service {name} did not become stable on {revision} within {self._timeout:g}s"
+                )
+            self._roll_back(cluster, name, revision, previous, progress)
+
+    def _create(
+        self, cluster: str, name: str, tenant_id: str, revision: str, progress: Callable[[], None]
+    ) -> DeployedService:
+        try:
+            created = self._ecs.create_service(
+                cluster=cluster,
+                serviceName=name,
+                taskDefinition=revision,
+                desiredCount=DESIRED_COUNT,
+                deploymentConfiguration={
+                    # The breaker tells us (rolloutState FAILED) instead of
+                    # retrying for ever; the rollback is ours, so that it is
+                    # the same on every provider.
+                    "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+                },
+                # Tagged in the same call: a service of ours is never untagged.
+                tags=[{"key": TENANT_TAG, "value": tenant_id}],
+                propagateTags="SERVICE",
+            )["service"]
+        except botocore.exceptions.ClientError as err:
+            # Another attempt of this activity created it in the meantime.
+            if error_code(err) != "InvalidParameterException" or self._describe(cluster, name) is None:
+                raise
+            raise Unavailable(f"ECS service {name} is being created concurrently") from err
+        log.info("created ECS service %s on %s with %s", name, cluster, revision)
+        if not self._wait(cluster, name, revision, progress):
+            # Nothing to roll back to: the workflow compensates with DeleteDeployment.
+            raise DeploymentFailed(
+                f"ECS service {name} did not become stable on {revision} within {self._timeout:g}s"
+            )
+        return DeployedService(service=created["serviceArn"], revision=revision)
+
+    def _update(
+        self, cluster: str, current: dict[str, Any], revision: str, progress: Callable[[], None]
+    ) -> DeployedService:
+        name, previous = current["serviceName"], current["taskDefinition"]
+        log.info("updating ECS service %s from %s to %s", name, previous, revision)
+        self._ecs.update_service(
+            cluster=cluster, service=name, taskDefinition=revision, desiredCount=DESIRED_COUNT
+        )
+        if self._wait(cluster, name, revision, progress):
+            return DeployedService(service=current["serviceArn"], revision=revision)
+        self._roll_back(cluster, name, revision, previous, progress)
+
+    def _roll_back(
+        self, cluster: str, name: str, revision: str, previous: str, progress: Callable[[], None]
+    ) -> NoReturn:
+        log.warning(
+            "ECS service %s did not become stable on %s; rolling back to %s", name, revision, previous
+        )
+        self._ecs.update_service(cluster=cluster, service=name, taskDefinition=previous)
+        back = self._wait(cluster, name, previous, progress)
+        # The failed revision goes, so that the next attempt registers (and tries) it afresh.
+        self._ecs.deregister_task_definition(taskDefinition=revision)
+        raise DeploymentFailed(
+            f"ECS service {name} did not become stable on {revision} within {self._timeout:g}s; "
+            f"rolled back to {previous}" + ("" if back else " (not stable yet)")
+        )
+
+    def _wait(self, cluster: str, name: str, revision: str, progress: Callable[[], None]) -> bool:
+        """Polls until `revision` is stable (True), failed or out of time (False)."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            service = self._describe(cluster, name)
+            if service is None:
+                raise Unavailable(f"ECS service {name} disappeared while being deployed")
+            rollout = rollout_of(service, revision)
+            if rollout is not Rollout.IN_PROGRESS:
+                return rollout is Rollout.STABLE
+            progress()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(self._poll_interval, remaining))
+
+    def _revision(self, tenant_id: str, *, running: str | None) -> str:
+        """The running revision or the family's latest if it is what we want, else a new one."""
+        family = family_of(tenant_id)
+        candidates = [running] if running else []
+        active = [
+            arn
+            for page in self._ecs.get_paginator("list_task_definitions").paginate(
+                familyPrefix=family, status="ACTIVE"
+            )
+            for arn in page["taskDefinitionArns"]
+        ]
+        if active:
+            # Sorted here: moto ignores `sort`.
+            candidates.append(max(active, key=lambda arn: int(arn.rsplit(":", 1)[-1])))
+        for arn in candidates:
+            definition = self._ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            if definition.get("status") == "ACTIVE" and self._is_wanted(definition, tenant_id):
+                return str(definition["taskDefinitionArn"])
+        registered = self._ecs.register_task_definition(
+            family=family,
+            containerDefinitions=[self._container(tenant_id)],
+            tags=[{"key": TENANT_TAG, "value": tenant_id}],
+        )["taskDefinition"]
+        log.info("registered %s", registered["taskDefinitionArn"])
+        return str(registered["taskDefinitionArn"])
+
+    def _container(self, tenant_id: str) -> dict[str, Any]:
+        return {
+            "name": CONTAINER_NAME,
+            "image": self._image,
+            "essential": True,
+            "cpu": 256,
+            "memory": 512,
+            "environment": [{"name": "TENANT_ID", "value": tenant_id}],
+        }
+
+    def _is_wanted(self, definition: dict[str, Any], tenant_id: str) -> bool:
+        containers = definition.get("containerDefinitions", [])
+        if len(containers) != 1:
+            return False
+        wanted = self._container(tenant_id)
+        return all(containers[0].get(key) == wanted[key] for key in ("name", "image", "environment"))
+
+    # --- delete ------------------------------------------------------------
+
+    def delete_service(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        name = service_name_of(tenant_id)
+        silo = silo_cluster_of(tenant_id)
+        with faults_as_unavailable(f"deleting service {name}"):
+            for cluster in dict.fromkeys([self._cluster, silo]):
+                self._delete_from(cluster, name, tenant_id)
+                progress()
+            self._deregister_family(tenant_id, progress)
+            if silo != self._cluster:
+                self._delete_silo_cluster(silo, tenant_id)
+
+    def _delete_from(self, cluster: str, name: str, tenant_id: str) -> None:
+        try:
+            current = self._describe(cluster, name)
+        except botocore.exceptions.ClientError as err:
+            if error_code(err) == "ClusterNotFoundException":
+                return
+            raise
+        if current is None:
+            return
+        if _tags(current.get("tags")).get(TENANT_TAG) != tenant_id:
+            log.warning(
+                "ECS service %s on %s is not tenant %s's; leaving it in place", name, cluster, tenant_id
+            )
+            return
+        try:
+            if current.get("desiredCount", 0) > 0:
+                self._ecs.update_service(cluster=cluster, service=name, desiredCount=0)
+            self._ecs.delete_service(cluster=cluster, service=name, force=True)
+        except botocore.exceptions.ClientError as err:
+            if error_code(err) not in ("ServiceNotFoundException", "ServiceNotActiveException"):
+                raise
+        log.info("deleted ECS service %s on %s", name, cluster)
+
+    def _deregister_family(self, tenant_id: str, progress: Callable[[], None]) -> None:
+        paginator = self._ecs.get_paginator("list_task_definitions")
+        for page in paginator.paginate(familyPrefix=family_of(tenant_id), status="ACTIVE"):
+            for arn in page["taskDefinitionArns"]:
+                try:
+                    self._ecs.deregister_task_definition(taskDefinition=arn)
+                except botocore.exceptions.ClientError as err:
+                    if error_code(err) != "ClientException":  # already gone
+                        raise
+            progress()
+
+    def _delete_silo_cluster(self, cluster: str, tenant_id: str) -> None:
+        found = self._find_cluster(cluster)
+        if found is None:
+            return
+        if _tags(found.get("tags")).get(TENANT_TAG) != tenant_id:
+            return
+        try:
+            self._ecs.delete_cluster(cluster=cluster)
+        except botocore.exceptions.ClientError as err:
+            code = error_code(err)
+            if code == "ClusterNotFoundException":
+                return
+            if code in ("ClusterContainsServicesException", "ClusterContainsTasksException"):
+                # The service is still draining: a later attempt finishes the job.
+                raise Unavailable(f"ECS cluster {cluster} still drains tenant {tenant_id}'s service") from err
+            raise
+        log.info("deleted ECS cluster %s", cluster)
+
+    # --- shared ------------------------------------------------------------
+
+    def _ensure_cluster(self, cluster: str, *, tenant_id: str | None) -> None:
+        """Finds the cluster or creates it; a tenant's own cluster is tagged, and must be its."""
+        found = self._find_cluster(cluster)
+        if found is None:
+            tags = [{"key": TENANT_TAG, "value": tenant_id}] if tenant_id else []
+            log.warning("ECS cluster %s is missing; creating it", cluster)
+            self._ecs.create_cluster(clusterName=cluster, tags=tags)
+            return
+        owner = _tags(found.get("tags")).get(TENANT_TAG)
+        if tenant_id is not None and owner is not None and owner != tenant_id:
+            raise Conflict(f"ECS cluster {cluster} belongs to another tenant")
+
+    def _find_cluster(self, cluster: str) -> dict[str, Any] | None:
+        found = self._ecs.describe_clusters(clusters=[cluster], include=["TAGS"])["clusters"]
+        active = [c for c in found if c.get("status") == "ACTIVE"]
+        return active[0] if active else None
+
+    def _describe(self, cluster: str, name: str) -> dict[str, Any] | None:
+        """The service as DescribeServices gives it, with tags; None when missing or deleted."""
+        found = self._ecs.describe_services(cluster=cluster, services=[name], include=["TAGS"])["services"]
+        live = [s for s in found if s.get("status") != "INACTIVE"]
+        return live[0] if live else None

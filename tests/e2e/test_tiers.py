@@ -1,0 +1,78 @@
+"""Every plan tier through the gRPC facade: what each tier creates exists
+after ACTIVE and is gone after deprovisioning; a failure at any step of the
+silo plan leaves nothing behind in any provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.e2e.conftest import Providers, create, inject_failure, settle
+
+State = tenant_pb2.Tenant.State
+TIERS = {
+    "pooled": tenant_pb2.PLAN_TIER_POOLED,
+    "bridge": tenant_pb2.PLAN_TIER_BRIDGE,
+    "silo": tenant_pb2.PLAN_TIER_SILO,
+}
+# Every activity of the silo plan's provisioning, in plan order.
+SILO_STEPS = {
+    "create_realm": "CreateRealm",
+    "create_oidc_client": "CreateOidcClient",
+    "create_admin_user": "CreateAdminUser",
+    "create_schema": "CreateTenantSchema",
+    "create_bucket": "CreateBucket",
+    "create_dns_records": "UpsertDnsRecords",
+    "apply_infrastructure": "ApplyInfrastructure",
+    "deploy_application": "CreateDeployment",
+    "record_resources": "RecordResources",
+    "mark_active": "MarkActive",
+}
+
+
+@pytest.mark.parametrize("tier", sorted(TIERS))
+def test_each_tier_creates_what_it_promises_and_deprovision_removes_it(
+    api: tenant_service_pb2_grpc.TenantServiceStub, providers: Providers, new_id: Callable[[], str], tier: str
+) -> None:
+    tid = new_id()
+    create(api, tid, plan_tier=TIERS[tier])
+    tenant = settle(api, tid)
+    assert tenant.state == State.STATE_ACTIVE, tenant.failure_reason
+    assert [s.step for s in tenant.steps if s.step in ("apply_infrastructure", "deploy_application")] == {
+        "pooled": [],
+        "bridge": ["deploy_application"],
+        "silo": ["apply_infrastructure", "deploy_application"],
+    }[tier]
+    held = providers.orphans(tid)
+    assert {"bucket", "dns records", "schema", "identity rows", "resource records"} <= set(held)
+    assert ("ecs services" in held) == (tier != "pooled")
+    assert ("task definitions" in held) == (tier != "pooled")
+    assert ("iac state" in held) == (tier == "silo")
+    kinds = {r.kind for r in tenant.resources}
+    assert ("ecs_service" in kinds) == (tier != "pooled")
+    assert ("iac_stack" in kinds) == (tier == "silo")
+
+    api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}"))
+    assert settle(api, tid).state == State.STATE_DEPROVISIONED
+    assert providers.orphans(tid) == {}
+
+
+@pytest.mark.parametrize("step", list(SILO_STEPS))
+def test_a_failure_at_any_silo_step_leaves_nothing_behind(
+    api: tenant_service_pb2_grpc.TenantServiceStub,
+    providers: Providers,
+    fault_rules: Path,
+    new_id: Callable[[], str],
+    step: str,
+) -> None:
+    tid = new_id()
+    inject_failure(fault_rules, tid, SILO_STEPS[step])
+    create(api, tid, plan_tier=tenant_pb2.PLAN_TIER_SILO)
+    tenant = settle(api, tid)
+    assert tenant.state == State.STATE_PROVISION_FAILED
+    assert tenant.failed_step == step
+    assert "injected failure" in tenant.failure_reason
+    assert providers.orphans(tid) == {}

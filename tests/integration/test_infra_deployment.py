@@ -1,0 +1,278 @@
+"""The tenant's application deployment on ECS, against a real moto server over HTTP.
+
+moto runs no tasks and never moves a deployment on (see services/infra/providers/ecs.py):
+a new service is stable at once, an update to a new revision never is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from services.infra import providers
+from services.infra.activities import InfrastructureActivities
+from services.infra.providers.ecs import EcsDeployment, Rollout, rollout_of
+from tenantry.infra.v1 import infra_pb2
+from tenantry.tenant.v1 import tenant_pb2
+
+IMAGE = "public.ecr.aws/tenantry/app:1.0"
+
+
+@pytest.fixture(scope="module")
+def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
+    with pytest.MonkeyPatch.context() as env:
+        # Not the default ./.state/iac: tests leave nothing in the work tree.
+        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
+        return providers.InfraSettings.from_env()
+
+
+@pytest.fixture(scope="module")
+def built(settings: providers.InfraSettings) -> providers.Providers:
+    return providers.from_env(settings)
+
+
+@pytest.fixture(scope="module")
+def ecs(aws: Any) -> Any:
+    return boto3.client("ecs")
+
+
+def activities_with(
+    built: providers.Providers, settings: providers.InfraSettings, *, image: str = IMAGE, timeout: float = 5
+) -> InfrastructureActivities:
+    from services.infra.providers import aws
+
+    deployment = EcsDeployment(
+        aws.client("ecs"), cluster=settings.ecs_cluster, image=image, timeout=timeout, poll_interval=0.05
+    )
+    return InfrastructureActivities(dataclasses.replace(built, deployment=deployment), settings)
+
+
+@pytest.fixture
+def infra(built: providers.Providers, settings: providers.InfraSettings) -> InfrastructureActivities:
+    return activities_with(built, settings)
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def create(tenant_id: str, **infrastructure: str) -> infra_pb2.CreateDeploymentRequest:
+    return infra_pb2.CreateDeploymentRequest(
+        tenant_id=tenant_id, plan_tier=tenant_pb2.PLAN_TIER_BRIDGE, infrastructure=infrastructure
+    )
+
+
+def run(fn: Any, request: Any, heartbeats: list[Any] | None = None) -> Any:
+    env = ActivityEnvironment()
+    if heartbeats is not None:
+        env.on_heartbeat = lambda *details: heartbeats.append(details)
+    return env.run(fn, request)
+
+
+def service_of(ecs: Any, cluster: str, tenant_id: str) -> dict[str, Any] | None:
+    found = ecs.describe_services(cluster=cluster, services=[f"tenant-{tenant_id}"])["services"]
+    live = [s for s in found if s["status"] != "INACTIVE"]
+    return live[0] if live else None
+
+
+def revisions(ecs: Any, tenant_id: str, status: str = "ACTIVE") -> list[str]:
+    return ecs.list_task_definitions(familyPrefix=f"tenantry-{tenant_id}", status=status)[
+        "taskDefinitionArns"
+    ]
+
+
+def test_worker_start_creates_the_shared_cluster(
+    ecs: Any, settings: providers.InfraSettings, built: Any
+) -> None:
+    clusters = ecs.describe_clusters(clusters=[settings.ecs_cluster])["clusters"]
+    assert [c["status"] for c in clusters] == ["ACTIVE"]
+
+
+def test_deployment_is_created_stable_and_tagged(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    response = run(infra.create_deployment, create(tenant_id))
+
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None
+    assert response.service == service["serviceArn"]
+    assert service["serviceName"] == f"tenant-{tenant_id}"
+    assert service["desiredCount"] == 1
+    assert service["taskDefinition"] == response.revision
+    assert rollout_of(service, response.revision) is Rollout.STABLE
+    definition = ecs.describe_task_definition(taskDefinition=response.revision, include=["TAGS"])
+    assert definition["taskDefinition"]["family"] == f"tenantry-{tenant_id}"
+    [container] = definition["taskDefinition"]["containerDefinitions"]
+    assert container["image"] == IMAGE
+    assert container["environment"] == [{"name": "TENANT_ID", "value": tenant_id}]
+    assert definition["tags"] == [{"key": "tenantry:tenant-id", "value": tenant_id}]
+    assert ecs.list_tags_for_resource(resourceArn=response.service)["tags"] == [
+        {"key": "tenantry:tenant-id", "value": tenant_id}
+    ]
+
+
+def test_create_deployment_twice_gives_one_service_and_one_revision(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    first = run(infra.create_deployment, create(tenant_id))
+    second = run(infra.create_deployment, create(tenant_id))
+
+    assert second == first
+    names = [a for a in ecs.list_services(cluster=settings.ecs_cluster)["serviceArns"] if tenant_id in a]
+    assert names == [first.service]
+    assert revisions(ecs, tenant_id) == [first.revision]
+
+
+def test_update_that_does_not_stabilise_rolls_back_to_the_previous_revision(
+    built: providers.Providers, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    first = run(activities_with(built, settings).create_deployment, create(tenant_id))
+    # A new image is a new revision; moto never rolls a deployment on to it.
+    update = activities_with(built, settings, image="public.ecr.aws/tenantry/app:2.0", timeout=0.3)
+    heartbeats: list[Any] = []
+
+    with pytest.raises(ApplicationError) as caught:
+        run(update.create_deployment, create(tenant_id), heartbeats)
+
+    assert caught.value.type == "InvalidArgument" and caught.value.non_retryable
+    assert "rolled back to" in str(caught.value) and first.revision in str(caught.value)
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["taskDefinition"] == first.revision
+    # The failed revision is deregistered; the good one is kept.
+    assert revisions(ecs, tenant_id) == [first.revision]
+    assert len(revisions(ecs, tenant_id, "INACTIVE")) == 1
+    assert len(heartbeats) >= 2  # the wait heartbeats on every poll
+
+
+def test_an_update_cut_short_is_rolled_back_by_the_next_attempt(
+    built: providers.Providers, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    first = run(activities_with(built, settings).create_deployment, create(tenant_id))
+    image = "public.ecr.aws/tenantry/app:3.0"
+    # What an attempt that died right after UpdateService leaves behind.
+    started = ecs.register_task_definition(
+        family=f"tenantry-{tenant_id}",
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": image,
+                "essential": True,
+                "cpu": 256,
+                "memory": 512,
+                "environment": [{"name": "TENANT_ID", "value": tenant_id}],
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_service(cluster=settings.ecs_cluster, service=f"tenant-{tenant_id}", taskDefinition=started)
+
+    retry = activities_with(built, settings, image=image, timeout=0.3)
+    with pytest.raises(ApplicationError) as caught:
+        run(retry.create_deployment, create(tenant_id))
+
+    assert caught.value.non_retryable and "rolled back to" in str(caught.value)
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["taskDefinition"] == first.revision
+    assert revisions(ecs, tenant_id) == [first.revision]
+
+
+def test_delete_removes_service_and_every_revision_twice_ok(
+    built: providers.Providers, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    infra = activities_with(built, settings)
+    run(infra.create_deployment, create(tenant_id))
+    # A second revision, as an earlier update would have left.
+    ecs.register_task_definition(
+        family=f"tenantry-{tenant_id}", containerDefinitions=[{"name": "app", "image": "x:1", "memory": 64}]
+    )
+    assert len(revisions(ecs, tenant_id)) == 2
+
+    delete = infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id)
+    run(infra.delete_deployment, delete)
+    run(infra.delete_deployment, delete)
+
+    assert service_of(ecs, settings.ecs_cluster, tenant_id) is None
+    assert revisions(ecs, tenant_id) == []
+
+
+def test_delete_of_a_tenant_without_deployment_succeeds(
+    infra: InfrastructureActivities, tenant_id: str
+) -> None:
+    run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
+
+
+def test_another_tenants_service_is_a_conflict_and_survives_delete(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    arn = ecs.register_task_definition(
+        family="someone-else", containerDefinitions=[{"name": "app", "image": "x:1", "memory": 64}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster=settings.ecs_cluster,
+        serviceName=f"tenant-{tenant_id}",
+        taskDefinition=arn,
+        desiredCount=1,
+        tags=[{"key": "tenantry:tenant-id", "value": "someone-else"}],
+    )
+
+    with pytest.raises(ApplicationError) as caught:
+        run(infra.create_deployment, create(tenant_id))
+
+    assert caught.value.type == "Conflict" and caught.value.non_retryable
+    run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["taskDefinition"] == arn
+
+
+def test_silo_deployment_goes_to_the_tenants_cluster_and_delete_removes_it(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    cluster = f"tenantry-{tenant_id}"
+
+    response = run(infra.create_deployment, create(tenant_id, cluster=cluster))
+
+    assert f":service/{cluster}/" in response.service
+    found = ecs.describe_clusters(clusters=[cluster], include=["TAGS"])["clusters"]
+    assert found[0]["tags"] == [{"key": "tenantry:tenant-id", "value": tenant_id}]
+    assert service_of(ecs, settings.ecs_cluster, tenant_id) is None
+
+    run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
+
+    assert [c for c in ecs.describe_clusters(clusters=[cluster])["clusters"] if c["status"] == "ACTIVE"] == []
+    assert revisions(ecs, tenant_id) == []
+
+
+def test_bad_cluster_name_is_invalid_argument(infra: InfrastructureActivities, tenant_id: str) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        run(infra.create_deployment, create(tenant_id, cluster="no spaces/allowed"))
+    assert caught.value.type == "InvalidArgument" and caught.value.non_retryable
+
+
+@pytest.mark.parametrize(
+    ("deployments", "expected"),
+    [
+        ([{"status": "PRIMARY", "taskDefinition": "r2", "rolloutState": "FAILED"}], Rollout.FAILED),
+        ([{"status": "PRIMARY", "taskDefinition": "r2", "rolloutState": "COMPLETED"}], Rollout.STABLE),
+        (
+            [
+                {
+                    "status": "PRIMARY",
+                    "taskDefinition": "r2",
+                    "rolloutState": "IN_PROGRESS",
+                    "desiredCount": 1,
+                },
+                {"status": "ACTIVE", "taskDefinition": "r1", "desiredCount": 1},
+            ],
+            Rollout.IN_PROGRESS,
+        ),
+        ([{"status": "PRIMARY", "taskDefinition": "r1", "rolloutState": "COMPLETED"}], Rollout.IN_PROGRESS),
+    ],
+)
+def test_rollout_state_of_a_described_service(deployments: list[dict[str, Any]], expected: Rollout) -> None:
+    assert rollout_of({"desiredCount": 1, "deployments": deployments}, "r2") is expected
