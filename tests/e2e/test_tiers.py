@@ -11,6 +11,7 @@ import pytest
 
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import Providers, create, inject_failure, settle
+from tests.support.steps import STEP_RPC
 
 State = tenant_pb2.Tenant.State
 TIERS = {
@@ -18,19 +19,8 @@ TIERS = {
     "bridge": tenant_pb2.PLAN_TIER_BRIDGE,
     "silo": tenant_pb2.PLAN_TIER_SILO,
 }
-# Every activity of the silo plan's provisioning, in plan order.
-SILO_STEPS = {
-    "create_realm": "CreateRealm",
-    "create_oidc_client": "CreateOidcClient",
-    "create_admin_user": "CreateAdminUser",
-    "create_schema": "CreateTenantSchema",
-    "create_bucket": "CreateBucket",
-    "create_dns_records": "UpsertDnsRecords",
-    "apply_infrastructure": "ApplyInfrastructure",
-    "deploy_application": "CreateDeployment",
-    "record_resources": "RecordResources",
-    "mark_active": "MarkActive",
-}
+# Every step of the silo plan's provisioning after the first mark, in plan order.
+SILO_STEPS = {step: rpc for step, rpc in STEP_RPC.items() if step != "mark_provisioning"}
 
 
 @pytest.mark.parametrize("tier", sorted(TIERS))

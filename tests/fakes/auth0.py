@@ -22,8 +22,8 @@ for fault tests: `fail_with` (answer that status, e.g. 503 or 429), `stop()`
 `revoke_tokens()` (every issued token answers 401 from then on). Every request
 is recorded (method, path, query, body, status) so tests can scan them for secrets.
 
-It runs on the stdlib's ThreadingHTTPServer in a thread, so the adapter talks
-to it over real HTTP.
+It runs on the stdlib's ThreadingHTTPServer in a thread (the plumbing is
+`tests.fakes.http.FakeHttpServer`), so the adapter talks to it over real HTTP.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ import json
 import re
 import secrets
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from tests.fakes.http import FakeHttpServer, query_params
 
 _URI = re.compile(r"https?://[^\s/$.?#][^\s]*")
 _ORG_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
@@ -116,8 +117,10 @@ class State:
     tickets: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeAuth0:
+class FakeAuth0(FakeHttpServer):
     """The fake server; `url` is what TENANTRY_AUTH0_BASE_URL points to."""
+
+    thread_name = "fake-auth0"
 
     def __init__(
         self,
@@ -128,19 +131,16 @@ class FakeAuth0:
         connection: str = "Username-Password-Authentication",
         token_lifetime: int = 86400,
     ) -> None:
+        super().__init__()
         self.domain = domain
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(32)
         self.token_lifetime = token_lifetime
-        self.lock = threading.RLock()
         self.state = State()
         self.requests: list[Recorded] = []
         self.tokens_issued = 0
         self.fail_with: int | None = None
         self._valid_tokens: set[str] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
         self._open_sockets: set[socket.socket] = set()
         connection_id = "con_" + secrets.token_hex(8)
         self.state.connections[connection_id] = {"id": connection_id, "name": connection, "strategy": "auth0"}
@@ -175,63 +175,25 @@ class FakeAuth0:
     # -- lifecycle and switches ---------------------------------------------
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
     def connection_id(self) -> str:
         return next(iter(self.state.connections))
 
-    def start(self) -> FakeAuth0:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are written separately
-
-            def setup(self) -> None:
-                super().setup()
-                with fake.lock:
-                    fake._open_sockets.add(self.connection)
-
-            def finish(self) -> None:
-                with fake.lock:
-                    fake._open_sockets.discard(self.connection)
-                super().finish()
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            do_POST = do_PATCH = do_DELETE = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # tests read `requests` instead
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-auth0", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stops listening and drops kept-alive connections: connections are refused until `start()`."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         with self.lock:
             for sock in self._open_sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
             self._open_sockets.clear()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+
+    def _connection_opened(self, sock: socket.socket) -> None:
+        with self.lock:
+            self._open_sockets.add(sock)
+
+    def _connection_closed(self, sock: socket.socket) -> None:
+        with self.lock:
+            self._open_sockets.discard(sock)
 
     def revoke_tokens(self) -> None:
         with self.lock:
@@ -239,30 +201,18 @@ class FakeAuth0:
 
     # -- dispatch -----------------------------------------------------------
 
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        split = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length).decode() if length else ""
-        with self.lock:
-            status, answer = self._answer(handler, split.path, split.query, raw)
-            self.requests.append(Recorded(handler.command, split.path, split.query, raw, status))
-        payload = b"" if answer is None else json.dumps(answer).encode()
-        handler.send_response(status)
-        if answer is not None:
-            handler.send_header("Content-Type", "application/json; charset=utf-8")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+    def _record(self, handler: BaseHTTPRequestHandler, path: str, query: str, raw: str, status: int) -> None:
+        self.requests.append(Recorded(handler.command, path, query, raw, status))
 
     def _answer(self, handler: BaseHTTPRequestHandler, path: str, query: str, raw: str) -> tuple[int, Any]:
         try:
             if self.fail_with is not None:
                 raise HttpError(self.fail_with, _PHRASES.get(self.fail_with, "error"))
-            params = {k: v[-1] for k, v in parse_qs(query).items()}
+            params = query_params(query)
             body: Any = None
             if raw:
                 if handler.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-                    body = {k: v[-1] for k, v in parse_qs(raw).items()}
+                    body = query_params(raw)
                 else:
                     try:
                         body = json.loads(raw)

@@ -22,8 +22,8 @@ status to every request, e.g. 503, 429, 400, 422), `fail_triggers_after_acceptin
 and `stop()`. Every request is recorded (method, path, query, headers, body,
 status) so tests can scan them for secrets.
 
-It runs on the stdlib's ThreadingHTTPServer in a thread, so the SDK talks to
-it over real HTTP.
+It runs on the stdlib's ThreadingHTTPServer in a thread (the plumbing is
+`tests.fakes.http.FakeHttpServer`), so the SDK talks to it over real HTTP.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.http import FakeHttpServer, query_params
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -79,88 +79,33 @@ class State:
     duplicates: int = 0
 
 
-class FakeNovu:
+class FakeNovu(FakeHttpServer):
     """The fake server; `url` is what TENANTRY_NOVU_BASE_URL points to."""
 
+    thread_name = "fake-novu"
+
     def __init__(self, *, api_key: str | None = None, workflows: tuple[str, ...] = DEFAULT_WORKFLOWS) -> None:
+        super().__init__()
         self.api_key = api_key or secrets.token_hex(16)
         self.workflows = set(workflows)
         self.organization_id = secrets.token_hex(12)
         self.environment_id = secrets.token_hex(12)
-        self.lock = threading.RLock()
         self.state = State()
         self.requests: list[Recorded] = []
         self.fail_with: int | None = None
         self.fail_triggers_after_accepting: int | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
 
-    # -- lifecycle and switches ---------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+    # -- switches and queries -----------------------------------------------
 
     def triggers_for(self, subscriber_id: str) -> list[Trigger]:
         with self.lock:
             return [t for t in self.state.triggers.values() if t.to == subscriber_id]
 
-    def start(self) -> FakeNovu:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                fake._handle(self)
-
-            do_GET = do_PATCH = do_PUT = do_DELETE = do_POST  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # tests read `requests` instead
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-novu", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
     # -- dispatch -----------------------------------------------------------
 
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        split = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length).decode() if length else ""
-        with self.lock:
-            status, answer = self._answer(handler, split.path, split.query, raw)
-            self.requests.append(
-                Recorded(
-                    handler.command,
-                    split.path,
-                    split.query,
-                    {k.lower(): v for k, v in handler.headers.items()},
-                    raw,
-                    status,
-                )
-            )
-        payload = json.dumps(answer).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=utf-8")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+    def _record(self, handler: BaseHTTPRequestHandler, path: str, query: str, raw: str, status: int) -> None:
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        self.requests.append(Recorded(handler.command, path, query, headers, raw, status))
 
     def _answer(self, handler: BaseHTTPRequestHandler, path: str, query: str, raw: str) -> tuple[int, Any]:
         try:
@@ -174,7 +119,7 @@ class FakeNovu:
                 raise HttpError(400, "Unexpected token in JSON", errors=[]) from None
             if not isinstance(body, dict):
                 raise HttpError(400, "Request body must be an object", errors=[])
-            params = {k: v[-1] for k, v in parse_qs(query).items()}
+            params = query_params(query)
             if handler.command == "POST" and path == "/v2/subscribers":
                 return self._upsert_subscriber(params, body)
             if handler.command == "POST" and path == "/v1/events/trigger":

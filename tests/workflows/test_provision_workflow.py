@@ -22,21 +22,8 @@ from orchestrator.plan import plan_for
 from orchestrator.worker import WORKFLOWS
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2
+from tests.support.steps import STEP_RPC
 
-# The step the workflow shows -> the activity that step calls.
-STEP_ACTIVITY = {
-    "mark_provisioning": "MarkProvisioning",
-    "create_realm": "CreateRealm",
-    "create_oidc_client": "CreateOidcClient",
-    "create_admin_user": "CreateAdminUser",
-    "create_schema": "CreateTenantSchema",
-    "create_bucket": "CreateBucket",
-    "create_dns_records": "UpsertDnsRecords",
-    "apply_infrastructure": "ApplyInfrastructure",
-    "deploy_application": "CreateDeployment",
-    "record_resources": "RecordResources",
-    "mark_active": "MarkActive",
-}
 UNDO = {
     "CreateRealm": "DeleteRealm",
     "CreateOidcClient": "DeleteOidcClient",
@@ -178,7 +165,7 @@ async def test_provision_runs_every_step_of_the_tier_and_reports_progress(client
     assert tuple(s.step for s in progress.steps) == plan_for(tier).provision_steps
     assert {s.status for s in progress.steps} == {tenant_pb2.STEP_STATUS_COMPLETED}
     assert progress.state == tenant_pb2.Tenant.STATE_ACTIVE
-    for step, method in STEP_ACTIVITY.items():
+    for step, method in STEP_RPC.items():
         expected = 1 if tier in TIER_ONLY.get(step, {tier}) else 0
         assert len(fakes.called(method)) == expected, method
     assert not any(fakes.called(undo) for undo in UNDO.values())
@@ -205,12 +192,12 @@ async def test_independent_steps_run_concurrently(client: Client) -> None:
     assert set(scheduled[1:5]) == {"CreateRealm", "CreateTenantSchema", "CreateBucket", "UpsertDnsRecords"}
 
 
-@pytest.mark.parametrize("failing_step", [s for s in STEP_ACTIVITY if s != "mark_provisioning"])
+@pytest.mark.parametrize("failing_step", [s for s in STEP_RPC if s != "mark_provisioning"])
 async def test_failure_at_any_silo_step_compensates_completed_steps_in_reverse(
     client: Client, failing_step: str
 ) -> None:
     fakes = FakeDomains()
-    failing = STEP_ACTIVITY[failing_step]
+    failing = STEP_RPC[failing_step]
     fakes.fail.add(failing)
     async with running(client, fakes):
         tenant_id, handle = await start_provision(client, SILO)
@@ -278,7 +265,7 @@ async def test_deprovision_removes_everything_the_tier_has_and_ends_deprovisione
     # What the tier's provisioning would have made is exactly what is removed.
     undone = {
         UNDO[method]
-        for step, method in STEP_ACTIVITY.items()
+        for step, method in STEP_RPC.items()
         if method in UNDO and tier in TIER_ONLY.get(step, {tier})
     }
     for undo in UNDO.values():
