@@ -135,8 +135,9 @@ IAC_STEP = StepOptions(
     retry=_RETRY,
 )
 
-# Teardown of a deployment or of infrastructure: long, heartbeating, and
-# retried without limit like every cleanup.
+# Teardown that can take long (a deployment, infrastructure, a large bucket)
+# and heartbeats, and compensation as a whole: retried without limit like
+# every cleanup; a dead worker is noticed at the heartbeat timeout.
 LONG_CLEANUP_STEP = StepOptions(
     start_to_close=timedelta(minutes=45),
     heartbeat=timedelta(seconds=30),

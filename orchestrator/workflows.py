@@ -225,7 +225,9 @@ class ProvisionTenantWorkflow:
     ) -> orchestrator.ProvisionTenantResponse:
         run, tid = self._run, tenant.tenant_id
         run.skip_rest()
-        undone = await run.compensate(CLEANUP_STEP)
+        # Some undos are long (emptying a bucket, destroying infrastructure)
+        # and heartbeat; the others finish well inside the heartbeat timeout.
+        undone = await run.compensate(LONG_CLEANUP_STEP)
         workflow.logger.info("provisioning %s failed at %s; undid %s", tid, failure.step, undone)
         # Not an undo of mark_provisioning: the record stays, as the place
         # where the caller reads the failed step and the reason.
@@ -359,7 +361,7 @@ class DeprovisionTenantWorkflow:
                 "delete_bucket",
                 INFRASTRUCTURE.rpc("DeleteBucket"),
                 infra.DeleteBucketRequest(tenant_id=tid),
-                CLEANUP_STEP,
+                LONG_CLEANUP_STEP,  # emptying a large bucket takes a while; it heartbeats
             ),
             run.cleanup(
                 "delete_dns_records",
