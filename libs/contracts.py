@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 
 from tenantry.idp.v1 import idp_pb2
 from tenantry.infra.v1 import infra_pb2
@@ -149,4 +150,7 @@ async def execute(rpc: Rpc, request: Message, options: StepOptions) -> Any:
         schedule_to_close_timeout=options.schedule_to_close,
         heartbeat_timeout=options.heartbeat,
         retry_policy=options.retry,
+        # On a cancelled run, wait until the activity has really stopped (or
+        # finished): only then can its effect be undone without a race.
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )

@@ -3,6 +3,7 @@ query, and the saga that undoes completed steps in reverse order."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,15 @@ class LifecycleRun:
         self.status[name] = Status.STEP_STATUS_RUNNING
         try:
             result = await execute(rpc, request, options)
+        except asyncio.CancelledError:
+            # The run was cancelled while this step ran; the activity may have
+            # done its work before it stopped, so its undo runs too (undos are
+            # idempotent: undoing what was never done is harmless).
+            self.status[name] = Status.STEP_STATUS_FAILED
+            self.errors[name] = "cancelled"
+            if undo is not None:
+                self._undo.append(_Undo(name, *undo))
+            raise
         except ActivityError as err:
             reason = describe(err)
             self.status[name] = Status.STEP_STATUS_FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from libs.contracts import IDENTITY, INFRASTRUCTURE, NOTIFICATION, TENANT_DATA, WORKFLOWS
@@ -78,6 +78,8 @@ class ProvisionTenantWorkflow:
                 tenantdb.MarkProvisioningRequest(tenant=tenant, workflow_id=workflow.info().workflow_id),
                 PROVISION_STEP,
             )
+        except asyncio.CancelledError:
+            return await self._roll_back(tenant, self._cancelled(), cancelled=True)
         except StepFailed as failure:
             # The record is not ours to mark (it belongs to another run).
             run.skip_rest()
@@ -103,6 +105,8 @@ class ProvisionTenantWorkflow:
             )
         except StepFailed as failure:
             return await self._roll_back(tenant, failure)
+        except asyncio.CancelledError:
+            return await self._roll_back(tenant, self._cancelled(), cancelled=True)
         run.state = State.STATE_ACTIVE
         await run.best_effort(
             "send_welcome", NOTIFICATION.rpc("SendNotice"), self._notice(tenant, "WELCOME"), NOTICE_STEP
@@ -220,8 +224,14 @@ class ProvisionTenantWorkflow:
         # Gathered concurrently: sort so the recorded list does not depend on timing.
         return sorted(resources, key=lambda r: (r.domain, r.kind, r.id))
 
+    def _cancelled(self) -> StepFailed:
+        """The failure a cancel stands for: at the steps it interrupted, if
+        any (a step whose activity finished despite the cancel counts as done)."""
+        interrupted = [s for s, e in self._run.errors.items() if e == "cancelled"]
+        return StepFailed(",".join(interrupted), "cancelled")
+
     async def _roll_back(
-        self, tenant: tenant_pb2.Tenant, failure: StepFailed
+        self, tenant: tenant_pb2.Tenant, failure: StepFailed, *, cancelled: bool = False
     ) -> orchestrator.ProvisionTenantResponse:
         run, tid = self._run, tenant.tenant_id
         run.skip_rest()
@@ -231,14 +241,19 @@ class ProvisionTenantWorkflow:
         workflow.logger.info("provisioning %s failed at %s; undid %s", tid, failure.step, undone)
         # Not an undo of mark_provisioning: the record stays, as the place
         # where the caller reads the failed step and the reason.
-        await run.cleanup(
-            "mark_provision_failed",
-            TENANT_DATA.rpc("MarkProvisionFailed"),
-            tenantdb.MarkProvisionFailedRequest(
-                tenant_id=tid, failed_step=failure.step, reason=failure.reason
-            ),
-            CLEANUP_STEP,
-        )
+        try:
+            await run.cleanup(
+                "mark_provision_failed",
+                TENANT_DATA.rpc("MarkProvisionFailed"),
+                tenantdb.MarkProvisionFailedRequest(
+                    tenant_id=tid, failed_step=failure.step, reason=failure.reason
+                ),
+                CLEANUP_STEP,
+            )
+        except ActivityError as err:
+            # Cancelled before the record was written: there is none to mark.
+            if not (cancelled and isinstance(err.cause, ApplicationError) and err.cause.type == "NotFound"):
+                raise
         run.state = State.STATE_PROVISION_FAILED
         await run.best_effort(
             "send_failure_notice",
@@ -246,6 +261,8 @@ class ProvisionTenantWorkflow:
             self._notice(tenant, "PROVISION_FAILED", failure),
             NOTICE_STEP,
         )
+        if cancelled:
+            raise asyncio.CancelledError("provisioning cancelled; what it did is undone")
         raise ApplicationError(
             f"provisioning failed at {failure.step}: {failure.reason}",
             type="ProvisionFailed",

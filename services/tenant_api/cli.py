@@ -141,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
             tenant = stub.DeleteTenant(
                 tenant_service_pb2.DeleteTenantRequest(name=_name(args.tenant_id))
             ).tenant
+        elif args.command == "cancel":
+            request_cancel = tenant_service_pb2.CancelProvisioningRequest(name=_name(args.tenant_id))
+            tenant = stub.CancelProvisioning(request_cancel).tenant
+        elif args.command == "retry":
+            request_retry = tenant_service_pb2.RetryProvisioningRequest(name=_name(args.tenant_id))
+            tenant = stub.RetryProvisioning(request_retry).tenant
         elif args.command == "list":
             for listed in _pages(stub, args.page_size):
                 print(json_format.MessageToJson(listed) if args.json else progress_line(listed))
@@ -150,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if tenant is not None:
             show(tenant)
             failed = tenant.state == State.STATE_PROVISION_FAILED
-            return 1 if failed and args.command in ("create", "watch") else 0
+            return 1 if failed and args.command in ("create", "watch", "retry") else 0
     return 0
 
 

@@ -87,7 +87,14 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         accepted = await self._registry.get(tid) or _pending(spec)
         return tenant_service_pb2.CreateTenantResponse(tenant=accepted)
 
-    async def _start_provision(self, spec: tenant_pb2.Tenant, digest: str, caller: str) -> WorkflowHandle:
+    async def _start_provision(
+        self,
+        spec: tenant_pb2.Tenant,
+        digest: str,
+        caller: str,
+        *,
+        reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    ) -> WorkflowHandle:
         workflow_id = lifecycle.provision_workflow_id(spec.tenant_id)
         try:
             # USE_EXISTING: concurrent identical calls all meet the one run.
@@ -97,7 +104,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 id=workflow_id,
                 task_queue=PROVISION.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=reuse,
                 memo={SPEC_MEMO: spec, FINGERPRINT_MEMO: digest},
                 execution_timeout=lifecycle.PROVISION_TIMEOUT,
             )
@@ -159,6 +166,52 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         tenant.state = State.STATE_DEPROVISIONING
         return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
 
+    async def CancelProvisioning(  # noqa: N802
+        self, request: tenant_service_pb2.CancelProvisioningRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.CancelProvisioningResponse:
+        tid = self._tenant_id(request.name)
+        tenant = await self._current(tid)
+        if tenant.state not in (State.STATE_PENDING, State.STATE_PROVISIONING):
+            raise errors.failed_precondition(
+                tid, f"tenant {tid!r} has no provisioning run to cancel", State.Name(tenant.state)
+            )
+        try:
+            # The run undoes what it did, then ends PROVISION_FAILED "cancelled".
+            await self._client.get_workflow_handle(lifecycle.provision_workflow_id(tid)).cancel()
+        except RPCError as err:
+            log.warning("cancelling provisioning of %s failed: %s", tid, err.status)
+            raise errors.unavailable("temporal") from None
+        return tenant_service_pb2.CancelProvisioningResponse(tenant=await self._current(tid))
+
+    async def RetryProvisioning(  # noqa: N802
+        self, request: tenant_service_pb2.RetryProvisioningRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.RetryProvisioningResponse:
+        tid = self._tenant_id(request.name)
+        record = await self._registry.get(tid)
+        if record is None:
+            raise errors.not_found(tid)
+        if record.state == State.STATE_PROVISION_FAILED:
+            spec = tenant_pb2.Tenant(
+                tenant_id=tid,
+                display_name=record.display_name,
+                plan_tier=record.plan_tier,
+                domains=record.domains,
+                admin=record.admin,
+            )
+            # A new run under the same id: allowed only because the last run
+            # did not succeed; racing callers meet the one run (USE_EXISTING).
+            await self._start_provision(
+                spec,
+                fingerprint(spec),
+                _caller(context),
+                reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
+        elif record.state not in (State.STATE_PROVISIONING, State.STATE_ACTIVE):
+            raise errors.failed_precondition(
+                tid, f"tenant {tid!r} did not fail provisioning; nothing to retry", State.Name(record.state)
+            )
+        return tenant_service_pb2.RetryProvisioningResponse(tenant=await self._current(tid))
+
     async def WatchTenant(  # noqa: N802
         self, request: tenant_service_pb2.WatchTenantRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tenant_service_pb2.WatchTenantResponse]:
@@ -201,6 +254,11 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         elif tenant.state in _DELETABLE and await self._running(lifecycle.deprovision_workflow_id(tid)):
             # Deprovisioning has started but not yet marked the record.
             tenant.state = State.STATE_DEPROVISIONING
+        elif tenant.state == State.STATE_PROVISION_FAILED and await self._running(
+            lifecycle.provision_workflow_id(tid)
+        ):
+            # A retry has started but not yet marked the record.
+            tenant.state = State.STATE_PROVISIONING
         return await self._with_progress(tenant)
 
     async def _running(self, workflow_id: str) -> bool:

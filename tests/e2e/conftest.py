@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -12,7 +13,10 @@ import boto3
 import grpc
 import psycopg
 import pytest
+from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
+from temporalio.client import Client
 
+from libs import contracts, lifecycle
 from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
@@ -191,3 +195,36 @@ class Providers:
 @pytest.fixture(scope="session")
 def providers(stack: Stack) -> Providers:
     return Providers(stack)
+
+
+# Processes a fault test may freeze or kill, with the contract each serves.
+VICTIMS = {"infra": contracts.INFRASTRUCTURE, "idp": contracts.IDENTITY, "orchestrator": contracts.WORKFLOWS}
+
+
+def wait_until_victim_holds_a_task(stack: Stack, tenant_id: str, victim: str, timeout: float = 20) -> str:
+    """Waits until Temporal has handed the (frozen) victim a task of this run;
+    returns what it holds."""
+
+    async def held() -> str:
+        client = await Client.connect(stack.temporal_address)
+        handle = client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                raw = (await handle.describe()).raw_description
+            except Exception:  # not started yet
+                raw = None
+            if raw is not None and victim == "orchestrator":
+                task = raw.pending_workflow_task
+                if task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+                    return "workflow task"
+            elif raw is not None:
+                prefix = VICTIMS[victim].service + "."
+                for pending in raw.pending_activities:
+                    started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                    if started and pending.activity_type.name.startswith(prefix):
+                        return pending.activity_type.name
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{victim} was never handed a task of {tenant_id}")
+
+    return asyncio.run(held())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -45,6 +46,8 @@ class FakeDomains:
     def __init__(self, record_tier: int = POOLED) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.fail: set[str] = set()
+        self.slow: dict[str, float] = {}
+        self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.record_tier = record_tier
 
     def activities(self, contract: contracts.Contract) -> list[Callable[..., Any]]:
@@ -53,8 +56,10 @@ class FakeDomains:
     def _fake(self, rpc: contracts.Rpc) -> Callable[..., Any]:
         async def fake(request: Any) -> Any:
             self.calls.append((rpc.method, request))
+            self.started[rpc.method].set()
             # Long enough that sibling steps are still in flight at a failure.
-            await asyncio.sleep(0.05)
+            # A slow step ignores cancellation, as a provider call does.
+            await asyncio.shield(asyncio.sleep(self.slow.get(rpc.method, 0.05)))
             if rpc.method in self.fail:
                 raise errors.permanent(ErrorType.CONFLICT, f"injected failure in {rpc.method}")
             out = _plausible(rpc)
@@ -279,3 +284,27 @@ async def test_deprovision_removes_everything_the_tier_has_and_ends_deprovisione
     assert methods.index("DeleteAdminUser") < methods.index("DeleteOidcClient") < methods.index("DeleteRealm")
     if tier == SILO:
         assert methods.index("DeleteDeployment") < methods.index("DestroyInfrastructure")
+
+
+async def test_cancel_waits_for_steps_in_flight_then_undoes_them_and_what_completed(client: Client) -> None:
+    fakes = FakeDomains()
+    fakes.slow["CreateBucket"] = 2.0
+    async with running(client, fakes):
+        tenant_id, handle = await start_provision(client)
+
+        await asyncio.wait_for(fakes.started["CreateBucket"].wait(), timeout=10)
+        await asyncio.sleep(0.3)  # the quick siblings complete meanwhile
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+        completed, scheduled = await activity_order(handle)
+    assert "cancel" in str(ended.value.cause).lower()
+    # The slow bucket step was waited for, then undone with everything else.
+    assert "CreateBucket" in completed
+    compensations = [name for name in scheduled if name in UNDO.values()]
+    assert "DeleteBucket" in compensations
+    assert set(compensations) == {UNDO[name] for name in completed if name in UNDO}
+    assert compensations.index("DeleteBucket") == 0  # interrupted last, undone first
+    [marked] = fakes.called("MarkProvisionFailed")
+    assert (marked.tenant_id, marked.reason) == (tenant_id, "cancelled")
+    assert not fakes.called("MarkActive")

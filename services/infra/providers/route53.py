@@ -86,8 +86,11 @@ class Route53Dns:
                 if error_code(err) != "InvalidChangeBatch":
                     raise
                 # Someone wrote one of the names between our read and our
-                # write (the batch is all-or-nothing): read again and decide.
-                self._ensure(names, target=target, tenant_id=tenant_id, ttl=ttl)
+                # write (the batch is all-or-nothing): read again and decide,
+                # then write with UPSERT, as a name our read still shows free
+                # can be refused as existing (seen with moto under concurrent
+                # changes to the zone).
+                self._ensure(names, target=target, tenant_id=tenant_id, ttl=ttl, create="UPSERT")
 
     def delete_cnames(self, names: Sequence[str], *, tenant_id: str) -> None:
         with faults_as_unavailable(f"deleting DNS records in {self._zone}"):
@@ -98,7 +101,9 @@ class Route53Dns:
                     raise
                 self._delete(names, tenant_id=tenant_id)
 
-    def _ensure(self, names: Sequence[str], *, target: str, tenant_id: str, ttl: int) -> None:
+    def _ensure(
+        self, names: Sequence[str], *, target: str, tenant_id: str, ttl: int, create: str = "CREATE"
+    ) -> None:
         changes: list[dict[str, Any]] = []
         for name in names:
             records = self._record_sets(name)
@@ -115,12 +120,12 @@ class Route53Dns:
                 "ResourceRecords": [{"Value": target}],
             }
             if cname is None:
-                changes.append({"Action": "CREATE", "ResourceRecordSet": wanted})
+                changes.append({"Action": create, "ResourceRecordSet": wanted})
             elif cname.get("TTL") != ttl or owner is None:
                 # Ours already, or the same value put there by hand: (re)claim it.
                 changes.append({"Action": "UPSERT", "ResourceRecordSet": wanted})
             if owner is None:
-                changes.append({"Action": "CREATE", "ResourceRecordSet": self._owner_record(name, tenant_id)})
+                changes.append({"Action": create, "ResourceRecordSet": self._owner_record(name, tenant_id)})
         if changes:
             self._route53.change_resource_record_sets(
                 HostedZoneId=self._zone_id,

@@ -62,6 +62,16 @@ class TenantServiceStub:
                 request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantRequest.SerializeToString,
                 response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantResponse.FromString,
                 _registered_method=True)
+        self.CancelProvisioning = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/CancelProvisioning',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CancelProvisioningRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CancelProvisioningResponse.FromString,
+                _registered_method=True)
+        self.RetryProvisioning = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/RetryProvisioning',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningResponse.FromString,
+                _registered_method=True)
 
 
 class TenantServiceServicer:
@@ -108,6 +118,22 @@ class TenantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelProvisioning(self, request, context):
+        """Cancels the provisioning run under way: what it did is undone and the
+        tenant ends PROVISION_FAILED with the reason "cancelled".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryProvisioning(self, request, context):
+        """Runs provisioning again for a PROVISION_FAILED tenant, with the same
+        settings, reusing what still exists; callers racing meet one run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TenantServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +161,16 @@ def add_TenantServiceServicer_to_server(servicer, server):
                     servicer.WatchTenant,
                     request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantRequest.FromString,
                     response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantResponse.SerializeToString,
+            ),
+            'CancelProvisioning': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelProvisioning,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CancelProvisioningRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CancelProvisioningResponse.SerializeToString,
+            ),
+            'RetryProvisioning': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryProvisioning,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +311,60 @@ class TenantService:
             '/tenantry.tenant.v1.TenantService/WatchTenant',
             tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantRequest.SerializeToString,
             tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelProvisioning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/CancelProvisioning',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CancelProvisioningRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CancelProvisioningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryProvisioning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/RetryProvisioning',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningResponse.FromString,
             options,
             channel_credentials,
             insecure,
