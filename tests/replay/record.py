@@ -3,13 +3,15 @@
 `python -m tests.replay.record` runs each kind of lifecycle run on a fresh
 Temporal dev server with fake activities (the same fakes as the workflow
 tests) and writes its history to tests/replay/histories/<name>.json. Record
-once per workflow change that is released; never re-record a history to
-make a replay pass: it stands for runs already in flight.
+the new kinds of run after a workflow change is released: existing files are
+kept, never re-recorded to make a replay pass, as they stand for runs
+already in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import uuid
 from pathlib import Path
@@ -47,6 +49,25 @@ async def provision(client: Client, name: str, tier: int, fail: str | None = Non
     await save(client, name, handle.id)
 
 
+async def provision_cancelled(client: Client, name: str, tier: int) -> None:
+    fakes = FakeDomains()
+    fakes.slow["CreateBucket"] = 1.0
+    rpc = contracts.WORKFLOWS.rpc("ProvisionTenant")
+    tenant_id = f"r{uuid.uuid4().hex[:10]}"
+    async with running(client, fakes):
+        handle = await client.start_workflow(
+            rpc.name,
+            orchestrator_pb2.ProvisionTenantRequest(tenant=_tenant(tenant_id, tier), requested_by="recorder"),
+            id=lifecycle.provision_workflow_id(tenant_id),
+            task_queue=rpc.task_queue,
+        )
+        await asyncio.wait_for(fakes.started["CreateBucket"].wait(), timeout=10)
+        await handle.cancel()
+        with contextlib.suppress(WorkflowFailureError):  # ends cancelled
+            await handle.result()
+    await save(client, name, handle.id)
+
+
 async def deprovision(client: Client, name: str, tier: int) -> None:
     fakes = FakeDomains(record_tier=tier)
     rpc = contracts.WORKFLOWS.rpc("DeprovisionTenant")
@@ -63,8 +84,13 @@ async def deprovision(client: Client, name: str, tier: int) -> None:
 
 
 async def save(client: Client, name: str, workflow_id: str) -> None:
+    target = HISTORIES / f"{name}.json"
+    if target.exists():
+        # A recorded history stands for runs already in flight: keep it.
+        print(f"kept {name} (delete the file to record it again)")
+        return
     history: Any = await client.get_workflow_handle(workflow_id).fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    target.write_text(history.to_json())
     print(f"recorded {name}")
 
 
@@ -81,6 +107,7 @@ async def record() -> None:
             await provision(
                 client, "provision_silo_compensated", tenant_pb2.PLAN_TIER_SILO, fail="CreateDeployment"
             )
+            await provision_cancelled(client, "provision_bridge_cancelled", tenant_pb2.PLAN_TIER_BRIDGE)
             await deprovision(client, "deprovision_bridge_succeeded", tenant_pb2.PLAN_TIER_BRIDGE)
         finally:
             server.stop()

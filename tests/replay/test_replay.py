@@ -34,6 +34,7 @@ def test_there_is_a_history_of_each_kind_of_run() -> None:
         "provision_pooled_succeeded",
         "provision_silo_succeeded",
         "provision_silo_compensated",
+        "provision_bridge_cancelled",
         "deprovision_bridge_succeeded",
     } <= names
 
