@@ -85,3 +85,37 @@ class DeleteAdminUserRequest(_message.Message):
 class DeleteAdminUserResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DisableTenantAccessRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class DisableTenantAccessResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EnableTenantAccessRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class EnableTenantAccessResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExportIdentityRequest(_message.Message):
+    __slots__ = ("tenant_id", "backup_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    backup_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., backup_id: _Optional[str] = ...) -> None: ...
+
+class ExportIdentityResponse(_message.Message):
+    __slots__ = ("backup",)
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    backup: _tenant_pb2.BackupObject
+    def __init__(self, backup: _Optional[_Union[_tenant_pb2.BackupObject, _Mapping]] = ...) -> None: ...

@@ -1,9 +1,12 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tenantry.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -14,13 +17,21 @@ class NoticeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOTICE_KIND_WELCOME: _ClassVar[NoticeKind]
     NOTICE_KIND_PROVISION_FAILED: _ClassVar[NoticeKind]
     NOTICE_KIND_DEPROVISIONED: _ClassVar[NoticeKind]
+    NOTICE_KIND_DELETION_SCHEDULED: _ClassVar[NoticeKind]
+    NOTICE_KIND_RESTORED: _ClassVar[NoticeKind]
+    NOTICE_KIND_SUSPENDED: _ClassVar[NoticeKind]
+    NOTICE_KIND_RESUMED: _ClassVar[NoticeKind]
 NOTICE_KIND_UNSPECIFIED: NoticeKind
 NOTICE_KIND_WELCOME: NoticeKind
 NOTICE_KIND_PROVISION_FAILED: NoticeKind
 NOTICE_KIND_DEPROVISIONED: NoticeKind
+NOTICE_KIND_DELETION_SCHEDULED: NoticeKind
+NOTICE_KIND_RESTORED: NoticeKind
+NOTICE_KIND_SUSPENDED: NoticeKind
+NOTICE_KIND_RESUMED: NoticeKind
 
 class SendNoticeRequest(_message.Message):
-    __slots__ = ("tenant_id", "kind", "recipient", "recipient_name", "tenant_display_name", "domains", "failed_step", "failure_reason", "idempotency_key")
+    __slots__ = ("tenant_id", "kind", "recipient", "recipient_name", "tenant_display_name", "domains", "failed_step", "failure_reason", "idempotency_key", "purge_time")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +41,7 @@ class SendNoticeRequest(_message.Message):
     FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     kind: NoticeKind
     recipient: str
@@ -39,7 +51,8 @@ class SendNoticeRequest(_message.Message):
     failed_step: str
     failure_reason: str
     idempotency_key: str
-    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., recipient: _Optional[str] = ..., recipient_name: _Optional[str] = ..., tenant_display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    purge_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., recipient: _Optional[str] = ..., recipient_name: _Optional[str] = ..., tenant_display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SendNoticeResponse(_message.Message):
     __slots__ = ("message_id",)

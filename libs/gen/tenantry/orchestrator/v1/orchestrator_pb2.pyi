@@ -1,3 +1,7 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tenantry.options.v1 import options_pb2 as _options_pb2
 from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
 from google.protobuf.internal import containers as _containers
@@ -27,6 +31,50 @@ class ProvisionTenantResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ...) -> None: ...
 
 class DeprovisionTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "requested_by", "grace_period", "skip_backup")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SKIP_BACKUP_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    requested_by: str
+    grace_period: _duration_pb2.Duration
+    skip_backup: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., skip_backup: _Optional[bool] = ...) -> None: ...
+
+class DeprovisionTenantResponse(_message.Message):
+    __slots__ = ("state", "backups")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    state: _tenant_pb2.Tenant.State
+    backups: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.BackupObject]
+    def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., backups: _Optional[_Iterable[_Union[_tenant_pb2.BackupObject, _Mapping]]] = ...) -> None: ...
+
+class UndeleteRequest(_message.Message):
+    __slots__ = ("requested_by",)
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    requested_by: str
+    def __init__(self, requested_by: _Optional[str] = ...) -> None: ...
+
+class DeleteNowRequest(_message.Message):
+    __slots__ = ("requested_by",)
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    requested_by: str
+    def __init__(self, requested_by: _Optional[str] = ...) -> None: ...
+
+class DeletionUpdateResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: _tenant_pb2.Tenant.State
+    def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+
+class CancelRequested(_message.Message):
+    __slots__ = ("requested_by",)
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    requested_by: str
+    def __init__(self, requested_by: _Optional[str] = ...) -> None: ...
+
+class SuspendTenantRequest(_message.Message):
     __slots__ = ("tenant_id", "requested_by")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
@@ -34,18 +82,34 @@ class DeprovisionTenantRequest(_message.Message):
     requested_by: str
     def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
-class DeprovisionTenantResponse(_message.Message):
+class SuspendTenantResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: _tenant_pb2.Tenant.State
+    def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+
+class ResumeTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "requested_by")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    requested_by: str
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class ResumeTenantResponse(_message.Message):
     __slots__ = ("state",)
     STATE_FIELD_NUMBER: _ClassVar[int]
     state: _tenant_pb2.Tenant.State
     def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
 
 class RunProgress(_message.Message):
-    __slots__ = ("steps", "current_steps", "state")
+    __slots__ = ("steps", "current_steps", "state", "purge_time")
     STEPS_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STEPS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
     steps: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.StepProgress]
     current_steps: _containers.RepeatedScalarFieldContainer[str]
     state: _tenant_pb2.Tenant.State
-    def __init__(self, steps: _Optional[_Iterable[_Union[_tenant_pb2.StepProgress, _Mapping]]] = ..., current_steps: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+    purge_time: _timestamp_pb2.Timestamp
+    def __init__(self, steps: _Optional[_Iterable[_Union[_tenant_pb2.StepProgress, _Mapping]]] = ..., current_steps: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

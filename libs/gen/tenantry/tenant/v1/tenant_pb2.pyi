@@ -39,7 +39,7 @@ STEP_STATUS_COMPENSATED: StepStatus
 STEP_STATUS_SKIPPED: StepStatus
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps")
+    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps", "purge_time", "backups")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Tenant.State]
@@ -72,6 +72,8 @@ class Tenant(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     tenant_id: str
     display_name: str
@@ -86,7 +88,9 @@ class Tenant(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     steps: _containers.RepeatedCompositeFieldContainer[StepProgress]
-    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ...) -> None: ...
+    purge_time: _timestamp_pb2.Timestamp
+    backups: _containers.RepeatedCompositeFieldContainer[BackupObject]
+    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backups: _Optional[_Iterable[_Union[BackupObject, _Mapping]]] = ...) -> None: ...
 
 class AdminContact(_message.Message):
     __slots__ = ("email", "given_name", "family_name")
@@ -117,3 +121,55 @@ class StepProgress(_message.Message):
     status: StepStatus
     error: str
     def __init__(self, step: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BackupObject(_message.Message):
+    __slots__ = ("kind", "uri", "size_bytes", "sha256")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    uri: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, kind: _Optional[str] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class TenantEvent(_message.Message):
+    __slots__ = ("name", "time", "kind", "step", "state", "actor", "workflow_id", "run_id", "detail", "sequence")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[TenantEvent.Kind]
+        KIND_REQUESTED: _ClassVar[TenantEvent.Kind]
+        KIND_STATE_CHANGED: _ClassVar[TenantEvent.Kind]
+        KIND_STEP_STARTED: _ClassVar[TenantEvent.Kind]
+        KIND_STEP_COMPLETED: _ClassVar[TenantEvent.Kind]
+        KIND_STEP_FAILED: _ClassVar[TenantEvent.Kind]
+        KIND_STEP_COMPENSATED: _ClassVar[TenantEvent.Kind]
+    KIND_UNSPECIFIED: TenantEvent.Kind
+    KIND_REQUESTED: TenantEvent.Kind
+    KIND_STATE_CHANGED: TenantEvent.Kind
+    KIND_STEP_STARTED: TenantEvent.Kind
+    KIND_STEP_COMPLETED: TenantEvent.Kind
+    KIND_STEP_FAILED: TenantEvent.Kind
+    KIND_STEP_COMPENSATED: TenantEvent.Kind
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    time: _timestamp_pb2.Timestamp
+    kind: TenantEvent.Kind
+    step: str
+    state: Tenant.State
+    actor: str
+    workflow_id: str
+    run_id: str
+    detail: str
+    sequence: int
+    def __init__(self, name: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[TenantEvent.Kind, str]] = ..., step: _Optional[str] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., actor: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., detail: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...

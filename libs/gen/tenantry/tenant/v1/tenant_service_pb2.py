@@ -22,44 +22,61 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1ftenantry/tenant/v1/tenant.proto\"T\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"B\n\x14\x43reateTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x11GetTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x13ListTenantsResponse\x12+\n\x07tenants\x18\x01 \x03(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14\x44\x65leteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"\"\n\x12WatchTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x13WatchTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\")\n\x19\x43\x61ncelProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x1a\x43\x61ncelProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"(\n\x18RetryProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19RetryProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant2\xd8\x05\n\rTenantService\x12\x61\n\x0c\x43reateTenant\x12\'.tenantry.tenant.v1.CreateTenantRequest\x1a(.tenantry.tenant.v1.CreateTenantResponse\x12X\n\tGetTenant\x12$.tenantry.tenant.v1.GetTenantRequest\x1a%.tenantry.tenant.v1.GetTenantResponse\x12^\n\x0bListTenants\x12&.tenantry.tenant.v1.ListTenantsRequest\x1a\'.tenantry.tenant.v1.ListTenantsResponse\x12\x61\n\x0c\x44\x65leteTenant\x12\'.tenantry.tenant.v1.DeleteTenantRequest\x1a(.tenantry.tenant.v1.DeleteTenantResponse\x12`\n\x0bWatchTenant\x12&.tenantry.tenant.v1.WatchTenantRequest\x1a\'.tenantry.tenant.v1.WatchTenantResponse0\x01\x12s\n\x12\x43\x61ncelProvisioning\x12-.tenantry.tenant.v1.CancelProvisioningRequest\x1a..tenantry.tenant.v1.CancelProvisioningResponse\x12p\n\x11RetryProvisioning\x12,.tenantry.tenant.v1.RetryProvisioningRequest\x1a-.tenantry.tenant.v1.RetryProvisioningResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"T\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"B\n\x14\x43reateTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x11GetTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x13ListTenantsResponse\x12+\n\x07tenants\x18\x01 \x03(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"~\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhard_delete\x18\x03 \x01(\x08\x12\x13\n\x0bskip_backup\x18\x04 \x01(\x08\"B\n\x14\x44\x65leteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"\"\n\x12WatchTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"r\n\x13WatchTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\")\n\x19\x43\x61ncelProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x1a\x43\x61ncelProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"(\n\x18RetryProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19RetryProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"%\n\x15UndeleteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x16UndeleteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"$\n\x14SuspendTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15SuspendTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"#\n\x13ResumeTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14ResumeTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"P\n\x17ListTenantEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x18ListTenantEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf9\x08\n\rTenantService\x12\x61\n\x0c\x43reateTenant\x12\'.tenantry.tenant.v1.CreateTenantRequest\x1a(.tenantry.tenant.v1.CreateTenantResponse\x12X\n\tGetTenant\x12$.tenantry.tenant.v1.GetTenantRequest\x1a%.tenantry.tenant.v1.GetTenantResponse\x12^\n\x0bListTenants\x12&.tenantry.tenant.v1.ListTenantsRequest\x1a\'.tenantry.tenant.v1.ListTenantsResponse\x12\x61\n\x0c\x44\x65leteTenant\x12\'.tenantry.tenant.v1.DeleteTenantRequest\x1a(.tenantry.tenant.v1.DeleteTenantResponse\x12g\n\x0eUndeleteTenant\x12).tenantry.tenant.v1.UndeleteTenantRequest\x1a*.tenantry.tenant.v1.UndeleteTenantResponse\x12\x64\n\rSuspendTenant\x12(.tenantry.tenant.v1.SuspendTenantRequest\x1a).tenantry.tenant.v1.SuspendTenantResponse\x12\x61\n\x0cResumeTenant\x12\'.tenantry.tenant.v1.ResumeTenantRequest\x1a(.tenantry.tenant.v1.ResumeTenantResponse\x12m\n\x10ListTenantEvents\x12+.tenantry.tenant.v1.ListTenantEventsRequest\x1a,.tenantry.tenant.v1.ListTenantEventsResponse\x12`\n\x0bWatchTenant\x12&.tenantry.tenant.v1.WatchTenantRequest\x1a\'.tenantry.tenant.v1.WatchTenantResponse0\x01\x12s\n\x12\x43\x61ncelProvisioning\x12-.tenantry.tenant.v1.CancelProvisioningRequest\x1a..tenantry.tenant.v1.CancelProvisioningResponse\x12p\n\x11RetryProvisioning\x12,.tenantry.tenant.v1.RetryProvisioningRequest\x1a-.tenantry.tenant.v1.RetryProvisioningResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenantry.tenant.v1.tenant_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATETENANTREQUEST']._serialized_start=96
-  _globals['_CREATETENANTREQUEST']._serialized_end=180
-  _globals['_CREATETENANTRESPONSE']._serialized_start=182
-  _globals['_CREATETENANTRESPONSE']._serialized_end=248
-  _globals['_GETTENANTREQUEST']._serialized_start=250
-  _globals['_GETTENANTREQUEST']._serialized_end=282
-  _globals['_GETTENANTRESPONSE']._serialized_start=284
-  _globals['_GETTENANTRESPONSE']._serialized_end=347
-  _globals['_LISTTENANTSREQUEST']._serialized_start=349
-  _globals['_LISTTENANTSREQUEST']._serialized_end=408
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=410
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=501
-  _globals['_DELETETENANTREQUEST']._serialized_start=503
-  _globals['_DELETETENANTREQUEST']._serialized_end=538
-  _globals['_DELETETENANTRESPONSE']._serialized_start=540
-  _globals['_DELETETENANTRESPONSE']._serialized_end=606
-  _globals['_WATCHTENANTREQUEST']._serialized_start=608
-  _globals['_WATCHTENANTREQUEST']._serialized_end=642
-  _globals['_WATCHTENANTRESPONSE']._serialized_start=644
-  _globals['_WATCHTENANTRESPONSE']._serialized_end=709
-  _globals['_CANCELPROVISIONINGREQUEST']._serialized_start=711
-  _globals['_CANCELPROVISIONINGREQUEST']._serialized_end=752
-  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_start=754
-  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_end=826
-  _globals['_RETRYPROVISIONINGREQUEST']._serialized_start=828
-  _globals['_RETRYPROVISIONINGREQUEST']._serialized_end=868
-  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_start=870
-  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_end=941
-  _globals['_TENANTSERVICE']._serialized_start=944
-  _globals['_TENANTSERVICE']._serialized_end=1672
+  _globals['_CREATETENANTREQUEST']._serialized_start=128
+  _globals['_CREATETENANTREQUEST']._serialized_end=212
+  _globals['_CREATETENANTRESPONSE']._serialized_start=214
+  _globals['_CREATETENANTRESPONSE']._serialized_end=280
+  _globals['_GETTENANTREQUEST']._serialized_start=282
+  _globals['_GETTENANTREQUEST']._serialized_end=314
+  _globals['_GETTENANTRESPONSE']._serialized_start=316
+  _globals['_GETTENANTRESPONSE']._serialized_end=379
+  _globals['_LISTTENANTSREQUEST']._serialized_start=381
+  _globals['_LISTTENANTSREQUEST']._serialized_end=440
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=442
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=533
+  _globals['_DELETETENANTREQUEST']._serialized_start=535
+  _globals['_DELETETENANTREQUEST']._serialized_end=661
+  _globals['_DELETETENANTRESPONSE']._serialized_start=663
+  _globals['_DELETETENANTRESPONSE']._serialized_end=729
+  _globals['_WATCHTENANTREQUEST']._serialized_start=731
+  _globals['_WATCHTENANTREQUEST']._serialized_end=765
+  _globals['_WATCHTENANTRESPONSE']._serialized_start=767
+  _globals['_WATCHTENANTRESPONSE']._serialized_end=881
+  _globals['_CANCELPROVISIONINGREQUEST']._serialized_start=883
+  _globals['_CANCELPROVISIONINGREQUEST']._serialized_end=924
+  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_start=926
+  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_end=998
+  _globals['_RETRYPROVISIONINGREQUEST']._serialized_start=1000
+  _globals['_RETRYPROVISIONINGREQUEST']._serialized_end=1040
+  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_start=1042
+  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_end=1113
+  _globals['_UNDELETETENANTREQUEST']._serialized_start=1115
+  _globals['_UNDELETETENANTREQUEST']._serialized_end=1152
+  _globals['_UNDELETETENANTRESPONSE']._serialized_start=1154
+  _globals['_UNDELETETENANTRESPONSE']._serialized_end=1222
+  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1224
+  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1260
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1262
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1329
+  _globals['_RESUMETENANTREQUEST']._serialized_start=1331
+  _globals['_RESUMETENANTREQUEST']._serialized_end=1366
+  _globals['_RESUMETENANTRESPONSE']._serialized_start=1368
+  _globals['_RESUMETENANTRESPONSE']._serialized_end=1434
+  _globals['_LISTTENANTEVENTSREQUEST']._serialized_start=1436
+  _globals['_LISTTENANTEVENTSREQUEST']._serialized_end=1516
+  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_start=1518
+  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_end=1618
+  _globals['_TENANTSERVICE']._serialized_start=1621
+  _globals['_TENANTSERVICE']._serialized_end=2766
 # @@protoc_insertion_point(module_scope)

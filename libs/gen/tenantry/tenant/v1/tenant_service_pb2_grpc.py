@@ -57,6 +57,26 @@ class TenantServiceStub:
                 request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.DeleteTenantRequest.SerializeToString,
                 response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.DeleteTenantResponse.FromString,
                 _registered_method=True)
+        self.UndeleteTenant = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/UndeleteTenant',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.UndeleteTenantRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.UndeleteTenantResponse.FromString,
+                _registered_method=True)
+        self.SuspendTenant = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/SuspendTenant',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.SuspendTenantRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.SuspendTenantResponse.FromString,
+                _registered_method=True)
+        self.ResumeTenant = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/ResumeTenant',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ResumeTenantRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ResumeTenantResponse.FromString,
+                _registered_method=True)
+        self.ListTenantEvents = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/ListTenantEvents',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ListTenantEventsRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ListTenantEventsResponse.FromString,
+                _registered_method=True)
         self.WatchTenant = channel.unary_stream(
                 '/tenantry.tenant.v1.TenantService/WatchTenant',
                 request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.WatchTenantRequest.SerializeToString,
@@ -104,15 +124,52 @@ class TenantServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteTenant(self, request, context):
-        """Starts deprovisioning a tenant and returns it (state DEPROVISIONING).
+        """Starts deprovisioning a tenant and returns it (state DEPROVISIONING):
+        a notice to its admin, a grace period (30 days unless the request says
+        otherwise) during which its users cannot sign in and UndeleteTenant
+        restores it, a backup, then removal of everything. A hard delete of a
+        tenant already waiting out its grace period ends the wait at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteTenant(self, request, context):
+        """Restores a tenant whose deletion is still in its grace period to the
+        state it had before (ACTIVE, or SUSPENDED if it was suspended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendTenant(self, request, context):
+        """Suspends an ACTIVE tenant: its identity realm or organization is
+        disabled and its own deployment, if any, scaled to zero. Suspending a
+        SUSPENDED tenant changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeTenant(self, request, context):
+        """Resumes a SUSPENDED tenant: sign-in and its deployment are restored.
+        Resuming an ACTIVE tenant changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenantEvents(self, request, context):
+        """Lists the tenant's audit log, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchTenant(self, request, context):
-        """Streams the tenant each time its state or step progress changes, until
-        it reaches a state in which no run is under way.
+        """Streams the tenant each time its state or step progress changes, with
+        the audit events recorded since the previous update, until it reaches a
+        state in which no run is under way.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +213,26 @@ def add_TenantServiceServicer_to_server(servicer, server):
                     servicer.DeleteTenant,
                     request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.DeleteTenantRequest.FromString,
                     response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.DeleteTenantResponse.SerializeToString,
+            ),
+            'UndeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteTenant,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.UndeleteTenantRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.UndeleteTenantResponse.SerializeToString,
+            ),
+            'SuspendTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendTenant,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.SuspendTenantRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.SuspendTenantResponse.SerializeToString,
+            ),
+            'ResumeTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeTenant,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ResumeTenantRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ResumeTenantResponse.SerializeToString,
+            ),
+            'ListTenantEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenantEvents,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ListTenantEventsRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ListTenantEventsResponse.SerializeToString,
             ),
             'WatchTenant': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTenant,
@@ -284,6 +361,114 @@ class TenantService:
             '/tenantry.tenant.v1.TenantService/DeleteTenant',
             tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.DeleteTenantRequest.SerializeToString,
             tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.DeleteTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/UndeleteTenant',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.UndeleteTenantRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.UndeleteTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/SuspendTenant',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.SuspendTenantRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.SuspendTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/ResumeTenant',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ResumeTenantRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ResumeTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenantEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/ListTenantEvents',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ListTenantEventsRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.ListTenantEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

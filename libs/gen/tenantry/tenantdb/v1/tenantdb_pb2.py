@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_options__pb2
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tenantry/tenantdb/v1/tenantdb.proto\x12\x14tenantry.tenantdb.v1\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Z\n\x17MarkProvisioningRequest\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\"\x1a\n\x18MarkProvisioningResponse\"T\n\x1aMarkProvisionFailedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x1d\n\x1bMarkProvisionFailedResponse\"&\n\x11MarkActiveRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x14\n\x12MarkActiveResponse\"C\n\x19MarkDeprovisioningRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\"\x1c\n\x1aMarkDeprovisioningResponse\"-\n\x18MarkDeprovisionedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1b\n\x19MarkDeprovisionedResponse\"+\n\x16GetTenantRecordRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"T\n\x17GetTenantRecordResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\".\n\x19\x43reateTenantSchemaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\",\n\x1a\x43reateTenantSchemaResponse\x12\x0e\n\x06schema\x18\x01 \x01(\t\",\n\x17\x44ropTenantSchemaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18\x44ropTenantSchemaResponse\"\\\n\x16RecordResourcesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tresources\x18\x02 \x03(\x0b\x32\x1c.tenantry.tenant.v1.Resource\"\x19\n\x17RecordResourcesResponse\"1\n\x1c\x44\x65leteResourceRecordsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65leteResourceRecordsResponse2\xbb\t\n\x14TenantDataActivities\x12q\n\x10MarkProvisioning\x12-.tenantry.tenantdb.v1.MarkProvisioningRequest\x1a..tenantry.tenantdb.v1.MarkProvisioningResponse\x12z\n\x13MarkProvisionFailed\x12\x30.tenantry.tenantdb.v1.MarkProvisionFailedRequest\x1a\x31.tenantry.tenantdb.v1.MarkProvisionFailedResponse\x12_\n\nMarkActive\x12\'.tenantry.tenantdb.v1.MarkActiveRequest\x1a(.tenantry.tenantdb.v1.MarkActiveResponse\x12w\n\x12MarkDeprovisioning\x12/.tenantry.tenantdb.v1.MarkDeprovisioningRequest\x1a\x30.tenantry.tenantdb.v1.MarkDeprovisioningResponse\x12t\n\x11MarkDeprovisioned\x12..tenantry.tenantdb.v1.MarkDeprovisionedRequest\x1a/.tenantry.tenantdb.v1.MarkDeprovisionedResponse\x12n\n\x0fGetTenantRecord\x12,.tenantry.tenantdb.v1.GetTenantRecordRequest\x1a-.tenantry.tenantdb.v1.GetTenantRecordResponse\x12w\n\x12\x43reateTenantSchema\x12/.tenantry.tenantdb.v1.CreateTenantSchemaRequest\x1a\x30.tenantry.tenantdb.v1.CreateTenantSchemaResponse\x12q\n\x10\x44ropTenantSchema\x12-.tenantry.tenantdb.v1.DropTenantSchemaRequest\x1a..tenantry.tenantdb.v1.DropTenantSchemaResponse\x12n\n\x0fRecordResources\x12,.tenantry.tenantdb.v1.RecordResourcesRequest\x1a-.tenantry.tenantdb.v1.RecordResourcesResponse\x12\x80\x01\n\x15\x44\x65leteResourceRecords\x12\x32.tenantry.tenantdb.v1.DeleteResourceRecordsRequest\x1a\x33.tenantry.tenantdb.v1.DeleteResourceRecordsResponse\x1a\x15\xca\xf3\x18\x11tenantry-tenantdbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tenantry/tenantdb/v1/tenantdb.proto\x12\x14tenantry.tenantdb.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Z\n\x17MarkProvisioningRequest\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\"\x1a\n\x18MarkProvisioningResponse\"T\n\x1aMarkProvisionFailedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x1d\n\x1bMarkProvisionFailedResponse\"&\n\x11MarkActiveRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x14\n\x12MarkActiveResponse\"s\n\x19MarkDeprovisioningRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12.\n\npurge_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1c\n\x1aMarkDeprovisioningResponse\"`\n\x18MarkDeprovisionedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x31\n\x07\x62\x61\x63kups\x18\x02 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\"\x1b\n\x19MarkDeprovisionedResponse\"+\n\x16GetTenantRecordRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"T\n\x17GetTenantRecordResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\".\n\x19\x43reateTenantSchemaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\",\n\x1a\x43reateTenantSchemaResponse\x12\x0e\n\x06schema\x18\x01 \x01(\t\",\n\x17\x44ropTenantSchemaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18\x44ropTenantSchemaResponse\"\\\n\x16RecordResourcesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tresources\x18\x02 \x03(\x0b\x32\x1c.tenantry.tenant.v1.Resource\"\x19\n\x17RecordResourcesResponse\"1\n\x1c\x44\x65leteResourceRecordsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65leteResourceRecordsResponse\")\n\x14MarkSuspendedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x17\n\x15MarkSuspendedResponse\"\'\n\x12MarkResumedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x15\n\x13MarkResumedResponse\"Y\n\x13MarkRestoredRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\x16\n\x14MarkRestoredResponse\"A\n\x19\x42\x61\x63kupTenantSchemaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tbackup_id\x18\x02 \x01(\t\"N\n\x1a\x42\x61\x63kupTenantSchemaResponse\x12\x30\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32 .tenantry.tenant.v1.BackupObject\"_\n\x19\x41ppendTenantEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\"\x1c\n\x1a\x41ppendTenantEventsResponse2\xe2\r\n\x14TenantDataActivities\x12q\n\x10MarkProvisioning\x12-.tenantry.tenantdb.v1.MarkProvisioningRequest\x1a..tenantry.tenantdb.v1.MarkProvisioningResponse\x12z\n\x13MarkProvisionFailed\x12\x30.tenantry.tenantdb.v1.MarkProvisionFailedRequest\x1a\x31.tenantry.tenantdb.v1.MarkProvisionFailedResponse\x12_\n\nMarkActive\x12\'.tenantry.tenantdb.v1.MarkActiveRequest\x1a(.tenantry.tenantdb.v1.MarkActiveResponse\x12w\n\x12MarkDeprovisioning\x12/.tenantry.tenantdb.v1.MarkDeprovisioningRequest\x1a\x30.tenantry.tenantdb.v1.MarkDeprovisioningResponse\x12t\n\x11MarkDeprovisioned\x12..tenantry.tenantdb.v1.MarkDeprovisionedRequest\x1a/.tenantry.tenantdb.v1.MarkDeprovisionedResponse\x12n\n\x0fGetTenantRecord\x12,.tenantry.tenantdb.v1.GetTenantRecordRequest\x1a-.tenantry.tenantdb.v1.GetTenantRecordResponse\x12w\n\x12\x43reateTenantSchema\x12/.tenantry.tenantdb.v1.CreateTenantSchemaRequest\x1a\x30.tenantry.tenantdb.v1.CreateTenantSchemaResponse\x12q\n\x10\x44ropTenantSchema\x12-.tenantry.tenantdb.v1.DropTenantSchemaRequest\x1a..tenantry.tenantdb.v1.DropTenantSchemaResponse\x12n\n\x0fRecordResources\x12,.tenantry.tenantdb.v1.RecordResourcesRequest\x1a-.tenantry.tenantdb.v1.RecordResourcesResponse\x12\x80\x01\n\x15\x44\x65leteResourceRecords\x12\x32.tenantry.tenantdb.v1.DeleteResourceRecordsRequest\x1a\x33.tenantry.tenantdb.v1.DeleteResourceRecordsResponse\x12h\n\rMarkSuspended\x12*.tenantry.tenantdb.v1.MarkSuspendedRequest\x1a+.tenantry.tenantdb.v1.MarkSuspendedResponse\x12\x62\n\x0bMarkResumed\x12(.tenantry.tenantdb.v1.MarkResumedRequest\x1a).tenantry.tenantdb.v1.MarkResumedResponse\x12\x65\n\x0cMarkRestored\x12).tenantry.tenantdb.v1.MarkRestoredRequest\x1a*.tenantry.tenantdb.v1.MarkRestoredResponse\x12w\n\x12\x42\x61\x63kupTenantSchema\x12/.tenantry.tenantdb.v1.BackupTenantSchemaRequest\x1a\x30.tenantry.tenantdb.v1.BackupTenantSchemaResponse\x12w\n\x12\x41ppendTenantEvents\x12/.tenantry.tenantdb.v1.AppendTenantEventsRequest\x1a\x30.tenantry.tenantdb.v1.AppendTenantEventsResponse\x1a\x15\xca\xf3\x18\x11tenantry-tenantdbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,46 +36,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TENANTDATAACTIVITIES']._loaded_options = None
   _globals['_TENANTDATAACTIVITIES']._serialized_options = b'\312\363\030\021tenantry-tenantdb'
-  _globals['_MARKPROVISIONINGREQUEST']._serialized_start=129
-  _globals['_MARKPROVISIONINGREQUEST']._serialized_end=219
-  _globals['_MARKPROVISIONINGRESPONSE']._serialized_start=221
-  _globals['_MARKPROVISIONINGRESPONSE']._serialized_end=247
-  _globals['_MARKPROVISIONFAILEDREQUEST']._serialized_start=249
-  _globals['_MARKPROVISIONFAILEDREQUEST']._serialized_end=333
-  _globals['_MARKPROVISIONFAILEDRESPONSE']._serialized_start=335
-  _globals['_MARKPROVISIONFAILEDRESPONSE']._serialized_end=364
-  _globals['_MARKACTIVEREQUEST']._serialized_start=366
-  _globals['_MARKACTIVEREQUEST']._serialized_end=404
-  _globals['_MARKACTIVERESPONSE']._serialized_start=406
-  _globals['_MARKACTIVERESPONSE']._serialized_end=426
-  _globals['_MARKDEPROVISIONINGREQUEST']._serialized_start=428
-  _globals['_MARKDEPROVISIONINGREQUEST']._serialized_end=495
-  _globals['_MARKDEPROVISIONINGRESPONSE']._serialized_start=497
-  _globals['_MARKDEPROVISIONINGRESPONSE']._serialized_end=525
-  _globals['_MARKDEPROVISIONEDREQUEST']._serialized_start=527
-  _globals['_MARKDEPROVISIONEDREQUEST']._serialized_end=572
-  _globals['_MARKDEPROVISIONEDRESPONSE']._serialized_start=574
-  _globals['_MARKDEPROVISIONEDRESPONSE']._serialized_end=601
-  _globals['_GETTENANTRECORDREQUEST']._serialized_start=603
-  _globals['_GETTENANTRECORDREQUEST']._serialized_end=646
-  _globals['_GETTENANTRECORDRESPONSE']._serialized_start=648
-  _globals['_GETTENANTRECORDRESPONSE']._serialized_end=732
-  _globals['_CREATETENANTSCHEMAREQUEST']._serialized_start=734
-  _globals['_CREATETENANTSCHEMAREQUEST']._serialized_end=780
-  _globals['_CREATETENANTSCHEMARESPONSE']._serialized_start=782
-  _globals['_CREATETENANTSCHEMARESPONSE']._serialized_end=826
-  _globals['_DROPTENANTSCHEMAREQUEST']._serialized_start=828
-  _globals['_DROPTENANTSCHEMAREQUEST']._serialized_end=872
-  _globals['_DROPTENANTSCHEMARESPONSE']._serialized_start=874
-  _globals['_DROPTENANTSCHEMARESPONSE']._serialized_end=900
-  _globals['_RECORDRESOURCESREQUEST']._serialized_start=902
-  _globals['_RECORDRESOURCESREQUEST']._serialized_end=994
-  _globals['_RECORDRESOURCESRESPONSE']._serialized_start=996
-  _globals['_RECORDRESOURCESRESPONSE']._serialized_end=1021
-  _globals['_DELETERESOURCERECORDSREQUEST']._serialized_start=1023
-  _globals['_DELETERESOURCERECORDSREQUEST']._serialized_end=1072
-  _globals['_DELETERESOURCERECORDSRESPONSE']._serialized_start=1074
-  _globals['_DELETERESOURCERECORDSRESPONSE']._serialized_end=1105
-  _globals['_TENANTDATAACTIVITIES']._serialized_start=1108
-  _globals['_TENANTDATAACTIVITIES']._serialized_end=2319
+  _globals['_MARKPROVISIONINGREQUEST']._serialized_start=162
+  _globals['_MARKPROVISIONINGREQUEST']._serialized_end=252
+  _globals['_MARKPROVISIONINGRESPONSE']._serialized_start=254
+  _globals['_MARKPROVISIONINGRESPONSE']._serialized_end=280
+  _globals['_MARKPROVISIONFAILEDREQUEST']._serialized_start=282
+  _globals['_MARKPROVISIONFAILEDREQUEST']._serialized_end=366
+  _globals['_MARKPROVISIONFAILEDRESPONSE']._serialized_start=368
+  _globals['_MARKPROVISIONFAILEDRESPONSE']._serialized_end=397
+  _globals['_MARKACTIVEREQUEST']._serialized_start=399
+  _globals['_MARKACTIVEREQUEST']._serialized_end=437
+  _globals['_MARKACTIVERESPONSE']._serialized_start=439
+  _globals['_MARKACTIVERESPONSE']._serialized_end=459
+  _globals['_MARKDEPROVISIONINGREQUEST']._serialized_start=461
+  _globals['_MARKDEPROVISIONINGREQUEST']._serialized_end=576
+  _globals['_MARKDEPROVISIONINGRESPONSE']._serialized_start=578
+  _globals['_MARKDEPROVISIONINGRESPONSE']._serialized_end=606
+  _globals['_MARKDEPROVISIONEDREQUEST']._serialized_start=608
+  _globals['_MARKDEPROVISIONEDREQUEST']._serialized_end=704
+  _globals['_MARKDEPROVISIONEDRESPONSE']._serialized_start=706
+  _globals['_MARKDEPROVISIONEDRESPONSE']._serialized_end=733
+  _globals['_GETTENANTRECORDREQUEST']._serialized_start=735
+  _globals['_GETTENANTRECORDREQUEST']._serialized_end=778
+  _globals['_GETTENANTRECORDRESPONSE']._serialized_start=780
+  _globals['_GETTENANTRECORDRESPONSE']._serialized_end=864
+  _globals['_CREATETENANTSCHEMAREQUEST']._serialized_start=866
+  _globals['_CREATETENANTSCHEMAREQUEST']._serialized_end=912
+  _globals['_CREATETENANTSCHEMARESPONSE']._serialized_start=914
+  _globals['_CREATETENANTSCHEMARESPONSE']._serialized_end=958
+  _globals['_DROPTENANTSCHEMAREQUEST']._serialized_start=960
+  _globals['_DROPTENANTSCHEMAREQUEST']._serialized_end=1004
+  _globals['_DROPTENANTSCHEMARESPONSE']._serialized_start=1006
+  _globals['_DROPTENANTSCHEMARESPONSE']._serialized_end=1032
+  _globals['_RECORDRESOURCESREQUEST']._serialized_start=1034
+  _globals['_RECORDRESOURCESREQUEST']._serialized_end=1126
+  _globals['_RECORDRESOURCESRESPONSE']._serialized_start=1128
+  _globals['_RECORDRESOURCESRESPONSE']._serialized_end=1153
+  _globals['_DELETERESOURCERECORDSREQUEST']._serialized_start=1155
+  _globals['_DELETERESOURCERECORDSREQUEST']._serialized_end=1204
+  _globals['_DELETERESOURCERECORDSRESPONSE']._serialized_start=1206
+  _globals['_DELETERESOURCERECORDSRESPONSE']._serialized_end=1237
+  _globals['_MARKSUSPENDEDREQUEST']._serialized_start=1239
+  _globals['_MARKSUSPENDEDREQUEST']._serialized_end=1280
+  _globals['_MARKSUSPENDEDRESPONSE']._serialized_start=1282
+  _globals['_MARKSUSPENDEDRESPONSE']._serialized_end=1305
+  _globals['_MARKRESUMEDREQUEST']._serialized_start=1307
+  _globals['_MARKRESUMEDREQUEST']._serialized_end=1346
+  _globals['_MARKRESUMEDRESPONSE']._serialized_start=1348
+  _globals['_MARKRESUMEDRESPONSE']._serialized_end=1369
+  _globals['_MARKRESTOREDREQUEST']._serialized_start=1371
+  _globals['_MARKRESTOREDREQUEST']._serialized_end=1460
+  _globals['_MARKRESTOREDRESPONSE']._serialized_start=1462
+  _globals['_MARKRESTOREDRESPONSE']._serialized_end=1484
+  _globals['_BACKUPTENANTSCHEMAREQUEST']._serialized_start=1486
+  _globals['_BACKUPTENANTSCHEMAREQUEST']._serialized_end=1551
+  _globals['_BACKUPTENANTSCHEMARESPONSE']._serialized_start=1553
+  _globals['_BACKUPTENANTSCHEMARESPONSE']._serialized_end=1631
+  _globals['_APPENDTENANTEVENTSREQUEST']._serialized_start=1633
+  _globals['_APPENDTENANTEVENTSREQUEST']._serialized_end=1728
+  _globals['_APPENDTENANTEVENTSRESPONSE']._serialized_start=1730
+  _globals['_APPENDTENANTEVENTSRESPONSE']._serialized_end=1758
+  _globals['_TENANTDATAACTIVITIES']._serialized_start=1761
+  _globals['_TENANTDATAACTIVITIES']._serialized_end=3523
 # @@protoc_insertion_point(module_scope)

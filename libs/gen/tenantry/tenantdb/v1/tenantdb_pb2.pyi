@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tenantry.options.v1 import options_pb2 as _options_pb2
 from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
 from google.protobuf.internal import containers as _containers
@@ -45,22 +48,26 @@ class MarkActiveResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class MarkDeprovisioningRequest(_message.Message):
-    __slots__ = ("tenant_id", "workflow_id")
+    __slots__ = ("tenant_id", "workflow_id", "purge_time")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     workflow_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+    purge_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MarkDeprovisioningResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class MarkDeprovisionedRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "backups")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    backups: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.BackupObject]
+    def __init__(self, tenant_id: _Optional[str] = ..., backups: _Optional[_Iterable[_Union[_tenant_pb2.BackupObject, _Mapping]]] = ...) -> None: ...
 
 class MarkDeprovisionedResponse(_message.Message):
     __slots__ = ()
@@ -121,5 +128,63 @@ class DeleteResourceRecordsRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
 
 class DeleteResourceRecordsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkSuspendedRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class MarkSuspendedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkResumedRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class MarkResumedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkRestoredRequest(_message.Message):
+    __slots__ = ("tenant_id", "state")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    state: _tenant_pb2.Tenant.State
+    def __init__(self, tenant_id: _Optional[str] = ..., state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+
+class MarkRestoredResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupTenantSchemaRequest(_message.Message):
+    __slots__ = ("tenant_id", "backup_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    backup_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., backup_id: _Optional[str] = ...) -> None: ...
+
+class BackupTenantSchemaResponse(_message.Message):
+    __slots__ = ("backup",)
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    backup: _tenant_pb2.BackupObject
+    def __init__(self, backup: _Optional[_Union[_tenant_pb2.BackupObject, _Mapping]] = ...) -> None: ...
+
+class AppendTenantEventsRequest(_message.Message):
+    __slots__ = ("tenant_id", "events")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    events: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.TenantEvent]
+    def __init__(self, tenant_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_tenant_pb2.TenantEvent, _Mapping]]] = ...) -> None: ...
+
+class AppendTenantEventsResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

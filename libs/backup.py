@@ -1,0 +1,164 @@
+"""The backup location: an S3 bucket that outlives the tenants it holds.
+
+The tenant-data and identity workers write a tenant's backup here before
+deprovisioning removes anything. The tenant's own bucket cannot be the place:
+it is deleted with the tenant. Objects are keyed
+`tenants/{tenant_id}/{backup_id}/{file}`, so a retried activity overwrites its
+own object and never writes a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from libs import config
+from libs.errors import Unavailable
+from tenantry.tenant.v1 import tenant_pb2
+
+log = logging.getLogger(__name__)
+
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30)
+# Backups are kept this long, then S3 expires them (a lifecycle rule on the bucket).
+DEFAULT_RETENTION_DAYS = 90
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    bucket: str
+    retention_days: int
+
+    @classmethod
+    def from_env(cls) -> BackupSettings:
+        return cls(
+            bucket=config.required("TENANTRY_BACKUP_BUCKET", "tenantry-backups"),
+            retention_days=config.integer("TENANTRY_BACKUP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+        )
+
+
+class BackupStore:
+    """Writes backup objects; the endpoint and credentials come from the AWS variables."""
+
+    def __init__(self, settings: BackupSettings, client: Any | None = None) -> None:
+        self.settings = settings
+        self._s3 = client or boto3.session.Session().client("s3", config=_CLIENT_CONFIG)
+
+    async def ensure_bucket(self) -> None:
+        """Creates the bucket if missing: private, encrypted, versioned, expiring."""
+        await asyncio.to_thread(self._ensure_bucket)
+
+    def _ensure_bucket(self) -> None:
+        bucket = self.settings.bucket
+        with _faults(f"backup bucket {bucket}"):
+            try:
+                self._s3.head_bucket(Bucket=bucket)
+                return
+            except botocore.exceptions.ClientError as err:
+                if _code(err) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+            try:
+                self._s3.create_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as err:
+                if _code(err) != "BucketAlreadyOwnedByYou":
+                    raise
+            self._s3.put_public_access_block(
+                Bucket=bucket,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            )
+            self._s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            )
+            self._s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            self._s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket,
+                LifecycleConfiguration={
+                    "Rules": [
+                        {
+                            "ID": "expire-backups",
+                            "Status": "Enabled",
+                            "Filter": {"Prefix": "tenants/"},
+                            "Expiration": {"Days": self.settings.retention_days},
+                            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                        }
+                    ]
+                },
+            )
+        log.info("backup bucket %s created", bucket)
+
+    def key(self, tenant_id: str, backup_id: str, file: str) -> str:
+        # A run id is a UUID; keep the key free of anything else a caller might pass.
+        safe_id = "".join(c for c in backup_id if c.isalnum() or c in "-_")
+        if not safe_id:
+            raise ValueError("backup_id must contain letters or digits")
+        return f"tenants/{tenant_id}/{safe_id}/{file}"
+
+    async def put_file(
+        self, kind: str, key: str, body: IO[bytes], *, content_type: str
+    ) -> tenant_pb2.BackupObject:
+        """Uploads `body` (a seekable file, streamed in parts) and describes it."""
+        return await asyncio.to_thread(self._put_file, kind, key, body, content_type)
+
+    async def put_bytes(
+        self, kind: str, key: str, data: bytes, *, content_type: str
+    ) -> tenant_pb2.BackupObject:
+        with tempfile.TemporaryFile() as body:
+            body.write(data)
+            return await self.put_file(kind, key, body, content_type=content_type)
+
+    def _put_file(self, kind: str, key: str, body: IO[bytes], content_type: str) -> tenant_pb2.BackupObject:
+        digest = hashlib.sha256()
+        body.seek(0)
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            digest.update(chunk)
+        size = body.tell()
+        body.seek(0)
+        with _faults(f"backup upload {key}"):
+            self._s3.upload_fileobj(
+                body,
+                self.settings.bucket,
+                key,
+                ExtraArgs={
+                    "ContentType": content_type,
+                    "ServerSideEncryption": "AES256",
+                    "Metadata": {"sha256": digest.hexdigest()},
+                },
+            )
+        return tenant_pb2.BackupObject(
+            kind=kind, uri=f"s3://{self.settings.bucket}/{key}", size_bytes=size, sha256=digest.hexdigest()
+        )
+
+
+def _code(err: botocore.exceptions.ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def _faults(what: str) -> Iterator[None]:
+    """Turns connection faults, throttling and 5xx into `Unavailable` (retried)."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as err:
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if status >= 500 or status == 429 or _code(err) in ("SlowDown", "Throttling", "RequestTimeout"):
+            raise Unavailable(f"{what}: {_code(err) or status}") from err
+        raise
+    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as err:
+        raise Unavailable(f"{what}: {type(err).__name__}") from err
