@@ -52,16 +52,21 @@ class BackupStore:
     def __init__(self, settings: BackupSettings, client: Any | None = None) -> None:
         self.settings = settings
         self._s3 = client or boto3.session.Session().client("s3", config=_CLIENT_CONFIG)
+        self._bucket_ready = False
 
     async def ensure_bucket(self) -> None:
-        """Creates the bucket if missing: private, encrypted, versioned, expiring."""
+        """Creates the bucket if missing: private, encrypted, versioned, expiring.
+        Uploads call it on first use."""
         await asyncio.to_thread(self._ensure_bucket)
 
     def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
         bucket = self.settings.bucket
         with _faults(f"backup bucket {bucket}"):
             try:
                 self._s3.head_bucket(Bucket=bucket)
+                self._bucket_ready = True
                 return
             except botocore.exceptions.ClientError as err:
                 if _code(err) not in ("404", "NoSuchBucket", "NotFound"):
@@ -101,6 +106,7 @@ class BackupStore:
                     ]
                 },
             )
+        self._bucket_ready = True
         log.info("backup bucket %s created", bucket)
 
     def key(self, tenant_id: str, backup_id: str, file: str) -> str:
@@ -130,6 +136,9 @@ class BackupStore:
             digest.update(chunk)
         size = body.tell()
         body.seek(0)
+        # Made on first use, so a worker starts (and serves its other
+        # activities) while S3 is briefly away.
+        self._ensure_bucket()
         with _faults(f"backup upload {key}"):
             self._s3.upload_fileobj(
                 body,
