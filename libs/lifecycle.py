@@ -17,6 +17,14 @@ TENANT_ID_RULE = (
 
 # The query every lifecycle workflow answers with a RunProgress message.
 PROGRESS_QUERY = "progress"
+# Updates of the deprovisioning run (orchestrator.v1 UndeleteRequest,
+# DeleteNowRequest -> DeletionUpdateResponse) and the signal the API sends
+# to a provisioning run just before cancelling it (CancelRequested).
+UNDELETE_UPDATE = "undelete"
+DELETE_NOW_UPDATE = "delete_now"
+CANCEL_REQUESTED_SIGNAL = "cancel_requested"
+# The ApplicationError type of an update refused because of the run's state.
+UPDATE_REFUSED = "UpdateRefused"
 
 State = tenant_pb2.Tenant.State
 # States in which no run is under way for the tenant.
@@ -28,7 +36,12 @@ SETTLED_STATES = frozenset(
 # Whole-run limits, set by whoever starts a run: provisioning outlives its
 # longest step (dedicated infrastructure, 2 h); teardown waits out outages.
 PROVISION_TIMEOUT = timedelta(hours=6)
-DEPROVISION_TIMEOUT = timedelta(days=7)
+DEPROVISION_TIMEOUT = timedelta(days=7)  # after the grace period
+ACCESS_TIMEOUT = timedelta(days=1)  # suspend or resume
+
+# The wait between a deletion request and the backup and removal.
+DEFAULT_GRACE_PERIOD = timedelta(days=30)
+MAX_GRACE_PERIOD = timedelta(days=365)
 
 
 def valid_tenant_id(tenant_id: str) -> bool:
@@ -54,6 +67,11 @@ def provision_workflow_id(tenant_id: str) -> str:
 
 def deprovision_workflow_id(tenant_id: str) -> str:
     return f"tenant/{tenant_id}/deprovision"
+
+
+def access_workflow_id(tenant_id: str) -> str:
+    """Suspend and resume share one id, so the two never run at once."""
+    return f"tenant/{tenant_id}/access"
 
 
 def tenant_name(tenant_id: str) -> str:

@@ -1,5 +1,10 @@
 """The steps of each lifecycle run and the timeouts and retries of each kind
-of step, in one place."""
+of step, in one place.
+
+Whole-run limits (execution timeouts) are set by whoever starts a run, so
+they live in libs/lifecycle.py: provisioning 6 h, deprovisioning 7 days
+after its grace period, suspend/resume 1 day.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +51,18 @@ class TierPlan:
 
     @property
     def deprovision_steps(self) -> tuple[str, ...]:
+        """Deprovisioning as first shipped: no grace period, no backup."""
+        return self.teardown_steps(grace=False, backup=False)
+
+    def teardown_steps(self, *, grace: bool, backup: bool) -> tuple[str, ...]:
+        """Deprovisioning: a grace period (access off, notice, wait), a backup, removal."""
         return (
             "read_record",
             "mark_deprovisioning",
+            *(("disable_access",) if grace else ()),
+            *(("suspend_deployment",) if grace and self.own_deployment else ()),
+            *(("send_deletion_notice", "grace_period") if grace else ()),
+            *(("backup_schema", "export_identity") if backup else ()),
             "delete_admin_user",
             "delete_oidc_client",
             "delete_realm",
@@ -60,6 +74,35 @@ class TierPlan:
             "delete_resource_records",
             "mark_deprovisioned",
             "send_deprovisioned",
+        )
+
+    @property
+    def suspend_steps(self) -> tuple[str, ...]:
+        return (
+            "read_record",
+            "disable_access",
+            *(("suspend_deployment",) if self.own_deployment else ()),
+            "mark_suspended",
+            "send_suspended",
+        )
+
+    @property
+    def resume_steps(self) -> tuple[str, ...]:
+        return (
+            "read_record",
+            *(("resume_deployment",) if self.own_deployment else ()),
+            "enable_access",
+            "mark_resumed",
+            "send_resumed",
+        )
+
+    def restore_steps(self, *, access_on: bool) -> tuple[str, ...]:
+        """What an undelete during the grace period runs, after the wait."""
+        return (
+            *(("resume_deployment",) if access_on and self.own_deployment else ()),
+            *(("enable_access",) if access_on else ()),
+            "mark_restored",
+            "send_restored",
         )
 
 
@@ -75,8 +118,8 @@ def plan_for(tier: int) -> TierPlan:
     return PLANS[tier]  # type: ignore[index]
 
 
-# Shown before a deprovisioning run has read the tenant's tier.
-UNKNOWN_TIER_DEPROVISION_STEPS = ("read_record",)
+# Shown before a run has read the tenant's tier.
+UNKNOWN_TIER_STEPS = ("read_record",)
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -141,5 +184,37 @@ IAC_STEP = StepOptions(
 LONG_CLEANUP_STEP = StepOptions(
     start_to_close=timedelta(minutes=45),
     heartbeat=timedelta(seconds=30),
+    retry=CLEANUP_STEP.retry,
+)
+
+# Appending audit events: a registry insert. Retried without limit, because
+# events must not be lost; a run waits for its last append before it ends.
+EVENT_STEP = StepOptions(
+    start_to_close=timedelta(seconds=20),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        non_retryable_error_types=[str(t) for t in NON_RETRYABLE_TYPES],
+    ),
+)
+
+# Switching sign-in or a deployment off or on (suspend, resume, grace
+# period): a few provider calls, retried without limit like cleanup, since
+# stopping half-way would leave a tenant half-suspended. Resuming a
+# deployment waits until it is stable, so it heartbeats.
+ACCESS_STEP = StepOptions(
+    start_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(seconds=30),
+    retry=CLEANUP_STEP.retry,
+)
+
+# A backup streams the tenant's schema or identity to storage: minutes for a
+# large tenant, heartbeating. Retried without limit: nothing is removed
+# until the backup is taken, and a backup that cannot be taken (a permanent
+# error) stops the run before anything is destroyed.
+BACKUP_STEP = StepOptions(
+    start_to_close=timedelta(hours=2),
+    heartbeat=timedelta(seconds=60),
     retry=CLEANUP_STEP.retry,
 )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from libs import contracts
 from libs.temporal import run_worker
-from orchestrator.workflows import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
+from orchestrator.workflows import (
+    DeprovisionTenantWorkflow,
+    ProvisionTenantWorkflow,
+    ResumeTenantWorkflow,
+    SuspendTenantWorkflow,
+)
 
 CONTRACT = contracts.WORKFLOWS
-WORKFLOWS = (ProvisionTenantWorkflow, DeprovisionTenantWorkflow)
+WORKFLOWS = (ProvisionTenantWorkflow, DeprovisionTenantWorkflow, SuspendTenantWorkflow, ResumeTenantWorkflow)
 
 
 async def run() -> None:

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from libs.contracts import IDENTITY, INFRASTRUCTURE, NOTIFICATION, TENANT_DATA, WORKFLOWS
-    from libs.lifecycle import PROGRESS_QUERY
+    from libs.lifecycle import (
+        CANCEL_REQUESTED_SIGNAL,
+        DELETE_NOW_UPDATE,
+        PROGRESS_QUERY,
+        UNDELETE_UPDATE,
+        UPDATE_REFUSED,
+    )
+    from orchestrator.audit import AuditLog
     from orchestrator.plan import (
+        ACCESS_STEP,
+        BACKUP_STEP,
         CLEANUP_STEP,
         DEPLOY_STEP,
         IAC_STEP,
         LONG_CLEANUP_STEP,
         NOTICE_STEP,
         PROVISION_STEP,
-        UNKNOWN_TIER_DEPROVISION_STEPS,
+        UNKNOWN_TIER_STEPS,
+        TierPlan,
         plan_for,
     )
     from orchestrator.run import LifecycleRun, StepFailed, StepSkipped
@@ -29,6 +41,10 @@ with workflow.unsafe.imports_passed_through():
     from tenantry.tenantdb.v1 import tenantdb_pb2 as tenantdb
 
 State = tenant_pb2.Tenant.State
+Status = tenant_pb2.StepStatus
+# Deprovisioning with a grace period and a backup; runs started before it
+# replay as they ran (no wait, no backup).
+GRACE_PATCH = "deprovision-grace-backup-v1"
 
 
 async def _settle(*branches: object) -> None:
@@ -60,13 +76,34 @@ class ProvisionTenantWorkflow:
     def __init__(self, request: orchestrator.ProvisionTenantRequest) -> None:
         self._plan = plan_for(request.tenant.plan_tier)
         self._run = LifecycleRun(self._plan.provision_steps)
+        self._audit: AuditLog | None = None
+        self._cancelled_by = ""
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> orchestrator.RunProgress:
         return self._run.progress()
 
+    @workflow.signal(name=CANCEL_REQUESTED_SIGNAL)
+    def cancel_requested(self, request: orchestrator.CancelRequested) -> None:
+        """Who cancels the run, for the audit log (the cancel itself follows)."""
+        self._cancelled_by = request.requested_by
+        if self._audit is not None:
+            self._audit.requested("cancel", actor=request.requested_by)
+
     @workflow.run
     async def run(self, request: orchestrator.ProvisionTenantRequest) -> orchestrator.ProvisionTenantResponse:
+        self._audit = self._run.audit = AuditLog.for_run(request.tenant.tenant_id, request.requested_by)
+        self._audit.requested("provision", tenant_pb2.PlanTier.Name(request.tenant.plan_tier))
+        if self._cancelled_by:
+            self._audit.requested("cancel", actor=self._cancelled_by)
+        try:
+            return await self._provision(request)
+        finally:
+            await self._audit.flushed()
+
+    async def _provision(
+        self, request: orchestrator.ProvisionTenantRequest
+    ) -> orchestrator.ProvisionTenantResponse:
         tenant = request.tenant
         tid = tenant.tenant_id
         run = self._run
@@ -85,6 +122,7 @@ class ProvisionTenantWorkflow:
             run.skip_rest()
             run.state = State.STATE_PROVISION_FAILED
             raise ApplicationError(str(failure), type="ProvisionFailed", non_retryable=True) from None
+        run.enter(State.STATE_PROVISIONING)
         try:
             resources = await self._create_everything(tenant)
             await run.step(
@@ -107,9 +145,9 @@ class ProvisionTenantWorkflow:
             return await self._roll_back(tenant, failure)
         except asyncio.CancelledError:
             return await self._roll_back(tenant, self._cancelled(), cancelled=True)
-        run.state = State.STATE_ACTIVE
+        run.enter(State.STATE_ACTIVE)
         await run.best_effort(
-            "send_welcome", NOTIFICATION.rpc("SendNotice"), self._notice(tenant, "WELCOME"), NOTICE_STEP
+            "send_welcome", NOTIFICATION.rpc("SendNotice"), _notice(tenant, "WELCOME"), NOTICE_STEP
         )
         return orchestrator.ProvisionTenantResponse(state=State.STATE_ACTIVE)
 
@@ -254,11 +292,11 @@ class ProvisionTenantWorkflow:
             # Cancelled before the record was written: there is none to mark.
             if not (cancelled and isinstance(err.cause, ApplicationError) and err.cause.type == "NotFound"):
                 raise
-        run.state = State.STATE_PROVISION_FAILED
+        run.enter(State.STATE_PROVISION_FAILED, f"{failure.step}: {failure.reason}")
         await run.best_effort(
             "send_failure_notice",
             NOTIFICATION.rpc("SendNotice"),
-            self._notice(tenant, "PROVISION_FAILED", failure),
+            _notice(tenant, "PROVISION_FAILED", failure=failure),
             NOTICE_STEP,
         )
         if cancelled:
@@ -269,44 +307,83 @@ class ProvisionTenantWorkflow:
             non_retryable=True,
         )
 
-    @staticmethod
-    def _notice(
-        tenant: tenant_pb2.Tenant, kind: str, failure: StepFailed | None = None
-    ) -> notification.SendNoticeRequest:
-        return notification.SendNoticeRequest(
-            tenant_id=tenant.tenant_id,
-            kind=notification.NoticeKind.Value(f"NOTICE_KIND_{kind}"),
-            recipient=tenant.admin.email,
-            recipient_name=tenant.admin.given_name,
-            tenant_display_name=tenant.display_name,
-            domains=tenant.domains,
-            failed_step=failure.step if failure else "",
-            failure_reason=failure.reason if failure else "",
-            idempotency_key=workflow.info().workflow_id,
-        )
-
 
 @workflow.defn(name=WORKFLOWS.rpc("DeprovisionTenant").name)
 class DeprovisionTenantWorkflow:
     """Removes everything a tenant has, ending DEPROVISIONED.
 
-    Every step is idempotent and retried until it succeeds: teardown cannot
-    be rolled back, only finished.
+    With a grace period, the tenant's sign-in and deployment are switched off
+    and its admin told first; an `undelete` update during the wait restores
+    it. Then its schema and identity are backed up (unless the request says
+    not to), and removed. Every removal step is idempotent and retried until
+    it succeeds: teardown cannot be rolled back, only finished.
     """
 
     def __init__(self) -> None:
         # The tier, and so the full list of steps, is known once the record is read.
-        self._run = LifecycleRun(UNKNOWN_TIER_DEPROVISION_STEPS)
+        self._run = LifecycleRun(UNKNOWN_TIER_STEPS)
+        self._audit: AuditLog | None = None
+        self._grace = False  # True from the start of a run with a grace period
+        self._purging = False  # True once backup and removal have begun: too late to undelete
+        self._undeleted_by: str | None = None
+        self._delete_now = False
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> orchestrator.RunProgress:
         return self._run.progress()
 
+    @workflow.update(name=UNDELETE_UPDATE)
+    def undelete(self, request: orchestrator.UndeleteRequest) -> orchestrator.DeletionUpdateResponse:
+        if self._undeleted_by is None:
+            self._undeleted_by = request.requested_by
+            if self._audit is not None:
+                self._audit.requested("undelete", actor=request.requested_by)
+        return orchestrator.DeletionUpdateResponse(state=State.STATE_DEPROVISIONING)
+
+    @undelete.validator
+    def _undelete_allowed(self, request: orchestrator.UndeleteRequest) -> None:
+        if not self._grace:
+            raise ApplicationError("the deletion has no grace period to cancel", type=UPDATE_REFUSED)
+        if self._purging:
+            raise ApplicationError(
+                "the grace period is over; the backup and removal have begun", type=UPDATE_REFUSED
+            )
+
+    @workflow.update(name=DELETE_NOW_UPDATE)
+    def delete_now(self, request: orchestrator.DeleteNowRequest) -> orchestrator.DeletionUpdateResponse:
+        if not (self._delete_now or self._purging):
+            self._delete_now = True
+            if self._audit is not None:
+                self._audit.requested("delete_now", actor=request.requested_by)
+        return orchestrator.DeletionUpdateResponse(state=State.STATE_DEPROVISIONING)
+
+    @delete_now.validator
+    def _delete_now_allowed(self, request: orchestrator.DeleteNowRequest) -> None:
+        if self._undeleted_by is not None:
+            raise ApplicationError("the tenant is being restored", type=UPDATE_REFUSED)
+
     @workflow.run
     async def run(
         self, request: orchestrator.DeprovisionTenantRequest
     ) -> orchestrator.DeprovisionTenantResponse:
-        run, tid = self._run, request.tenant_id
+        self._audit = self._run.audit = AuditLog.for_run(request.tenant_id, request.requested_by)
+        try:
+            return await self._deprovision(request)
+        finally:
+            await self._audit.flushed()
+
+    async def _deprovision(
+        self, request: orchestrator.DeprovisionTenantRequest
+    ) -> orchestrator.DeprovisionTenantResponse:
+        run, tid, audit = self._run, request.tenant_id, self._audit
+        assert audit is not None
+        graceful = workflow.patched(GRACE_PATCH)
+        grace = request.grace_period.ToTimedelta() if graceful else timedelta(0)
+        self._grace = grace > timedelta(0)
+        audit.requested(
+            "deprovision",
+            f"grace period {grace}; backup {'skipped' if request.skip_backup else 'taken'}",
+        )
         run.state = State.STATE_DEPROVISIONING
         record = await run.cleanup(
             "read_record",
@@ -320,13 +397,117 @@ class DeprovisionTenantWorkflow:
             )
         tenant = record.tenant
         plan = plan_for(tenant.plan_tier)
-        run.replan(plan.deprovision_steps)
+        # What an undelete puts back. A tenant found DEPROVISIONING (a run
+        # that stopped half-way) was live before it.
+        restore_to = tenant.state if tenant.state != State.STATE_DEPROVISIONING else State.STATE_ACTIVE
+        live = restore_to in (State.STATE_ACTIVE, State.STATE_SUSPENDED)
+        backup = graceful and live and not request.skip_backup
+        if graceful:
+            run.replan(plan.teardown_steps(grace=self._grace, backup=backup))
+        else:
+            run.replan(plan.deprovision_steps)
+        purge_time: datetime | None = workflow.now() + grace if self._grace else None
+        run.purge_time = purge_time
+        marking = tenantdb.MarkDeprovisioningRequest(tenant_id=tid, workflow_id=workflow.info().workflow_id)
+        if purge_time is not None:
+            marking.purge_time.FromDatetime(purge_time)
+        await run.cleanup("mark_deprovisioning", TENANT_DATA.rpc("MarkDeprovisioning"), marking, CLEANUP_STEP)
+        run.enter(State.STATE_DEPROVISIONING, f"purge at {purge_time.isoformat()}" if purge_time else "")
+
+        if self._grace:
+            access_on = restore_to == State.STATE_ACTIVE
+            if access_on:
+                await _switch_access(run, plan, tid, on=False, missing_ok=True)
+            await run.best_effort(
+                "send_deletion_notice",
+                NOTIFICATION.rpc("SendNotice"),
+                _notice(tenant, "DELETION_SCHEDULED", purge_time=purge_time, per_run=True),
+                NOTICE_STEP,
+            )
+            run.mark("grace_period", Status.STEP_STATUS_RUNNING, f"until {purge_time}")
+            with contextlib.suppress(TimeoutError):  # the grace period elapsed
+                await workflow.wait_condition(
+                    lambda: self._undeleted_by is not None or self._delete_now, timeout=grace
+                )
+            if self._undeleted_by is not None:
+                run.mark("grace_period", Status.STEP_STATUS_COMPLETED, f"undeleted by {self._undeleted_by}")
+                return await self._restore(tenant, plan, restore_to, access_on=access_on)
+            self._purging = True
+            run.mark(
+                "grace_period",
+                Status.STEP_STATUS_COMPLETED,
+                "ended early by a hard delete" if self._delete_now else "elapsed",
+            )
+        self._purging = True
+
+        backups: list[tenant_pb2.BackupObject] = []
+        if backup:
+            # Nothing is removed until both are stored; run id names the backup.
+            backup_id = workflow.info().run_id
+            dumped, exported = await asyncio.gather(
+                run.cleanup(
+                    "backup_schema",
+                    TENANT_DATA.rpc("BackupTenantSchema"),
+                    tenantdb.BackupTenantSchemaRequest(tenant_id=tid, backup_id=backup_id),
+                    BACKUP_STEP,
+                ),
+                run.cleanup(
+                    "export_identity",
+                    IDENTITY.rpc("ExportIdentity"),
+                    idp.ExportIdentityRequest(tenant_id=tid, backup_id=backup_id),
+                    BACKUP_STEP,
+                ),
+            )
+            backups = [dumped.backup, exported.backup]
+            audit.record(
+                tenant_pb2.TenantEvent.Kind.KIND_STEP_COMPLETED,
+                step="backup",
+                detail=" ".join(b.uri for b in backups),
+            )
+
+        await self._remove_everything(tenant, plan)
         await run.cleanup(
-            "mark_deprovisioning",
-            TENANT_DATA.rpc("MarkDeprovisioning"),
-            tenantdb.MarkDeprovisioningRequest(tenant_id=tid, workflow_id=workflow.info().workflow_id),
+            "mark_deprovisioned",
+            TENANT_DATA.rpc("MarkDeprovisioned"),
+            tenantdb.MarkDeprovisionedRequest(tenant_id=tid, backups=backups),
             CLEANUP_STEP,
         )
+        run.purge_time = None
+        run.enter(State.STATE_DEPROVISIONED)
+        await run.best_effort(
+            "send_deprovisioned",
+            NOTIFICATION.rpc("SendNotice"),
+            _notice(tenant, "DEPROVISIONED"),
+            NOTICE_STEP,
+        )
+        return orchestrator.DeprovisionTenantResponse(state=State.STATE_DEPROVISIONED, backups=backups)
+
+    async def _restore(
+        self, tenant: tenant_pb2.Tenant, plan: TierPlan, restore_to: int, *, access_on: bool
+    ) -> orchestrator.DeprovisionTenantResponse:
+        run, tid = self._run, tenant.tenant_id
+        run.skip_rest()
+        run.add_steps(plan.restore_steps(access_on=access_on))
+        if access_on:
+            await _switch_access(run, plan, tid, on=True)
+        await run.cleanup(
+            "mark_restored",
+            TENANT_DATA.rpc("MarkRestored"),
+            tenantdb.MarkRestoredRequest(tenant_id=tid, state=restore_to),  # type: ignore[arg-type]
+            CLEANUP_STEP,
+        )
+        run.purge_time = None
+        run.enter(restore_to, f"restored by {self._undeleted_by}")
+        await run.best_effort(
+            "send_restored",
+            NOTIFICATION.rpc("SendNotice"),
+            _notice(tenant, "RESTORED", per_run=True),
+            NOTICE_STEP,
+        )
+        return orchestrator.DeprovisionTenantResponse(state=restore_to)  # type: ignore[arg-type]
+
+    async def _remove_everything(self, tenant: tenant_pb2.Tenant, plan: TierPlan) -> None:
+        run, tid = self._run, tenant.tenant_id
 
         async def identity() -> None:
             await run.cleanup(
@@ -393,17 +574,164 @@ class DeprovisionTenantWorkflow:
             tenantdb.DeleteResourceRecordsRequest(tenant_id=tid),
             CLEANUP_STEP,
         )
-        await run.cleanup(
-            "mark_deprovisioned",
-            TENANT_DATA.rpc("MarkDeprovisioned"),
-            tenantdb.MarkDeprovisionedRequest(tenant_id=tid),
-            CLEANUP_STEP,
-        )
-        run.state = State.STATE_DEPROVISIONED
-        await run.best_effort(
-            "send_deprovisioned",
-            NOTIFICATION.rpc("SendNotice"),
-            ProvisionTenantWorkflow._notice(tenant, "DEPROVISIONED"),
-            NOTICE_STEP,
-        )
-        return orchestrator.DeprovisionTenantResponse(state=State.STATE_DEPROVISIONED)
+
+
+class _AccessChange:
+    """Suspend or resume: switches a tenant's sign-in and deployment off or on."""
+
+    suspend: bool
+
+    def __init__(self) -> None:
+        self._run = LifecycleRun(UNKNOWN_TIER_STEPS)
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> orchestrator.RunProgress:
+        return self._run.progress()
+
+    async def _change(self, tid: str, requested_by: str) -> int:
+        run = self._run
+        run.audit = audit = AuditLog.for_run(tid, requested_by)
+        try:
+            audit.requested("suspend" if self.suspend else "resume")
+            record = await run.cleanup(
+                "read_record",
+                TENANT_DATA.rpc("GetTenantRecord"),
+                tenantdb.GetTenantRecordRequest(tenant_id=tid),
+                CLEANUP_STEP,
+            )
+            tenant = record.tenant
+            target, source = (
+                (State.STATE_SUSPENDED, State.STATE_ACTIVE)
+                if self.suspend
+                else (State.STATE_ACTIVE, State.STATE_SUSPENDED)
+            )
+            run.state = tenant.state
+            if record.found and tenant.state == target:
+                run.skip_rest()
+                return target  # already there: nothing to do
+            if not record.found or tenant.state != source:
+                shown = State.Name(tenant.state) if record.found else "not in the registry"
+                raise ApplicationError(
+                    f"tenant {tid} is {shown}; only a {State.Name(source)} tenant"
+                    f" can become {State.Name(target)}",
+                    type="FailedPrecondition",
+                    non_retryable=True,
+                )
+            plan = plan_for(tenant.plan_tier)
+            run.replan(plan.suspend_steps if self.suspend else plan.resume_steps)
+            await _switch_access(run, plan, tid, on=not self.suspend)
+            if self.suspend:
+                await run.cleanup(
+                    "mark_suspended",
+                    TENANT_DATA.rpc("MarkSuspended"),
+                    tenantdb.MarkSuspendedRequest(tenant_id=tid),
+                    CLEANUP_STEP,
+                )
+            else:
+                await run.cleanup(
+                    "mark_resumed",
+                    TENANT_DATA.rpc("MarkResumed"),
+                    tenantdb.MarkResumedRequest(tenant_id=tid),
+                    CLEANUP_STEP,
+                )
+            run.enter(target)
+            kind = "SUSPENDED" if self.suspend else "RESUMED"
+            await run.best_effort(
+                f"send_{kind.lower()}",
+                NOTIFICATION.rpc("SendNotice"),
+                _notice(tenant, kind, per_run=True),
+                NOTICE_STEP,
+            )
+            return target
+        finally:
+            await audit.flushed()
+
+
+@workflow.defn(name=WORKFLOWS.rpc("SuspendTenant").name)
+class SuspendTenantWorkflow(_AccessChange):
+    """ACTIVE -> SUSPENDED: sign-in disabled, own deployment scaled to zero."""
+
+    suspend = True
+
+    @workflow.run
+    async def run(self, request: orchestrator.SuspendTenantRequest) -> orchestrator.SuspendTenantResponse:
+        state = await self._change(request.tenant_id, request.requested_by)
+        return orchestrator.SuspendTenantResponse(state=state)  # type: ignore[arg-type]
+
+
+@workflow.defn(name=WORKFLOWS.rpc("ResumeTenant").name)
+class ResumeTenantWorkflow(_AccessChange):
+    """SUSPENDED -> ACTIVE: deployment scaled back, then sign-in enabled."""
+
+    suspend = False
+
+    @workflow.run
+    async def run(self, request: orchestrator.ResumeTenantRequest) -> orchestrator.ResumeTenantResponse:
+        state = await self._change(request.tenant_id, request.requested_by)
+        return orchestrator.ResumeTenantResponse(state=state)  # type: ignore[arg-type]
+
+
+async def _switch_access(
+    run: LifecycleRun, plan: TierPlan, tid: str, *, on: bool, missing_ok: bool = False
+) -> None:
+    """Sign-in and the tenant's own deployment off (deployment first: nothing
+    runs for users who cannot sign in) or on (deployment first: the
+    application is up when sign-in returns). With `missing_ok`, a realm that
+    is already gone is no reason to stop (a deletion removes it anyway)."""
+
+    async def deployment() -> None:
+        if plan.own_deployment:
+            await run.cleanup(
+                "resume_deployment" if on else "suspend_deployment",
+                INFRASTRUCTURE.rpc("ResumeDeployment" if on else "SuspendDeployment"),
+                (infra.ResumeDeploymentRequest if on else infra.SuspendDeploymentRequest)(tenant_id=tid),
+                ACCESS_STEP,
+            )
+
+    async def identity() -> None:
+        try:
+            await run.cleanup(
+                "enable_access" if on else "disable_access",
+                IDENTITY.rpc("EnableTenantAccess" if on else "DisableTenantAccess"),
+                (idp.EnableTenantAccessRequest if on else idp.DisableTenantAccessRequest)(tenant_id=tid),
+                ACCESS_STEP,
+            )
+        except ActivityError as err:
+            gone = isinstance(err.cause, ApplicationError) and err.cause.type == "NotFound"
+            if not (missing_ok and gone):
+                raise
+
+    if on:
+        await deployment()
+        await identity()
+    else:
+        await identity()
+        await deployment()
+
+
+def _notice(
+    tenant: tenant_pb2.Tenant,
+    kind: str,
+    *,
+    failure: StepFailed | None = None,
+    purge_time: datetime | None = None,
+    per_run: bool = False,
+) -> notification.SendNoticeRequest:
+    """A notice to the tenant's admin. Sent once per workflow id, or with
+    `per_run` once per run (a tenant can be suspended, or its deletion
+    scheduled, more than once)."""
+    info = workflow.info()
+    request = notification.SendNoticeRequest(
+        tenant_id=tenant.tenant_id,
+        kind=notification.NoticeKind.Value(f"NOTICE_KIND_{kind}"),
+        recipient=tenant.admin.email,
+        recipient_name=tenant.admin.given_name,
+        tenant_display_name=tenant.display_name,
+        domains=tenant.domains,
+        failed_step=failure.step if failure else "",
+        failure_reason=failure.reason if failure else "",
+        idempotency_key=f"{info.workflow_id}/{info.run_id}" if per_run else info.workflow_id,
+    )
+    if purge_time is not None:
+        request.purge_time.FromDatetime(purge_time)
+    return request

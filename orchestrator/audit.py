@@ -1,0 +1,91 @@
+"""The audit log as a lifecycle run writes it: events are stamped with
+workflow time, numbered within the run, and appended to the registry by the
+tenant-data worker in batches, while the run goes on.
+
+Appending is one activity per batch, not per event: while an append is in
+flight, new events wait for the next one, so a burst of parallel steps costs
+one or two appends. The sequence number makes a retried append harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+
+from libs.contracts import TENANT_DATA, execute
+from orchestrator.plan import EVENT_STEP
+from tenantry.tenant.v1 import tenant_pb2
+from tenantry.tenantdb.v1 import tenantdb_pb2
+
+Kind = tenant_pb2.TenantEvent.Kind
+
+# Runs recorded before the audit log existed replay without it.
+AUDIT_PATCH = "audit-log-v1"
+
+
+class AuditLog:
+    """Collects one run's events and appends them to the tenant's log."""
+
+    def __init__(self, tenant_id: str, actor: str, *, enabled: bool) -> None:
+        self.tenant_id = tenant_id
+        self.actor = actor
+        self.enabled = enabled
+        self._sequence = 0
+        self._pending: list[tenant_pb2.TenantEvent] = []
+        self._appending: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_run(cls, tenant_id: str, actor: str) -> AuditLog:
+        """The run's log; call once, at the start of the run (it may record a patch marker)."""
+        return cls(tenant_id, actor, enabled=workflow.patched(AUDIT_PATCH))
+
+    def record(
+        self,
+        kind: int,
+        *,
+        step: str = "",
+        state: int = 0,
+        detail: str = "",
+        actor: str = "",
+    ) -> None:
+        if not self.enabled:
+            return
+        self._sequence += 1
+        info = workflow.info()
+        event = tenant_pb2.TenantEvent(
+            kind=kind,  # type: ignore[arg-type]
+            step=step,
+            state=state,  # type: ignore[arg-type]
+            actor=actor or self.actor,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            detail=detail,
+            sequence=self._sequence,
+        )
+        event.time.FromDatetime(workflow.now())
+        self._pending.append(event)
+        if self._appending is None or self._appending.done():
+            self._appending = asyncio.create_task(self._append())
+
+    def requested(self, operation: str, detail: str = "", *, actor: str = "") -> None:
+        self.record(Kind.KIND_REQUESTED, step=operation, detail=detail, actor=actor)
+
+    def state_changed(self, state: int, detail: str = "") -> None:
+        self.record(Kind.KIND_STATE_CHANGED, state=state, detail=detail)
+
+    async def _append(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await execute(
+                TENANT_DATA.rpc("AppendTenantEvents"),
+                tenantdb_pb2.AppendTenantEventsRequest(tenant_id=self.tenant_id, events=batch),
+                EVENT_STEP,
+            )
+
+    async def flushed(self) -> None:
+        """Waits until every event recorded so far is in the registry."""
+        while self._appending is not None and not self._appending.done():
+            await asyncio.shield(self._appending)
+        if self._appending is not None:
+            self._appending.result()  # surface a failure rather than lose events
