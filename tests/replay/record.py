@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.client import Client, WorkflowFailureError
 
 from libs import contracts, lifecycle
@@ -24,7 +26,7 @@ from libs.devstack.embedded import temporal_server
 from libs.devstack.processes import free_port
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2
-from tests.workflows.test_provision_workflow import FakeDomains, _tenant, running
+from tests.workflows.support import FakeDomains, running, tenant_spec
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -38,7 +40,9 @@ async def provision(client: Client, name: str, tier: int, fail: str | None = Non
     async with running(client, fakes):
         handle = await client.start_workflow(
             rpc.name,
-            orchestrator_pb2.ProvisionTenantRequest(tenant=_tenant(tenant_id, tier), requested_by="recorder"),
+            orchestrator_pb2.ProvisionTenantRequest(
+                tenant=tenant_spec(tenant_id, tier), requested_by="recorder"
+            ),
             id=lifecycle.provision_workflow_id(tenant_id),
             task_queue=rpc.task_queue,
         )
@@ -49,7 +53,7 @@ async def provision(client: Client, name: str, tier: int, fail: str | None = Non
     await save(client, name, handle.id)
 
 
-async def provision_cancelled(client: Client, name: str, tier: int) -> None:
+async def provision_cancelled(client: Client, name: str, tier: int, *, signal_first: bool = False) -> None:
     fakes = FakeDomains()
     fakes.slow["CreateBucket"] = 1.0
     rpc = contracts.WORKFLOWS.rpc("ProvisionTenant")
@@ -57,26 +61,65 @@ async def provision_cancelled(client: Client, name: str, tier: int) -> None:
     async with running(client, fakes):
         handle = await client.start_workflow(
             rpc.name,
-            orchestrator_pb2.ProvisionTenantRequest(tenant=_tenant(tenant_id, tier), requested_by="recorder"),
+            orchestrator_pb2.ProvisionTenantRequest(
+                tenant=tenant_spec(tenant_id, tier), requested_by="recorder"
+            ),
             id=lifecycle.provision_workflow_id(tenant_id),
             task_queue=rpc.task_queue,
         )
         await asyncio.wait_for(fakes.started["CreateBucket"].wait(), timeout=10)
+        if signal_first:  # as the API does: who cancels, then the cancel
+            await handle.signal(
+                lifecycle.CANCEL_REQUESTED_SIGNAL, orchestrator_pb2.CancelRequested(requested_by="recorder")
+            )
         await handle.cancel()
         with contextlib.suppress(WorkflowFailureError):  # ends cancelled
             await handle.result()
     await save(client, name, handle.id)
 
 
-async def deprovision(client: Client, name: str, tier: int) -> None:
+async def deprovision(
+    client: Client, name: str, tier: int, *, grace: timedelta = timedelta(0), update: str | None = None
+) -> None:
+    """A deprovisioning run of an ACTIVE tenant; with `update`, sent once the
+    run waits out its grace period."""
     fakes = FakeDomains(record_tier=tier)
+    fakes.record_state = tenant_pb2.Tenant.STATE_ACTIVE
     rpc = contracts.WORKFLOWS.rpc("DeprovisionTenant")
+    tenant_id = f"r{uuid.uuid4().hex[:10]}"
+    period = Duration()
+    period.FromTimedelta(grace)
+    async with running(client, fakes):
+        handle = await client.start_workflow(
+            rpc.name,
+            orchestrator_pb2.DeprovisionTenantRequest(
+                tenant_id=tenant_id, requested_by="recorder", grace_period=period
+            ),
+            id=lifecycle.deprovision_workflow_id(tenant_id),
+            task_queue=rpc.task_queue,
+        )
+        if update is not None:
+            await asyncio.wait_for(fakes.started["SendNotice"].wait(), timeout=10)
+            argument = (
+                orchestrator_pb2.UndeleteRequest(requested_by="recorder")
+                if update == lifecycle.UNDELETE_UPDATE
+                else orchestrator_pb2.DeleteNowRequest(requested_by="recorder")
+            )
+            await handle.execute_update(update, argument)
+        await handle.result()
+    await save(client, name, handle.id)
+
+
+async def change_access(client: Client, name: str, method: str, state: int) -> None:
+    fakes = FakeDomains(record_tier=tenant_pb2.PLAN_TIER_BRIDGE)
+    fakes.record_state = state
+    rpc = contracts.WORKFLOWS.rpc(method)
     tenant_id = f"r{uuid.uuid4().hex[:10]}"
     async with running(client, fakes):
         handle = await client.start_workflow(
             rpc.name,
-            orchestrator_pb2.DeprovisionTenantRequest(tenant_id=tenant_id, requested_by="recorder"),
-            id=lifecycle.deprovision_workflow_id(tenant_id),
+            rpc.input_type(tenant_id=tenant_id, requested_by="recorder"),
+            id=lifecycle.access_workflow_id(tenant_id),
             task_queue=rpc.task_queue,
         )
         await handle.result()
@@ -109,6 +152,44 @@ async def record() -> None:
             )
             await provision_cancelled(client, "provision_bridge_cancelled", tenant_pb2.PLAN_TIER_BRIDGE)
             await deprovision(client, "deprovision_bridge_succeeded", tenant_pb2.PLAN_TIER_BRIDGE)
+            # Since the audit log, the grace period and backup, suspend / resume:
+            await provision(client, "provision_pooled_audited", tenant_pb2.PLAN_TIER_POOLED)
+            await provision(
+                client,
+                "provision_bridge_audited_compensated",
+                tenant_pb2.PLAN_TIER_BRIDGE,
+                fail="UpsertDnsRecords",
+            )
+            await provision_cancelled(
+                client, "provision_pooled_cancelled_by_caller", tenant_pb2.PLAN_TIER_POOLED, signal_first=True
+            )
+            await deprovision(
+                client,
+                "deprovision_pooled_grace_elapsed_backed_up",
+                tenant_pb2.PLAN_TIER_POOLED,
+                grace=timedelta(seconds=1),
+            )
+            await deprovision(
+                client,
+                "deprovision_bridge_grace_cancelled_by_undelete",
+                tenant_pb2.PLAN_TIER_BRIDGE,
+                grace=timedelta(hours=1),
+                update=lifecycle.UNDELETE_UPDATE,
+            )
+            await deprovision(
+                client,
+                "deprovision_silo_grace_ended_by_delete_now",
+                tenant_pb2.PLAN_TIER_SILO,
+                grace=timedelta(hours=1),
+                update=lifecycle.DELETE_NOW_UPDATE,
+            )
+            await deprovision(client, "deprovision_silo_hard_delete_backed_up", tenant_pb2.PLAN_TIER_SILO)
+            await change_access(
+                client, "suspend_bridge_succeeded", "SuspendTenant", tenant_pb2.Tenant.STATE_ACTIVE
+            )
+            await change_access(
+                client, "resume_bridge_succeeded", "ResumeTenant", tenant_pb2.Tenant.STATE_SUSPENDED
+            )
         finally:
             server.stop()
 

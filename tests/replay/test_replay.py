@@ -36,6 +36,16 @@ def test_there_is_a_history_of_each_kind_of_run() -> None:
         "provision_silo_compensated",
         "provision_bridge_cancelled",
         "deprovision_bridge_succeeded",
+        # Recorded after the audit log, grace period, backup and suspend/resume:
+        "provision_pooled_audited",
+        "provision_bridge_audited_compensated",
+        "provision_pooled_cancelled_by_caller",
+        "deprovision_pooled_grace_elapsed_backed_up",
+        "deprovision_bridge_grace_cancelled_by_undelete",
+        "deprovision_silo_grace_ended_by_delete_now",
+        "deprovision_silo_hard_delete_backed_up",
+        "suspend_bridge_succeeded",
+        "resume_bridge_succeeded",
     } <= names
 
 
