@@ -93,6 +93,32 @@ class InfrastructureActivities:
             self._deployment.delete_service(tenant_id, progress=_heartbeat)
         return infra_pb2.DeleteDeploymentResponse()
 
+    def suspend_deployment(
+        self, request: infra_pb2.SuspendDeploymentRequest
+    ) -> infra_pb2.SuspendDeploymentResponse:
+        """Scales the tenant's service to zero, remembering its count.
+
+        A tenant without a service (pooled, or its deployment already removed)
+        succeeds with nothing done: a suspension must not fail for want of
+        something to scale down.
+        """
+        tenant_id = checked_tenant_id(request.tenant_id)
+        with provider_errors():
+            self._deployment.suspend_service(tenant_id, progress=_heartbeat)
+        return infra_pb2.SuspendDeploymentResponse()
+
+    def resume_deployment(
+        self, request: infra_pb2.ResumeDeploymentRequest
+    ) -> infra_pb2.ResumeDeploymentResponse:
+        """Scales the tenant's service back to its remembered count and waits until it is stable.
+
+        A tenant without a service succeeds with nothing done, as for suspend.
+        """
+        tenant_id = checked_tenant_id(request.tenant_id)
+        with provider_errors():
+            self._deployment.resume_service(tenant_id, progress=_heartbeat)
+        return infra_pb2.ResumeDeploymentResponse()
+
     def apply_infrastructure(
         self, request: infra_pb2.ApplyInfrastructureRequest
     ) -> infra_pb2.ApplyInfrastructureResponse:

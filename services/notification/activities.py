@@ -54,6 +54,14 @@ class NotificationActivities:
             )
         if not request.idempotency_key:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "idempotency_key is empty")
+        purge_time = None
+        if request.kind == notification_pb2.NOTICE_KIND_DELETION_SCHEDULED:
+            try:
+                purge_time = templates.purge_time(request)
+            except ValueError as err:
+                raise errors.permanent(
+                    ErrorType.INVALID_ARGUMENT, f"NOTICE_KIND_DELETION_SCHEDULED: {err}"
+                ) from None
         rendered = templates.render(request)
         key = notice_key(tenant_id, request.kind, request.idempotency_key)
         kind_name = notification_pb2.NoticeKind.Name(request.kind)
@@ -75,6 +83,7 @@ class NotificationActivities:
             domains=tuple(templates.one_line(d, 253) for d in request.domains if d.strip()),
             failed_step=templates.one_line(request.failed_step, 100),
             failure_reason=templates.bounded(request.failure_reason),
+            purge_time=purge_time,
         )
         with provider_errors():
             provider_id = self._notifier.send(notice)

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tenantry.notification.v1 import notification_pb2
 
 # Free text from callers goes into one-line places (the subject) and a body;
 # bound its size so a runaway failure reason cannot make a huge email.
 _MAX_FIELD = 1000
+
+# English whatever the process locale (strftime's %A and %B follow it).
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,28 @@ def one_line(value: str, limit: int = 200) -> str:
 def bounded(value: str) -> str:
     """Free text (a failure reason) stripped and cut at the size a notice allows."""
     return value.strip()[:_MAX_FIELD]
+
+
+def purge_time(request: notification_pb2.SendNoticeRequest) -> datetime:
+    """The request's purge_time in UTC; ValueError when it is unset or not a valid timestamp."""
+    if not request.HasField("purge_time"):
+        raise ValueError("purge_time is required")
+    try:
+        return request.purge_time.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("purge_time is not a valid timestamp") from None
+
+
+def day(when: datetime) -> str:
+    """`3 March 2026` (the UTC date)."""
+    when = when.astimezone(UTC)
+    return f"{when.day} {_MONTHS[when.month - 1]} {when.year}"
+
+
+def moment(when: datetime) -> str:
+    """`Tuesday 3 March 2026 at 14:05 UTC`: to the minute, in UTC, for people."""
+    when = when.astimezone(UTC)
+    return f"{_WEEKDAYS[when.weekday()]} {day(when)} at {when:%H:%M} UTC"
 
 
 def _greeting(request: notification_pb2.SendNoticeRequest) -> str:
@@ -46,13 +86,16 @@ def _links(request: notification_pb2.SendNoticeRequest) -> str:
     return "\n".join(f"  https://{one_line(d, 253)}/" for d in request.domains if d.strip())
 
 
-def _welcome(request: notification_pb2.SendNoticeRequest) -> Rendered:
+def _where(request: notification_pb2.SendNoticeRequest) -> str:
     links = _links(request)
-    where = f"It answers at:\n\n{links}\n\n" if links else ""
+    return f"It answers at:\n\n{links}\n\n" if links else ""
+
+
+def _welcome(request: notification_pb2.SendNoticeRequest) -> Rendered:
     body = (
         f"{_greeting(request)}\n\n"
         f"Your tenant {_tenant(request)} is ready.\n\n"
-        f"{where}"
+        f"{_where(request)}"
         f"Your administrator account is {request.recipient}. The password is never sent\n"
         "in this email: you set it yourself through the link your identity provider sends.\n\n"
         "-- Tenantry\n"
@@ -85,13 +128,70 @@ def _deprovisioned(request: notification_pb2.SendNoticeRequest) -> Rendered:
     return Rendered(subject=f"Tenantry: {_title(request)} has been deprovisioned", body=body)
 
 
+def _deletion_scheduled(request: notification_pb2.SendNoticeRequest) -> Rendered:
+    when = purge_time(request)
+    body = (
+        f"{_greeting(request)}\n\n"
+        f"Your tenant {_tenant(request)} is scheduled for deletion on\n"
+        f"{moment(when)}. Its data is backed up first; then its sign-in, data and\n"
+        "storage are removed, and its addresses stop answering.\n\n"
+        "Until then, sign-in to the tenant is disabled, its data is kept, and an operator\n"
+        "can restore it as it was. If this is a mistake, contact support before that date\n"
+        f"quoting the tenant id {request.tenant_id}.\n\n"
+        "-- Tenantry\n"
+    )
+    return Rendered(subject=f"Tenantry: {_title(request)} will be deleted on {day(when)}", body=body)
+
+
+def _restored(request: notification_pb2.SendNoticeRequest) -> Rendered:
+    body = (
+        f"{_greeting(request)}\n\n"
+        f"The scheduled deletion of your tenant {_tenant(request)} has been cancelled,\n"
+        "and the tenant is back: sign-in works again, with its data as it was.\n\n"
+        f"{_where(request)}"
+        "-- Tenantry\n"
+    )
+    return Rendered(subject=f"Tenantry: {_title(request)} has been restored", body=body)
+
+
+def _suspended(request: notification_pb2.SendNoticeRequest) -> Rendered:
+    body = (
+        f"{_greeting(request)}\n\n"
+        f"Your tenant {_tenant(request)} has been suspended. Sign-in to it is disabled;\n"
+        "its data is kept as it is, and nothing is deleted.\n\n"
+        "To find out why, or to have it resumed, contact your provider quoting the\n"
+        f"tenant id {request.tenant_id}.\n\n"
+        "-- Tenantry\n"
+    )
+    return Rendered(subject=f"Tenantry: {_title(request)} has been suspended", body=body)
+
+
+def _resumed(request: notification_pb2.SendNoticeRequest) -> Rendered:
+    body = (
+        f"{_greeting(request)}\n\n"
+        f"Your tenant {_tenant(request)} has been resumed: sign-in works again, with\n"
+        "its data as it was.\n\n"
+        f"{_where(request)}"
+        "-- Tenantry\n"
+    )
+    return Rendered(subject=f"Tenantry: {_title(request)} has been resumed", body=body)
+
+
 TEMPLATES: dict[int, Callable[[notification_pb2.SendNoticeRequest], Rendered]] = {
     notification_pb2.NOTICE_KIND_WELCOME: _welcome,
     notification_pb2.NOTICE_KIND_PROVISION_FAILED: _provision_failed,
     notification_pb2.NOTICE_KIND_DEPROVISIONED: _deprovisioned,
+    notification_pb2.NOTICE_KIND_DELETION_SCHEDULED: _deletion_scheduled,
+    notification_pb2.NOTICE_KIND_RESTORED: _restored,
+    notification_pb2.NOTICE_KIND_SUSPENDED: _suspended,
+    notification_pb2.NOTICE_KIND_RESUMED: _resumed,
 }
 
 
 def render(request: notification_pb2.SendNoticeRequest) -> Rendered:
-    """The subject and plain-text body of the notice; KeyError for a kind without a template."""
+    """The subject and plain-text body of the notice.
+
+    KeyError for a kind without a template; ValueError for a
+    DELETION_SCHEDULED notice without a valid purge_time.
+    """
     return TEMPLATES[request.kind](request)

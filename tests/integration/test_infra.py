@@ -316,7 +316,7 @@ def test_invalid_domain_is_invalid_argument(infra: InfrastructureActivities, ten
 
 def test_activities_match_the_contract(infra: InfrastructureActivities) -> None:
     bound = bind_activities(worker.CONTRACT, infra)
-    assert len(bound) == len(worker.CONTRACT.rpcs) == 8
+    assert len(bound) == len(worker.CONTRACT.rpcs) == 10
 
 
 def test_worker_finds_the_zone_it_created(aws: Any, settings: providers.InfraSettings) -> None:

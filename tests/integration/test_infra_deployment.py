@@ -17,7 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 from services.infra import providers
 from services.infra.activities import InfrastructureActivities
-from services.infra.providers.ecs import EcsDeployment, Rollout, rollout_of
+from services.infra.providers.ecs import EcsDeployment, Rollout, is_steady, rollout_of
 from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -276,3 +276,210 @@ def test_bad_cluster_name_is_invalid_argument(infra: InfrastructureActivities, t
 )
 def test_rollout_state_of_a_described_service(deployments: list[dict[str, Any]], expected: Rollout) -> None:
     assert rollout_of({"desiredCount": 1, "deployments": deployments}, "r2") is expected
+
+
+# --- suspend and resume -------------------------------------------------------
+
+SUSPENDED_TAG = "tenantry:suspended-desired-count"
+
+
+def suspend(tenant_id: str) -> infra_pb2.SuspendDeploymentRequest:
+    return infra_pb2.SuspendDeploymentRequest(tenant_id=tenant_id)
+
+
+def resume(tenant_id: str) -> infra_pb2.ResumeDeploymentRequest:
+    return infra_pb2.ResumeDeploymentRequest(tenant_id=tenant_id)
+
+
+def tags_of(ecs: Any, arn: str) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]}
+
+
+def deployed(
+    infra: InfrastructureActivities, ecs: Any, cluster: str, tenant_id: str, *, count: int, silo: bool = False
+) -> dict[str, Any]:
+    """The tenant's service, deployed by the activity, then scaled to `count` (not the default).
+
+    `silo`: `cluster` is the tenant's own, named by its infrastructure; else the shared one.
+    """
+    run(infra.create_deployment, create(tenant_id, **({"cluster": cluster} if silo else {})))
+    ecs.update_service(cluster=cluster, service=f"tenant-{tenant_id}", desiredCount=count)
+    service = service_of(ecs, cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == count
+    return service
+
+
+def test_suspend_scales_to_zero_and_remembers_the_count_twice_ok(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    arn = deployed(infra, ecs, settings.ecs_cluster, tenant_id, count=3)["serviceArn"]
+
+    run(infra.suspend_deployment, suspend(tenant_id))
+
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 0
+    assert tags_of(ecs, arn) == {"tenantry:tenant-id": tenant_id, SUSPENDED_TAG: "3"}
+
+    # Suspended already: the remembered count stays, it does not become 0.
+    run(infra.suspend_deployment, suspend(tenant_id))
+
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 0
+    assert tags_of(ecs, arn) == {"tenantry:tenant-id": tenant_id, SUSPENDED_TAG: "3"}
+
+
+def test_resume_restores_the_remembered_count_and_drops_the_tag_twice_ok(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    arn = deployed(infra, ecs, settings.ecs_cluster, tenant_id, count=3)["serviceArn"]
+    run(infra.suspend_deployment, suspend(tenant_id))
+
+    for _ in range(2):
+        run(infra.resume_deployment, resume(tenant_id))
+
+        service = service_of(ecs, settings.ecs_cluster, tenant_id)
+        assert service is not None
+        assert (service["desiredCount"], service["runningCount"]) == (3, 3)
+        assert tags_of(ecs, arn) == {"tenantry:tenant-id": tenant_id}
+
+
+class NeverRunning:
+    """An ECS client whose services never get a task running, as when capacity is short."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def describe_services(self, **kwargs: Any) -> Any:
+        answer = self._client.describe_services(**kwargs)
+        for service in answer["services"]:
+            service["runningCount"] = 0
+        return answer
+
+
+def test_resume_waits_heartbeating_and_a_service_not_steady_in_time_is_retryable(
+    built: providers.Providers,
+    infra: InfrastructureActivities,
+    ecs: Any,
+    settings: providers.InfraSettings,
+    tenant_id: str,
+) -> None:
+    from services.infra.providers import aws
+
+    arn = deployed(infra, ecs, settings.ecs_cluster, tenant_id, count=2)["serviceArn"]
+    run(infra.suspend_deployment, suspend(tenant_id))
+    starved = EcsDeployment(
+        NeverRunning(aws.client("ecs")),
+        cluster=settings.ecs_cluster,
+        image=IMAGE,
+        timeout=0.3,
+        poll_interval=0.05,
+    )
+    slow = InfrastructureActivities(dataclasses.replace(built, deployment=starved), settings)
+    heartbeats: list[Any] = []
+
+    with pytest.raises(ApplicationError) as caught:
+        run(slow.resume_deployment, resume(tenant_id), heartbeats)
+
+    assert caught.value.type == "ProviderUnavailable" and not caught.value.non_retryable
+    assert "runs 0 of 2 tasks" in str(caught.value)
+    assert len(heartbeats) >= 2  # the wait heartbeats on every poll
+    # The count is set and the tag gone already: the retry only waits again.
+    run(infra.resume_deployment, resume(tenant_id))
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 2
+    assert tags_of(ecs, arn) == {"tenantry:tenant-id": tenant_id}
+
+
+def test_resume_without_a_remembered_count_gives_a_stopped_service_the_default(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    deployed(infra, ecs, settings.ecs_cluster, tenant_id, count=0)
+
+    run(infra.resume_deployment, resume(tenant_id))
+
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 1
+
+
+def test_suspend_and_resume_of_a_tenant_without_deployment_succeed(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    run(infra.suspend_deployment, suspend(tenant_id))
+    run(infra.resume_deployment, resume(tenant_id))
+
+    assert service_of(ecs, settings.ecs_cluster, tenant_id) is None
+
+
+def test_suspend_and_resume_of_another_tenants_service_are_conflicts_and_change_nothing(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    revision = ecs.register_task_definition(
+        family="someone-else", containerDefinitions=[{"name": "app", "image": "x:1", "memory": 64}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    arn = ecs.create_service(
+        cluster=settings.ecs_cluster,
+        serviceName=f"tenant-{tenant_id}",
+        taskDefinition=revision,
+        desiredCount=2,
+        tags=[{"key": "tenantry:tenant-id", "value": "someone-else"}],
+    )["service"]["serviceArn"]
+
+    for fn, request in (
+        (infra.suspend_deployment, suspend(tenant_id)),
+        (infra.resume_deployment, resume(tenant_id)),
+    ):
+        with pytest.raises(ApplicationError) as caught:
+            run(fn, request)
+        assert caught.value.type == "Conflict" and caught.value.non_retryable
+
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 2
+    assert tags_of(ecs, arn) == {"tenantry:tenant-id": "someone-else"}
+
+
+def test_silo_deployment_is_suspended_and_resumed_on_the_tenants_cluster(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    cluster = f"tenantry-{tenant_id}"
+    arn = deployed(infra, ecs, cluster, tenant_id, count=2, silo=True)["serviceArn"]
+    assert service_of(ecs, settings.ecs_cluster, tenant_id) is None
+
+    run(infra.suspend_deployment, suspend(tenant_id))
+
+    service = service_of(ecs, cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 0
+    assert tags_of(ecs, arn)[SUSPENDED_TAG] == "2"
+
+    run(infra.resume_deployment, resume(tenant_id))
+
+    service = service_of(ecs, cluster, tenant_id)
+    assert service is not None and service["desiredCount"] == 2
+    assert SUSPENDED_TAG not in tags_of(ecs, arn)
+
+    # A suspended deployment is removed like any other.
+    run(infra.suspend_deployment, suspend(tenant_id))
+    run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
+    assert service_of(ecs, cluster, tenant_id) is None
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        ({"desiredCount": 2, "runningCount": 2, "deployments": [{"status": "PRIMARY"}]}, True),
+        ({"desiredCount": 0, "runningCount": 0, "deployments": [{"status": "PRIMARY"}]}, True),
+        ({"desiredCount": 2, "runningCount": 1, "deployments": [{"status": "PRIMARY"}]}, False),
+        (
+            {
+                "desiredCount": 2,
+                "runningCount": 2,
+                "deployments": [{"status": "PRIMARY"}, {"status": "ACTIVE"}],
+            },
+            False,
+        ),
+    ],
+)
+def test_steady_state_of_a_described_service(service: dict[str, Any], expected: bool) -> None:
+    assert is_steady(service) is expected

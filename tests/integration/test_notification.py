@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -126,6 +128,87 @@ def test_deprovisioned_notice(notify: NotificationActivities, mail: Any, tenant_
     assert "has been deprovisioned" in message.get_content()
 
 
+def timestamp(when: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def text_of(message: EmailMessage) -> str:
+    """The body with its line breaks folded, so that a phrase can be looked for across them."""
+    return " ".join(message.get_content().split())
+
+
+def test_deletion_scheduled_names_the_purge_date(
+    notify: NotificationActivities, mail: Any, tenant_id: str
+) -> None:
+    purge = datetime(2026, 3, 3, 14, 5, 42, tzinfo=UTC)
+    request = welcome(
+        tenant_id, kind=notification_pb2.NOTICE_KIND_DELETION_SCHEDULED, purge_time=timestamp(purge)
+    )
+    [message] = received(mail.maildir, send(notify, request))
+
+    assert message["Subject"] == "Tenantry: Acme Widgets will be deleted on 3 March 2026"
+    assert message["X-Tenantry-Notice"] == "NOTICE_KIND_DELETION_SCHEDULED"
+    text = text_of(message)
+    assert "Hello Ada," in text
+    assert (
+        f'"Acme Widgets" ({tenant_id}) is scheduled for deletion on Tuesday 3 March 2026 at 14:05 UTC' in text
+    )
+    assert "Its data is backed up first" in text
+    assert "sign-in to the tenant is disabled" in text
+    assert "an operator can restore it" in text
+    assert tenant_id in text
+
+
+def test_deletion_scheduled_says_the_date_in_utc(
+    notify: NotificationActivities, mail: Any, tenant_id: str
+) -> None:
+    # 23:30 on 31 December at UTC-5 is already the next year in UTC.
+    purge = datetime(2026, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    request = welcome(
+        tenant_id, kind=notification_pb2.NOTICE_KIND_DELETION_SCHEDULED, purge_time=timestamp(purge)
+    )
+    [message] = received(mail.maildir, send(notify, request))
+
+    assert message["Subject"].endswith("will be deleted on 1 January 2027")
+    assert "Friday 1 January 2027 at 04:30 UTC" in text_of(message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject", "phrases"),
+    [
+        (
+            notification_pb2.NOTICE_KIND_RESTORED,
+            "Tenantry: Acme Widgets has been restored",
+            ["scheduled deletion of your tenant", "has been cancelled", "sign-in works again"],
+        ),
+        (
+            notification_pb2.NOTICE_KIND_SUSPENDED,
+            "Tenantry: Acme Widgets has been suspended",
+            ["has been suspended", "Sign-in to it is disabled", "its data is kept", "contact your provider"],
+        ),
+        (
+            notification_pb2.NOTICE_KIND_RESUMED,
+            "Tenantry: Acme Widgets has been resumed",
+            ["has been resumed", "sign-in works again"],
+        ),
+    ],
+)
+def test_lifecycle_notices_arrive(
+    notify: NotificationActivities, mail: Any, tenant_id: str, kind: int, subject: str, phrases: list[str]
+) -> None:
+    [message] = received(mail.maildir, send(notify, welcome(tenant_id, kind=kind)))
+
+    assert message["Subject"] == subject
+    assert message["X-Tenantry-Notice"] == notification_pb2.NoticeKind.Name(kind)
+    text = text_of(message)
+    assert "Hello Ada," in text
+    assert f'"Acme Widgets" ({tenant_id})' in text
+    for phrase in phrases:
+        assert phrase in text
+
+
 def test_newlines_cannot_inject_headers(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
     request = welcome(tenant_id, tenant_display_name="Acme\r\nBcc: victim@example.com", recipient_name="A\nB")
     [message] = received(mail.maildir, send(notify, request))
@@ -145,6 +228,8 @@ def test_newlines_cannot_inject_headers(notify: NotificationActivities, mail: An
         {"recipient": "a@b.example.com, c@d.example.com"},
         {"tenant_id": "Bad_Tenant"},
         {"idempotency_key": ""},
+        {"kind": notification_pb2.NOTICE_KIND_DELETION_SCHEDULED},
+        {"kind": notification_pb2.NOTICE_KIND_DELETION_SCHEDULED, "purge_time": Timestamp(seconds=10**12)},
     ],
 )
 def test_bad_request_is_invalid_argument(

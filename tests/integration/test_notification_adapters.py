@@ -11,11 +11,13 @@ import logging
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -35,17 +37,32 @@ KINDS = {
     "welcome": notification_pb2.NOTICE_KIND_WELCOME,
     "failed": notification_pb2.NOTICE_KIND_PROVISION_FAILED,
     "deprovisioned": notification_pb2.NOTICE_KIND_DEPROVISIONED,
+    "deletion": notification_pb2.NOTICE_KIND_DELETION_SCHEDULED,
+    "restored": notification_pb2.NOTICE_KIND_RESTORED,
+    "suspended": notification_pb2.NOTICE_KIND_SUSPENDED,
+    "resumed": notification_pb2.NOTICE_KIND_RESUMED,
 }
 WORKFLOW = {
     "welcome": "tenant-welcome",
     "failed": "tenant-provisioning-failed",
     "deprovisioned": "tenant-deprovisioned",
+    "deletion": "tenant-deletion-scheduled",
+    "restored": "tenant-restored",
+    "suspended": "tenant-suspended",
+    "resumed": "tenant-resumed",
 }
 SUBJECT = {
     "welcome": "Welcome to Tenantry: Acme Widgets is ready",
     "failed": "Tenantry: setting up Acme Widgets failed",
     "deprovisioned": "Tenantry: Acme Widgets has been deprovisioned",
+    "deletion": "Tenantry: Acme Widgets will be deleted on 3 March 2026",
+    "restored": "Tenantry: Acme Widgets has been restored",
+    "suspended": "Tenantry: Acme Widgets has been suspended",
+    "resumed": "Tenantry: Acme Widgets has been resumed",
 }
+# When a DELETION_SCHEDULED notice says the tenant's data goes.
+PURGE = datetime(2026, 3, 3, 14, 5, 42, tzinfo=UTC)
+PURGE_TEXT = "Tuesday 3 March 2026 at 14:05 UTC"
 
 
 @pytest.fixture
@@ -65,6 +82,10 @@ def notice(tenant_id: str, kind: str = "welcome", /, **overrides: Any) -> notifi
     }
     if kind == "failed":
         fields.update(failed_step="dns", failure_reason="dns record already exists and points elsewhere")
+    if kind == "deletion":
+        purge_time = Timestamp()
+        purge_time.FromDatetime(PURGE)
+        fields.update(purge_time=purge_time)
     fields.update(overrides)
     return notification_pb2.SendNoticeRequest(**fields)
 
@@ -142,6 +163,8 @@ def test_ses_delivers_each_notice(ses: NotificationActivities, aws: Any, tenant_
     if kind == "failed":
         assert 'failed at the step "dns"' in body
         assert "dns record already exists and points elsewhere" in body
+    if kind == "deletion":
+        assert PURGE_TEXT in " ".join(body.split())
 
 
 def test_ses_retry_sends_a_second_copy(ses: NotificationActivities, aws: Any, tenant_id: str) -> None:
@@ -201,7 +224,8 @@ def test_ses_unreachable_is_retryable(aws: Any, monkeypatch: pytest.MonkeyPatch,
 
 @pytest.fixture
 def novu() -> Iterator[FakeNovu]:
-    fake = FakeNovu().start()
+    # A Novu account with a workflow for every notice kind.
+    fake = FakeNovu(workflows=tuple(WORKFLOW.values())).start()
     yield fake
     fake.stop()
 
@@ -249,6 +273,11 @@ def test_novu_upserts_the_admin_then_triggers_the_workflow(
         assert payload["failureReason"] == "dns record already exists and points elsewhere"
     else:
         assert "failedStep" not in payload
+    if kind == "deletion":
+        assert payload["purgeTime"] == "2026-03-03T14:05:42Z"
+        assert PURGE_TEXT in " ".join(payload["body"].split())
+    else:
+        assert "purgeTime" not in payload
     # The upsert comes first, every call carries the key in Novu's scheme.
     paths = [r.path for r in novu.requests]
     assert paths == ["/v2/subscribers", "/v1/events/trigger"]

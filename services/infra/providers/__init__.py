@@ -98,6 +98,27 @@ class Deployment(Protocol):
         """Scales the service to 0, deletes it and every revision; missing or foreign is left alone."""
         ...
 
+    def suspend_service(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        """Scales the service to zero tasks, remembering on the service the count it had.
+
+        Suspending a suspended service keeps the count first remembered. A
+        tenant without a service is left alone (success); a service of that
+        name held by another tenant raises `Conflict` and is not touched.
+        """
+        ...
+
+    def resume_service(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        """Scales the service back to the remembered count, forgets it and waits until it is stable.
+
+        Without a remembered count, a service at zero gets the default count
+        and a running one keeps its own, so resuming twice changes nothing.
+        A tenant without a service is left alone (success); another tenant's
+        service raises `Conflict`. A service not stable within the deploy
+        timeout raises `Unavailable` (see the adapter). `progress` is called
+        on every poll (the activity heartbeats).
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class IacResult:

@@ -18,6 +18,15 @@ deployment runs it and either its rollout COMPLETED, or it is the only
 deployment left (nothing old draining) and has been given the service's
 desired count. On moto a new service is stable at once and an update to a
 new revision never is, which is how the tests exercise the rollback.
+
+Suspension scales the service to zero and remembers the count it had in a
+tag on the service (SUSPENDED_COUNT_TAG), written before the scale-down so
+that an attempt cut short in between loses nothing. Resume scales back to
+that count, drops the tag and waits until the service is steady: a scale
+starts no new deployment, so the rollout state says nothing; steady is what
+the `services-stable` waiter of the ECS API checks, one deployment and as
+many running tasks as desired (moto sets `runningCount` to the desired count
+on UpdateService, so there a resume is steady at once).
 """
 
 from __future__ import annotations
@@ -43,8 +52,12 @@ from services.infra.providers.aws import error_code, faults_as_unavailable
 log = logging.getLogger(__name__)
 
 CONTAINER_NAME = "app"
+# The count a service gets; the same for every tier today.
 DESIRED_COUNT = 1
+# On a suspended service: the desired count it had, which resume restores.
+SUSPENDED_COUNT_TAG = "tenantry:suspended-desired-count"
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+_COUNT = re.compile(r"[0-9]{1,6}")
 
 
 class Rollout(Enum):
@@ -67,6 +80,12 @@ def rollout_of(service: dict[str, Any], revision: str) -> Rollout:
     if len(deployments) == 1 and primary.get("desiredCount", 0) >= service.get("desiredCount", 0):
         return Rollout.STABLE
     return Rollout.IN_PROGRESS
+
+
+def is_steady(service: dict[str, Any]) -> bool:
+    """One deployment left and as many tasks running as desired (the `services-stable` waiter)."""
+    deployments = service.get("deployments", [])
+    return len(deployments) == 1 and service.get("runningCount") == service.get("desiredCount")
 
 
 def family_of(tenant_id: str) -> str:
@@ -291,12 +310,7 @@ class EcsDeployment:
                 self._delete_silo_cluster(silo, tenant_id)
 
     def _delete_from(self, cluster: str, name: str, tenant_id: str) -> None:
-        try:
-            current = self._describe(cluster, name)
-        except botocore.exceptions.ClientError as err:
-            if error_code(err) == "ClusterNotFoundException":
-                return
-            raise
+        current = self._describe_if_cluster(cluster, name)
         if current is None:
             return
         if _tags(current.get("tags")).get(TENANT_TAG) != tenant_id:
@@ -342,6 +356,93 @@ class EcsDeployment:
             raise
         log.info("deleted ECS cluster %s", cluster)
 
+    # --- suspend and resume -----------------------------------------------
+
+    def suspend_service(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        name = service_name_of(tenant_id)
+        with faults_as_unavailable(f"suspending service {name}"):
+            for cluster, current in self._services_of(tenant_id, doing="suspend"):
+                count = int(current.get("desiredCount", 0))
+                remembered = _tags(current.get("tags")).get(SUSPENDED_COUNT_TAG)
+                if remembered is None:
+                    # Tagged before scaling down, so that a retry after a crash in
+                    # between finds the count; a suspended service keeps the first one.
+                    self._ecs.tag_resource(
+                        resourceArn=current["serviceArn"],
+                        tags=[{"key": SUSPENDED_COUNT_TAG, "value": str(count)}],
+                    )
+                if count != 0:
+                    self._ecs.update_service(cluster=cluster, service=name, desiredCount=0)
+                log.info(
+                    "suspended ECS service %s on %s (remembered desired count %s)",
+                    name,
+                    cluster,
+                    remembered if remembered is not None else count,
+                )
+                progress()
+
+    def resume_service(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
+        """See `Deployment.resume_service`.
+
+        A service that is not steady within the deploy timeout raises
+        `Unavailable`, a retryable fault, rather than `DeploymentFailed`: the
+        revision ran before the suspension, so what holds a scale-up back is
+        most likely capacity or a slow start, and a retry (the count is set
+        already) only waits again. The workflow's activity timeout bounds it.
+        """
+        name = service_name_of(tenant_id)
+        with faults_as_unavailable(f"resuming service {name}"):
+            found = self._services_of(tenant_id, doing="resume")
+            for cluster, current in found:
+                count = int(current.get("desiredCount", 0))
+                remembered = _tags(current.get("tags")).get(SUSPENDED_COUNT_TAG)
+                wanted = _count_to_restore(remembered, current=count)
+                if wanted != count:
+                    self._ecs.update_service(cluster=cluster, service=name, desiredCount=wanted)
+                if remembered is not None:
+                    self._ecs.untag_resource(resourceArn=current["serviceArn"], tagKeys=[SUSPENDED_COUNT_TAG])
+                log.info("resuming ECS service %s on %s with %d tasks", name, cluster, wanted)
+            for cluster, _ in found:
+                self._wait_steady(cluster, name, progress)
+
+    def _services_of(self, tenant_id: str, *, doing: str) -> list[tuple[str, dict[str, Any]]]:
+        """The tenant's service on the shared cluster and on its own (silo), those that exist.
+
+        Raises `Conflict` before anything is changed if a service of that name
+        on either is another tenant's.
+        """
+        name = service_name_of(tenant_id)
+        found = []
+        for cluster in dict.fromkeys([self._cluster, silo_cluster_of(tenant_id)]):
+            current = self._describe_if_cluster(cluster, name)
+            if current is None:
+                continue
+            if _tags(current.get("tags")).get(TENANT_TAG) != tenant_id:
+                raise Conflict(f"ECS service {name} on {cluster} belongs to another tenant; not changed")
+            found.append((cluster, current))
+        if not found:
+            # Pooled tenants have no service, and a removed one has nothing left to scale.
+            log.info("tenant %s has no ECS service; nothing to %s", tenant_id, doing)
+        return found
+
+    def _wait_steady(self, cluster: str, name: str, progress: Callable[[], None]) -> None:
+        """Polls until the service is steady; raises `Unavailable` when out of time."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            service = self._describe(cluster, name)
+            if service is None:
+                raise Unavailable(f"ECS service {name} disappeared while being resumed")
+            if is_steady(service):
+                return
+            progress()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"ECS service {name} on {cluster} runs {service.get('runningCount', 0)} of "
+                    f"{service.get('desiredCount', 0)} tasks after {self._timeout:g}s"
+                )
+            time.sleep(min(self._poll_interval, remaining))
+
     # --- shared ------------------------------------------------------------
 
     def _ensure_cluster(self, cluster: str, *, tenant_id: str | None) -> None:
@@ -361,8 +462,33 @@ class EcsDeployment:
         active = [c for c in found if c.get("status") == "ACTIVE"]
         return active[0] if active else None
 
+    def _describe_if_cluster(self, cluster: str, name: str) -> dict[str, Any] | None:
+        """As `_describe`, and None when the cluster itself is missing."""
+        try:
+            return self._describe(cluster, name)
+        except botocore.exceptions.ClientError as err:
+            if error_code(err) == "ClusterNotFoundException":
+                return None
+            raise
+
     def _describe(self, cluster: str, name: str) -> dict[str, Any] | None:
         """The service as DescribeServices gives it, with tags; None when missing or deleted."""
         found = self._ecs.describe_services(cluster=cluster, services=[name], include=["TAGS"])["services"]
         live = [s for s in found if s.get("status") != "INACTIVE"]
         return live[0] if live else None
+
+
+def _count_to_restore(remembered: str | None, *, current: int) -> int:
+    """The desired count a resumed service gets.
+
+    The remembered one when it is a positive count. Otherwise (no tag, a
+    service that was at zero already when suspended, a tag edited by hand) a
+    service at zero gets the default, since a resumed tenant must serve, and
+    a running one keeps its own (it is resumed already, or was never
+    suspended), so a second resume changes nothing.
+    """
+    if remembered is not None and _COUNT.fullmatch(remembered) and int(remembered) > 0:
+        return int(remembered)
+    if remembered not in (None, "0"):
+        log.warning("ignoring remembered desired count %r", remembered[:32])
+    return current if current > 0 else DESIRED_COUNT

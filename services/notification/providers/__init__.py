@@ -14,6 +14,7 @@ may fix; the activities turn those into the shared error vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from libs import config
@@ -43,6 +44,8 @@ class Notice:
     domains: tuple[str, ...] = ()
     failed_step: str = ""
     failure_reason: str = ""
+    # For DELETION_SCHEDULED: when the tenant's data is removed (UTC).
+    purge_time: datetime | None = None
 
 
 class Notifier(Protocol):

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +44,10 @@ WORKFLOWS = {
     "NOTICE_KIND_WELCOME": "tenant-welcome",
     "NOTICE_KIND_PROVISION_FAILED": "tenant-provisioning-failed",
     "NOTICE_KIND_DEPROVISIONED": "tenant-deprovisioned",
+    "NOTICE_KIND_DELETION_SCHEDULED": "tenant-deletion-scheduled",
+    "NOTICE_KIND_RESTORED": "tenant-restored",
+    "NOTICE_KIND_SUSPENDED": "tenant-suspended",
+    "NOTICE_KIND_RESUMED": "tenant-resumed",
 }
 
 # 408 timeout, 409 a request with the same idempotency key still running, 429 throttled.
@@ -102,6 +107,9 @@ def payload(notice: Notice) -> dict[str, Any]:
     if notice.kind == "NOTICE_KIND_PROVISION_FAILED":
         body["failedStep"] = notice.failed_step
         body["failureReason"] = notice.failure_reason
+    if notice.purge_time is not None:
+        # RFC 3339 in UTC, for a Novu template to format as it likes.
+        body["purgeTime"] = notice.purge_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return body
 
 
