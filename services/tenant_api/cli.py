@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import duration_pb2, json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -40,8 +40,32 @@ def describe(tenant: tenant_pb2.Tenant) -> str:
     ]
     if tenant.failed_step:
         lines.append(f"  failed    at {tenant.failed_step}: {tenant.failure_reason}")
+    if tenant.HasField("purge_time"):
+        lines.append(
+            f"  purge at  {tenant.purge_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC (undelete until then)"
+        )
     lines += [f"  resource  {r.domain}/{r.kind}  {r.id}" for r in tenant.resources]
+    lines += [f"  backup    {b.kind}  {b.uri}  {b.size_bytes} bytes" for b in tenant.backups]
     return "\n".join(lines)
+
+
+def event_line(event: tenant_pb2.TenantEvent) -> str:
+    kind = _short(event.kind, tenant_pb2.TenantEvent.Kind, "KIND_")
+    what = (
+        _short(event.state, State, "STATE_")
+        if event.kind == tenant_pb2.TenantEvent.KIND_STATE_CHANGED
+        else event.step
+    )
+    detail = f"  {event.detail}" if event.detail else ""
+    return f"{event.time.ToDatetime():%Y-%m-%d %H:%M:%S.%f}  {kind:<16} {what:<24} {event.actor}{detail}"
+
+
+def duration(text: str) -> duration_pb2.Duration:
+    """`90s`, `15m`, `2h`, `30d` as a Duration."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError("a number followed by s, m, h or d (for example 30d)")
+    return duration_pb2.Duration(seconds=int(text[:-1]) * units[text[-1]])
 
 
 def progress_line(tenant: tenant_pb2.Tenant, width: int = 20) -> str:
@@ -63,6 +87,19 @@ def watch(stub: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str) -> te
     if tty:
         print()
     return last
+
+
+def _events(
+    stub: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str
+) -> Iterator[tenant_pb2.TenantEvent]:
+    token = ""
+    while True:
+        request = tenant_service_pb2.ListTenantEventsRequest(parent=_name(tenant_id), page_token=token)
+        reply = stub.ListTenantEvents(request)
+        yield from reply.events
+        token = reply.next_page_token
+        if not token:
+            return
 
 
 def _pages(stub: tenant_service_pb2_grpc.TenantServiceStub, page_size: int) -> Iterator[tenant_pb2.Tenant]:
@@ -102,12 +139,22 @@ def parser() -> argparse.ArgumentParser:
     for verb, text in (
         ("get", "show a tenant"),
         ("watch", "follow a tenant's progress"),
-        ("delete", "deprovision"),
+        ("delete", "deprovision, after a grace period (30 days unless --grace or --hard)"),
+        ("undelete", "restore a tenant whose deletion is in its grace period"),
+        ("suspend", "disable sign-in and scale the tenant's deployment to zero"),
+        ("resume", "undo a suspend"),
+        ("cancel", "cancel the provisioning run under way (what it did is undone)"),
+        ("retry", "provision a PROVISION_FAILED tenant again"),
+        ("events", "show the tenant's audit log"),
     ):
         cmd = sub.add_parser(verb, help=text)
         cmd.add_argument("tenant_id")
-        if verb == "delete":
+        if verb in ("delete", "cancel", "retry"):
             cmd.add_argument("--watch", action="store_true", help="follow progress until settled")
+        if verb == "delete":
+            cmd.add_argument("--grace", type=duration, help="grace period, for example 7d or 90s")
+            cmd.add_argument("--hard", action="store_true", help="no grace period (a backup is still taken)")
+            cmd.add_argument("--skip-backup", action="store_true", help="remove without a backup")
     listing = sub.add_parser("list", help="list tenants")
     listing.add_argument("--page-size", type=int, default=100)
     return top
@@ -138,9 +185,28 @@ def run(args: argparse.Namespace) -> int:
         elif args.command == "get":
             tenant = stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=_name(args.tenant_id))).tenant
         elif args.command == "delete":
-            tenant = stub.DeleteTenant(
-                tenant_service_pb2.DeleteTenantRequest(name=_name(args.tenant_id))
+            deletion = tenant_service_pb2.DeleteTenantRequest(
+                name=_name(args.tenant_id), hard_delete=args.hard, skip_backup=args.skip_backup
+            )
+            if args.grace is not None:
+                deletion.grace_period.CopyFrom(args.grace)
+            tenant = stub.DeleteTenant(deletion).tenant
+        elif args.command == "undelete":
+            tenant = stub.UndeleteTenant(
+                tenant_service_pb2.UndeleteTenantRequest(name=_name(args.tenant_id))
             ).tenant
+        elif args.command == "suspend":
+            tenant = stub.SuspendTenant(
+                tenant_service_pb2.SuspendTenantRequest(name=_name(args.tenant_id))
+            ).tenant
+        elif args.command == "resume":
+            tenant = stub.ResumeTenant(
+                tenant_service_pb2.ResumeTenantRequest(name=_name(args.tenant_id))
+            ).tenant
+        elif args.command == "events":
+            for event in _events(stub, args.tenant_id):
+                print(json_format.MessageToJson(event) if args.json else event_line(event))
+            return 0
         elif args.command == "cancel":
             request_cancel = tenant_service_pb2.CancelProvisioningRequest(name=_name(args.tenant_id))
             tenant = stub.CancelProvisioning(request_cancel).tenant

@@ -104,6 +104,16 @@ def failed_precondition(tenant_id: str, message: str, state: str) -> ApiError:
     )
 
 
+def run_in_progress(tenant_id: str, message: str, workflow_id: str) -> ApiError:
+    """Another operation on the tenant is under way; the caller may retry once it ends."""
+    return ApiError(
+        grpc.StatusCode.ABORTED,
+        message,
+        "OPERATION_IN_PROGRESS",
+        metadata={"tenant_id": tenant_id, "workflow_id": workflow_id},
+    )
+
+
 def unavailable(dependency: str) -> ApiError:
     return ApiError(
         grpc.StatusCode.UNAVAILABLE,

@@ -1,7 +1,8 @@
 """Read-only access to the tenant registry (owned by the tenant-data domain).
 
-The facade reads the registry for Get and List and never writes it: every
-change goes through a workflow.
+The facade reads the registry for Get, List and a tenant's events and never
+writes it: every change goes through a workflow. Enums are stored by their
+proto value names.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from tenantry.tenant.v1 import tenant_pb2
 
 _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
     t.admin_email, t.admin_given_name, t.admin_family_name,
-    t.state, t.current_step, t.failed_step, t.failure_reason, t.create_time, t.update_time,
+    t.state, t.current_step, t.failed_step, t.failure_reason, t.create_time, t.update_time, t.purge_time,
     coalesce((SELECT json_agg(json_build_object('kind', r.kind, 'id', r.resource_id, 'domain', r.domain)
                               ORDER BY r.domain, r.kind, r.resource_id)
-              FROM registry.tenant_resources r WHERE r.tenant_id = t.tenant_id), '[]'::json) AS resources"""
+              FROM registry.tenant_resources r WHERE r.tenant_id = t.tenant_id), '[]'::json) AS resources,
+    coalesce((SELECT json_agg(json_build_object('kind', b.kind, 'uri', b.uri,
+                                                'size_bytes', b.size_bytes, 'sha256', b.sha256)
+                              ORDER BY b.kind, b.uri)
+              FROM registry.tenant_backups b WHERE b.tenant_id = t.tenant_id), '[]'::json) AS backups"""
+
+_EVENT_COLUMNS = """e.event_id, e.tenant_id, e."time", e.kind, e.step, e.state, e.actor,
+    e.workflow_id, e.run_id, e.detail, e.sequence"""
 
 
 class Registry:
@@ -51,6 +59,18 @@ class Registry:
         )
         return [_tenant(row) for row in rows]
 
+    async def events(
+        self, tenant_id: str, *, after: int, limit: int
+    ) -> list[tuple[int, tenant_pb2.TenantEvent]]:
+        """The tenant's events with an event id greater than `after`, oldest first
+        (keyset pagination), each with its event id."""
+        rows = await self._query(
+            f"SELECT {_EVENT_COLUMNS} FROM registry.tenant_events e"
+            " WHERE e.tenant_id = %s AND e.event_id > %s ORDER BY e.event_id LIMIT %s",
+            (tenant_id, after, limit),
+        )
+        return [(row["event_id"], _event(row)) for row in rows]
+
     async def domain_holders(self, domains: list[str], *, other_than: str) -> list[str]:
         """Domains among `domains` that another live tenant already has."""
         rows = await self._query(
@@ -64,7 +84,7 @@ class Registry:
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
             try:
-                cursor = await conn.execute(sql, params)  # type: ignore[arg-type]
+                cursor = await conn.execute(sql, params)
             except psycopg.errors.UndefinedTable:
                 # The tenant-data worker creates the registry at its first
                 # start; until then there are no tenants.
@@ -78,8 +98,31 @@ def _timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
+def _enum_value(enum: Any, name: str) -> int:
+    """The value of a stored enum name; 0 (UNSPECIFIED) for a name this build does not know."""
+    try:
+        return int(enum.Value(name))
+    except ValueError:
+        return 0
+
+
+def _event(row: dict[str, Any]) -> tenant_pb2.TenantEvent:
+    return tenant_pb2.TenantEvent(
+        name=f"{tenant_name(row['tenant_id'])}/events/{row['event_id']}",
+        time=_timestamp(row["time"]),
+        kind=_enum_value(tenant_pb2.TenantEvent.Kind, row["kind"]),
+        step=row["step"],
+        state=_enum_value(tenant_pb2.Tenant.State, row["state"]),
+        actor=row["actor"],
+        workflow_id=row["workflow_id"],
+        run_id=row["run_id"],
+        detail=row["detail"],
+        sequence=row["sequence"],
+    )
+
+
 def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
-    return tenant_pb2.Tenant(
+    tenant = tenant_pb2.Tenant(
         name=tenant_name(row["tenant_id"]),
         tenant_id=row["tenant_id"],
         display_name=row["display_name"],
@@ -95,4 +138,8 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
         resources=[tenant_pb2.Resource(**r) for r in row["resources"]],
         create_time=_timestamp(row["create_time"]),
         update_time=_timestamp(row["update_time"]),
+        backups=[tenant_pb2.BackupObject(**b) for b in row["backups"]],
     )
+    if row["purge_time"] is not None:
+        tenant.purge_time.CopyFrom(_timestamp(row["purge_time"]))
+    return tenant

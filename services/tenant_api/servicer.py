@@ -11,13 +11,21 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from libs import lifecycle
-from libs.contracts import WORKFLOWS
+from libs.contracts import WORKFLOWS, Rpc
 from services.tenant_api import errors, validation
 from services.tenant_api.registry import Registry
 from tenantry.orchestrator.v1 import orchestrator_pb2
@@ -27,11 +35,19 @@ log = logging.getLogger(__name__)
 State = tenant_pb2.Tenant.State
 PROVISION = WORKFLOWS.rpc("ProvisionTenant")
 DEPROVISION = WORKFLOWS.rpc("DeprovisionTenant")
+SUSPEND = WORKFLOWS.rpc("SuspendTenant")
+RESUME = WORKFLOWS.rpc("ResumeTenant")
 # Memo keys on the provisioning run. No secrets: memos are stored in clear.
 SPEC_MEMO = "tenant_spec"
 FINGERPRINT_MEMO = "tenant_spec_sha256"
 QUERY_TIMEOUT = timedelta(seconds=2)
 WATCH_INTERVAL = 0.25
+# Suspend, resume and undelete answer once their run has ended, if it ends this soon.
+SETTLE_WAIT = 15.0
+DEFAULT_EVENT_PAGE = 100
+MAX_EVENT_PAGE = 1000
+# The first update of WatchTenant carries at most this many recent events.
+MAX_WATCH_EVENTS = 100
 # States from which DeleteTenant starts deprovisioning.
 _DELETABLE = (State.STATE_ACTIVE, State.STATE_PROVISION_FAILED, State.STATE_SUSPENDED)
 
@@ -138,33 +154,131 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     async def DeleteTenant(  # noqa: N802
         self, request: tenant_service_pb2.DeleteTenantRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.DeleteTenantResponse:
-        tid = self._tenant_id(request.name)
+        violations: validation.Violations = []
+        tid = validation.tenant_id_from_name(request.name, violations)
+        grace = validation.grace_period(request, violations)
+        if violations:
+            raise errors.invalid(violations)
         tenant = await self._current(tid)
+        caller = _caller(context)
         if tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING):
             raise errors.failed_precondition(
                 tid,
                 f"tenant {tid!r} is still being provisioned; delete it once it is settled",
                 State.Name(tenant.state),
             )
-        if tenant.state in (State.STATE_DEPROVISIONING, State.STATE_DEPROVISIONED):
+        if tenant.state == State.STATE_DEPROVISIONED:
             return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
+        deletion = lifecycle.deprovision_workflow_id(tid)
+        if tenant.state == State.STATE_DEPROVISIONING and await self._running(deletion):
+            if request.hard_delete:
+                # Waiting out its grace period: a hard delete ends the wait.
+                await self._update(
+                    tid,
+                    deletion,
+                    lifecycle.DELETE_NOW_UPDATE,
+                    orchestrator_pb2.DeleteNowRequest(requested_by=caller),
+                )
+            return tenant_service_pb2.DeleteTenantResponse(tenant=await self._current(tid))
+        await self._refuse_while_running(tid, lifecycle.access_workflow_id(tid), "a suspend or resume")
+        period = duration_pb2.Duration()
+        period.FromTimedelta(grace)
         try:
+            # A run already under way is met (USE_EXISTING); a finished one
+            # (the tenant was restored, or a run stopped) is followed by a new one.
             await self._client.start_workflow(
                 DEPROVISION.name,
-                orchestrator_pb2.DeprovisionTenantRequest(tenant_id=tid, requested_by=_caller(context)),
-                id=lifecycle.deprovision_workflow_id(tid),
+                orchestrator_pb2.DeprovisionTenantRequest(
+                    tenant_id=tid, requested_by=caller, grace_period=period, skip_backup=request.skip_backup
+                ),
+                id=deletion,
                 task_queue=DEPROVISION.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                execution_timeout=lifecycle.DEPROVISION_TIMEOUT,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                execution_timeout=grace + lifecycle.DEPROVISION_TIMEOUT,
             )
-        except WorkflowAlreadyStartedError:
-            pass
         except RPCError as err:
             log.warning("starting deprovision of %s failed: %s", tid, err.status)
             raise errors.unavailable("temporal") from None
         tenant.state = State.STATE_DEPROVISIONING
+        del tenant.steps[:]
         return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
+
+    async def UndeleteTenant(  # noqa: N802
+        self, request: tenant_service_pb2.UndeleteTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.UndeleteTenantResponse:
+        tid = self._tenant_id(request.name)
+        tenant = await self._current(tid)
+        deletion = lifecycle.deprovision_workflow_id(tid)
+        if tenant.state != State.STATE_DEPROVISIONING or not await self._running(deletion):
+            raise errors.failed_precondition(
+                tid,
+                f"tenant {tid!r} is not waiting to be deleted; nothing to undelete",
+                State.Name(tenant.state),
+            )
+        await self._update(
+            tid,
+            deletion,
+            lifecycle.UNDELETE_UPDATE,
+            orchestrator_pb2.UndeleteRequest(requested_by=_caller(context)),
+        )
+        # The restore takes a moment (sign-in and deployment back on): wait for it, within reason.
+        await self._settled(deletion)
+        return tenant_service_pb2.UndeleteTenantResponse(tenant=await self._current(tid))
+
+    async def SuspendTenant(  # noqa: N802
+        self, request: tenant_service_pb2.SuspendTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.SuspendTenantResponse:
+        tid = self._tenant_id(request.name)
+        tenant = await self._change_access(tid, SUSPEND, State.STATE_ACTIVE, State.STATE_SUSPENDED, context)
+        return tenant_service_pb2.SuspendTenantResponse(tenant=tenant)
+
+    async def ResumeTenant(  # noqa: N802
+        self, request: tenant_service_pb2.ResumeTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.ResumeTenantResponse:
+        tid = self._tenant_id(request.name)
+        tenant = await self._change_access(tid, RESUME, State.STATE_SUSPENDED, State.STATE_ACTIVE, context)
+        return tenant_service_pb2.ResumeTenantResponse(tenant=tenant)
+
+    async def _change_access(
+        self, tid: str, rpc: Rpc, source: int, target: int, context: grpc.aio.ServicerContext
+    ) -> tenant_pb2.Tenant:
+        """Starts (or meets) the suspend or resume run and waits, within
+        reason, for it to end; already in `target` is success."""
+        tenant = await self._current(tid)
+        if tenant.state == target:
+            return tenant
+        if tenant.state != source:
+            raise errors.failed_precondition(
+                tid,
+                f"tenant {tid!r} is {State.Name(tenant.state)}; only a {State.Name(source)} tenant"
+                f" can become {State.Name(target)}",
+                State.Name(tenant.state),
+            )
+        workflow_id = lifecycle.access_workflow_id(tid)
+        try:
+            handle = await self._client.start_workflow(
+                rpc.name,
+                rpc.input_type(tenant_id=tid, requested_by=_caller(context)),
+                id=workflow_id,
+                task_queue=rpc.task_queue,
+                # Suspend and resume share the id: a second caller meets the run under way.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                execution_timeout=lifecycle.ACCESS_TIMEOUT,
+            )
+            description = await handle.describe()
+        except RPCError as err:
+            log.warning("starting %s of %s failed: %s", rpc.method, tid, err.status)
+            raise errors.unavailable("temporal") from None
+        if description.workflow_type != rpc.name:
+            raise errors.run_in_progress(
+                tid,
+                f"another suspend or resume of tenant {tid!r} is under way; retry once it ends",
+                workflow_id,
+            )
+        await self._settled(workflow_id)
+        return await self._current(tid)
 
     async def CancelProvisioning(  # noqa: N802
         self, request: tenant_service_pb2.CancelProvisioningRequest, context: grpc.aio.ServicerContext
@@ -175,13 +289,36 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             raise errors.failed_precondition(
                 tid, f"tenant {tid!r} has no provisioning run to cancel", State.Name(tenant.state)
             )
+        handle = self._client.get_workflow_handle(lifecycle.provision_workflow_id(tid))
         try:
-            # The run undoes what it did, then ends PROVISION_FAILED "cancelled".
-            await self._client.get_workflow_handle(lifecycle.provision_workflow_id(tid)).cancel()
+            # Who cancels, for the audit log; then the cancel itself. The run
+            # undoes what it did, then ends PROVISION_FAILED "cancelled".
+            await handle.signal(
+                lifecycle.CANCEL_REQUESTED_SIGNAL,
+                orchestrator_pb2.CancelRequested(requested_by=_caller(context)),
+            )
+            await handle.cancel()
         except RPCError as err:
             log.warning("cancelling provisioning of %s failed: %s", tid, err.status)
             raise errors.unavailable("temporal") from None
         return tenant_service_pb2.CancelProvisioningResponse(tenant=await self._current(tid))
+
+    async def ListTenantEvents(  # noqa: N802
+        self, request: tenant_service_pb2.ListTenantEventsRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.ListTenantEventsResponse:
+        violations: validation.Violations = []
+        tid = validation.tenant_id_from_name(request.parent, violations, field="parent")
+        size = validation.page_size(request.page_size, violations, default=DEFAULT_EVENT_PAGE)
+        after = _decode_event_token(request.page_token, violations)
+        if violations:
+            raise errors.invalid(violations)
+        page = await self._registry.events(tid, after=after, limit=size + 1)
+        if not page and not after:
+            await self._current(tid)  # NOT_FOUND for a tenant that does not exist
+        more = len(page) > size
+        page = page[:size]
+        token = _encode_token(str(page[-1][0])) if more else ""
+        return tenant_service_pb2.ListTenantEventsResponse(events=[e for _, e in page], next_page_token=token)
 
     async def RetryProvisioning(  # noqa: N802
         self, request: tenant_service_pb2.RetryProvisioningRequest, context: grpc.aio.ServicerContext
@@ -217,19 +354,35 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     ) -> AsyncIterator[tenant_service_pb2.WatchTenantResponse]:
         tid = self._tenant_id(request.name)
         last = b""
+        seen, events = await self._recent_events(tid)
         while True:
             tenant = await self._current(tid)
             if tenant.state in lifecycle.SETTLED_STATES:
                 # The last update shows how every step of the run ended.
                 del tenant.steps[:]
                 tenant = await self._with_progress(tenant, settled=True)
+            # Events read after the tenant, so the last update has every event of its run.
+            for event_id, event in await self._registry.events(tid, after=seen, limit=MAX_WATCH_EVENTS):
+                seen = event_id
+                events.append(event)
             snapshot = tenant.SerializeToString(deterministic=True)
-            if snapshot != last:
+            if snapshot != last or events:
                 last = snapshot
-                yield tenant_service_pb2.WatchTenantResponse(tenant=tenant)
+                yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, events=events)
+                events = []
             if tenant.state in lifecycle.SETTLED_STATES:
                 return
             await asyncio.sleep(WATCH_INTERVAL)
+
+    async def _recent_events(self, tid: str) -> tuple[int, list[tenant_pb2.TenantEvent]]:
+        """The id of the tenant's latest event and its last MAX_WATCH_EVENTS events."""
+        seen, recent = 0, list[tuple[int, tenant_pb2.TenantEvent]]()
+        while True:
+            page = await self._registry.events(tid, after=seen, limit=MAX_EVENT_PAGE)
+            if not page:
+                return seen, [e for _, e in recent[-MAX_WATCH_EVENTS:]]
+            seen = page[-1][0]
+            recent = [*recent[-MAX_WATCH_EVENTS:], *page]
 
     # -- reading a tenant ---------------------------------------------------
 
@@ -260,6 +413,39 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             # A retry has started but not yet marked the record.
             tenant.state = State.STATE_PROVISIONING
         return await self._with_progress(tenant)
+
+    async def _update(self, tid: str, workflow_id: str, update: str, argument: Message) -> None:
+        """Sends an update to a run; a refusal is the tenant's state, not a fault."""
+        try:
+            await self._client.get_workflow_handle(workflow_id).execute_update(
+                update, argument, result_type=orchestrator_pb2.DeletionUpdateResponse
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else "refused"
+            raise errors.failed_precondition(
+                tid, f"tenant {tid!r}: {message}", State.Name(State.STATE_DEPROVISIONING)
+            ) from None
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise errors.failed_precondition(
+                    tid, f"tenant {tid!r}: the deletion run has ended", State.Name(State.STATE_DEPROVISIONING)
+                ) from None
+            log.warning("%s of %s failed: %s", update, workflow_id, err.status)
+            raise errors.unavailable("temporal") from None
+
+    async def _settled(self, workflow_id: str) -> None:
+        """Waits up to SETTLE_WAIT for a short run to end; it goes on regardless."""
+        try:
+            await asyncio.wait_for(self._client.get_workflow_handle(workflow_id).result(), SETTLE_WAIT)
+        except (TimeoutError, WorkflowFailureError, RPCError) as err:
+            log.info("%s not settled yet: %s", workflow_id, type(err).__name__)
+
+    async def _refuse_while_running(self, tid: str, workflow_id: str, what: str) -> None:
+        if await self._running(workflow_id):
+            raise errors.run_in_progress(
+                tid, f"{what} of tenant {tid!r} is under way; retry once it ends", workflow_id
+            )
 
     async def _running(self, workflow_id: str) -> bool:
         try:
@@ -328,3 +514,16 @@ def _decode_token(token: str, violations: validation.Violations) -> str:
     if version != "v1" or not lifecycle.valid_tenant_id(after):
         violations.append(("page_token", "not a token returned by ListTenants"))
     return after
+
+
+def _decode_event_token(token: str, violations: validation.Violations) -> int:
+    if not token:
+        return 0
+    try:
+        version, _, after = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        version, after = "", ""
+    if version != "v1" or not after.isdigit() or len(after) > 18:
+        violations.append(("page_token", "not a token returned by ListTenantEvents"))
+        return 0
+    return int(after)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from libs.lifecycle import TENANT_ID_RULE, valid_tenant_id
+from libs.lifecycle import DEFAULT_GRACE_PERIOD, MAX_GRACE_PERIOD, TENANT_ID_RULE, valid_tenant_id
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2
 
 MAX_DISPLAY_NAME = 200
@@ -48,12 +49,12 @@ def tenant_id(value: str, field: str, violations: Violations) -> None:
         violations.append((field, f"must be {TENANT_ID_RULE}"))
 
 
-def tenant_id_from_name(name: str, violations: Violations) -> str:
+def tenant_id_from_name(name: str, violations: Violations, *, field: str = "name") -> str:
     prefix, _, tid = name.partition("/")
     if prefix != "tenants" or not tid:
-        violations.append(("name", "must be tenants/{tenant_id}"))
+        violations.append((field, "must be tenants/{tenant_id}"))
         return ""
-    tenant_id(tid, "name", violations)
+    tenant_id(tid, field, violations)
     return tid
 
 
@@ -112,7 +113,28 @@ def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tena
     return tenant, violations
 
 
-def page_size(value: int, violations: Violations) -> int:
+def page_size(value: int, violations: Violations, *, default: int = DEFAULT_PAGE_SIZE) -> int:
     if value < 0:
         violations.append(("page_size", "must not be negative"))
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return min(value or default, MAX_PAGE_SIZE)
+
+
+def grace_period(request: tenant_service_pb2.DeleteTenantRequest, violations: Violations) -> timedelta:
+    """The wait a deletion asks for: none for a hard delete, else the request's or the default."""
+    given = request.HasField("grace_period")
+    if request.hard_delete:
+        if given:
+            violations.append(("grace_period", "not allowed with hard_delete, which has no grace period"))
+        return timedelta(0)
+    if not given:
+        return DEFAULT_GRACE_PERIOD
+    period = request.grace_period
+    rule = f"must be from 1 second to {MAX_GRACE_PERIOD.days} days; use hard_delete for none"
+    # Checked on the raw fields first: a huge value would overflow a timedelta.
+    if period.seconds < 0 or period.nanos < 0 or period.seconds > MAX_GRACE_PERIOD.total_seconds():
+        violations.append(("grace_period", rule))
+        return timedelta(0)
+    wait = period.ToTimedelta()
+    if not timedelta(seconds=1) <= wait <= MAX_GRACE_PERIOD:
+        violations.append(("grace_period", rule))
+    return wait

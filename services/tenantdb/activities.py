@@ -3,31 +3,56 @@
 One method per rpc of `tenantry.tenantdb.v1.TenantDataActivities`. Input is
 validated here again (defence in depth: the facade validated it already) and
 provider errors become `ApplicationError`s of the shared error vocabulary.
+Schema backups are dumped by the provider and uploaded to the backup store.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
+from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs import errors
+from libs.backup import BackupStore
 from libs.errors import ErrorType, provider_errors
 from libs.lifecycle import checked_tenant_id
-from services.tenantdb.providers import ResourceRecord, TenantDataProvider, TenantRecord, TenantSpec
+from services.tenantdb.providers import (
+    RESTORABLE,
+    BackupRecord,
+    EventRecord,
+    ResourceRecord,
+    TenantDataProvider,
+    TenantRecord,
+    TenantSpec,
+)
+from services.tenantdb.providers.pgdump import heartbeating
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2
 
 log = logging.getLogger(__name__)
 
 MAX_DISPLAY_NAME = 200
+# An event's detail is a sentence or two; longer ones are cut here.
+MAX_EVENT_DETAIL = 2000
+# Sequences are stored as `integer`.
+MAX_EVENT_SEQUENCE = 2**31 - 1
+SCHEMA_BACKUP_KIND = "db_schema"
+SCHEMA_BACKUP_FILE = "schema.sql.gz"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+_State = tenant_pb2.Tenant.State
+_Kind = tenant_pb2.TenantEvent.Kind
 
 
 class TenantDataActivities:
-    """Implements TenantDataActivities on a `TenantDataProvider`."""
+    """Implements TenantDataActivities on a `TenantDataProvider` and a `BackupStore`."""
 
-    def __init__(self, provider: TenantDataProvider) -> None:
+    def __init__(self, provider: TenantDataProvider, *, backups: BackupStore) -> None:
         self._provider = provider
+        self._backups = backups
 
     async def mark_provisioning(
         self, request: tenantdb_pb2.MarkProvisioningRequest
@@ -62,19 +87,59 @@ class TenantDataActivities:
         tenant_id = checked_tenant_id(request.tenant_id)
         if not request.workflow_id:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "workflow_id is required")
-        log.info("tenant %s: mark deprovisioning (workflow %s)", tenant_id, request.workflow_id)
+        purge_time = request.purge_time.ToDatetime(tzinfo=UTC) if request.HasField("purge_time") else None
+        log.info(
+            "tenant %s: mark deprovisioning (workflow %s, purge %s)",
+            tenant_id,
+            request.workflow_id,
+            purge_time.isoformat() if purge_time else "at once",
+        )
         with provider_errors():
-            await self._provider.mark_deprovisioning(tenant_id, request.workflow_id)
+            await self._provider.mark_deprovisioning(tenant_id, request.workflow_id, purge_time)
         return tenantdb_pb2.MarkDeprovisioningResponse()
 
     async def mark_deprovisioned(
         self, request: tenantdb_pb2.MarkDeprovisionedRequest
     ) -> tenantdb_pb2.MarkDeprovisionedResponse:
         tenant_id = checked_tenant_id(request.tenant_id)
-        log.info("tenant %s: mark deprovisioned", tenant_id)
+        backups = [_backup_of(index, b) for index, b in enumerate(request.backups)]
+        log.info("tenant %s: mark deprovisioned (%d backup object(s))", tenant_id, len(backups))
         with provider_errors():
-            await self._provider.mark_deprovisioned(tenant_id)
+            await self._provider.mark_deprovisioned(tenant_id, backups)
         return tenantdb_pb2.MarkDeprovisionedResponse()
+
+    async def mark_suspended(
+        self, request: tenantdb_pb2.MarkSuspendedRequest
+    ) -> tenantdb_pb2.MarkSuspendedResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        log.info("tenant %s: mark suspended", tenant_id)
+        with provider_errors():
+            await self._provider.mark_suspended(tenant_id)
+        return tenantdb_pb2.MarkSuspendedResponse()
+
+    async def mark_resumed(
+        self, request: tenantdb_pb2.MarkResumedRequest
+    ) -> tenantdb_pb2.MarkResumedResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        log.info("tenant %s: mark resumed", tenant_id)
+        with provider_errors():
+            await self._provider.mark_resumed(tenant_id)
+        return tenantdb_pb2.MarkResumedResponse()
+
+    async def mark_restored(
+        self, request: tenantdb_pb2.MarkRestoredRequest
+    ) -> tenantdb_pb2.MarkRestoredResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        state = _enum_name(_State, request.state)
+        if state is None or state not in RESTORABLE:
+            raise errors.permanent(
+                ErrorType.INVALID_ARGUMENT,
+                f"state must be one of {', '.join(sorted(RESTORABLE))}, not {state or request.state}",
+            )
+        log.info("tenant %s: mark restored to %s", tenant_id, state)
+        with provider_errors():
+            await self._provider.mark_restored(tenant_id, state)
+        return tenantdb_pb2.MarkRestoredResponse()
 
     async def get_tenant_record(
         self, request: tenantdb_pb2.GetTenantRecordRequest
@@ -129,6 +194,37 @@ class TenantDataActivities:
             await self._provider.delete_resources(tenant_id)
         return tenantdb_pb2.DeleteResourceRecordsResponse()
 
+    async def backup_tenant_schema(
+        self, request: tenantdb_pb2.BackupTenantSchemaRequest
+    ) -> tenantdb_pb2.BackupTenantSchemaResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        try:
+            # The same backup id names the same object: a retry overwrites it.
+            key = self._backups.key(tenant_id, request.backup_id, SCHEMA_BACKUP_FILE)
+        except ValueError:
+            raise errors.permanent(
+                ErrorType.INVALID_ARGUMENT, "backup_id must contain letters, digits, - or _"
+            ) from None
+        log.info("tenant %s: back up schema to %s", tenant_id, key)
+        with provider_errors(), tempfile.TemporaryFile() as dump:
+            await self._provider.dump_schema(tenant_id, dump)
+            async with heartbeating():
+                backup = await self._backups.put_file(
+                    SCHEMA_BACKUP_KIND, key, dump, content_type="application/gzip"
+                )
+        log.info("tenant %s: schema backed up to %s (%d bytes)", tenant_id, backup.uri, backup.size_bytes)
+        return tenantdb_pb2.BackupTenantSchemaResponse(backup=backup)
+
+    async def append_tenant_events(
+        self, request: tenantdb_pb2.AppendTenantEventsRequest
+    ) -> tenantdb_pb2.AppendTenantEventsResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        # Every event is checked before any is written: a batch goes in whole or not at all.
+        events = [_event_of(index, e) for index, e in enumerate(request.events)]
+        with provider_errors():
+            await self._provider.append_events(tenant_id, events)
+        return tenantdb_pb2.AppendTenantEventsResponse()
+
 
 def _spec_of(tenant: tenant_pb2.Tenant) -> TenantSpec:
     """The provisioning request as the provider sees it; output-only fields are ignored."""
@@ -173,8 +269,62 @@ def _tenant_of(record: TenantRecord) -> tenant_pb2.Tenant:
         ],
         create_time=_timestamp(record.create_time),
         update_time=_timestamp(record.update_time),
+        backups=[
+            tenant_pb2.BackupObject(kind=b.kind, uri=b.uri, size_bytes=b.size_bytes, sha256=b.sha256)
+            for b in record.backups
+        ],
     )
+    if record.purge_time is not None:
+        tenant.purge_time.CopyFrom(_timestamp(record.purge_time))
     return tenant
+
+
+def _backup_of(index: int, backup: tenant_pb2.BackupObject) -> BackupRecord:
+    where = f"backups[{index}]"
+    if not (backup.kind and backup.uri):
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"{where} needs a kind and a uri")
+    if backup.size_bytes < 0:
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"{where}.size_bytes must not be negative")
+    if not _SHA256.fullmatch(backup.sha256):
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"{where}.sha256 must be 64 lowercase hex digits")
+    return BackupRecord(kind=backup.kind, uri=backup.uri, size_bytes=backup.size_bytes, sha256=backup.sha256)
+
+
+def _event_of(index: int, event: tenant_pb2.TenantEvent) -> EventRecord:
+    where = f"events[{index}]"
+    if not event.run_id:
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"{where} needs a run_id")
+    if not 1 <= event.sequence <= MAX_EVENT_SEQUENCE:
+        raise errors.permanent(
+            ErrorType.INVALID_ARGUMENT, f"{where}.sequence must be 1 to {MAX_EVENT_SEQUENCE}"
+        )
+    kind = _enum_name(_Kind, event.kind)
+    if not kind or event.kind == _Kind.KIND_UNSPECIFIED:
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"{where}.kind {event.kind} is not a known kind")
+    state = _enum_name(_State, event.state) if event.state else ""
+    if state is None:
+        raise errors.permanent(
+            ErrorType.INVALID_ARGUMENT, f"{where}.state {event.state} is not a known state"
+        )
+    return EventRecord(
+        run_id=event.run_id,
+        sequence=event.sequence,
+        kind=kind,
+        time=event.time.ToDatetime(tzinfo=UTC) if event.HasField("time") else None,
+        step=event.step,
+        state=state,
+        actor=event.actor,
+        workflow_id=event.workflow_id,
+        detail=event.detail[:MAX_EVENT_DETAIL],
+    )
+
+
+def _enum_name(enum: object, value: int) -> str | None:
+    """The name of an enum value, stored as such; None for a value this build does not know."""
+    try:
+        return enum.Name(value)  # type: ignore[attr-defined, no-any-return]
+    except ValueError:
+        return None
 
 
 def _enum_value(enum: object, name: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from libs import contracts
+from libs.backup import BackupSettings, BackupStore
 from libs.temporal import run_activity_worker
 from services.tenantdb import providers
 from services.tenantdb.activities import TenantDataActivities
@@ -15,7 +16,14 @@ CONTRACT = contracts.TENANT_DATA
 
 
 async def run() -> None:
-    """Reads configuration, opens the provider (creating the registry), then polls until SIGTERM."""
+    """Reads configuration, opens the provider (creating the registry), then polls until SIGTERM.
+
+    The backup store (TENANTRY_BACKUP_BUCKET, the endpoint and credentials
+    from the standard AWS variables) makes its bucket on first use, so the
+    worker starts and serves the registry while S3 is away.
+    """
     provider = providers.from_env()
+    backups = BackupStore(BackupSettings.from_env())
     await provider.open()
-    await run_activity_worker(CONTRACT, TenantDataActivities(provider), close=provider.close)
+    activities = TenantDataActivities(provider, backups=backups)
+    await run_activity_worker(CONTRACT, activities, close=provider.close)

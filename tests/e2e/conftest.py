@@ -13,6 +13,8 @@ import boto3
 import grpc
 import psycopg
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client
 
@@ -96,6 +98,19 @@ def settle(
         last = update.tenant
     assert last is not None
     return last
+
+
+def details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in the trailers"
+    info, fields = error_details_pb2.ErrorInfo(), []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+        else:
+            assert detail.Unpack(info)
+    return info, fields
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

@@ -11,31 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 from temporalio.client import Client
 
 from libs import lifecycle
 from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
-from tests.e2e.conftest import create, settle, tenant_spec
+from tests.e2e.conftest import create, details, settle, tenant_spec
 
 State = tenant_pb2.Tenant.State
-
-
-def details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None, "no google.rpc.Status in the trailers"
-    info, fields = error_details_pb2.ErrorInfo(), []
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            fields += [v.field for v in bad.field_violations]
-        else:
-            assert detail.Unpack(info)
-    return info, fields
 
 
 def workflow_runs(stack: Stack, tenant_id: str) -> int:

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 
+import boto3
 import grpc
 import pytest
 from keycloak import KeycloakAdmin
@@ -109,8 +110,42 @@ def test_tenant_with_keycloak_reaches_active_and_its_admin_signs_in(
         assert value not in history, f"{name} in workflow history"
         assert value not in logs, f"{name} in a log"
 
-    kc_api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}"))
-    assert settle(kc_api, tid).state == State.STATE_DEPROVISIONED
+    # Suspended, the admin cannot sign in; resumed, they can again.
+    name = f"tenants/{tid}"
+    suspended = kc_api.SuspendTenant(tenant_service_pb2.SuspendTenantRequest(name=name)).tenant
+    assert suspended.state == State.STATE_SUSPENDED
+    assert admin_api(keycloak, "master").get_realm(realm)["enabled"] is False
+    with pytest.raises(Exception):  # noqa: B017 (the login page refuses; how it says so is Keycloak's)
+        sign_in(
+            keycloak,
+            realm,
+            f"{tid}-app",
+            secret,
+            f"https://{tid}.example.com/oauth/callback",
+            email,
+            password,
+        )
+    resumed = kc_api.ResumeTenant(tenant_service_pb2.ResumeTenantRequest(name=name)).tenant
+    assert resumed.state == State.STATE_ACTIVE
+    sign_in(
+        keycloak, realm, f"{tid}-app", secret, f"https://{tid}.example.com/oauth/callback", email, password
+    )
+
+    kc_api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=name, hard_delete=True))
+    gone = settle(kc_api, tid)
+    assert gone.state == State.STATE_DEPROVISIONED
+    # The identity backup came from Keycloak, without the client secret.
+    [export] = [b for b in gone.backups if b.kind == "identity"]
+    bucket, _, key = export.uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=kc_stack.aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="embedded",
+        aws_secret_access_key="embedded",
+    )
+    exported = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert email in exported and secret not in exported
     assert realm not in realm_names(keycloak)
 
 

@@ -75,7 +75,9 @@ def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
     got = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}")).tenant
     assert got.state == State.STATE_ACTIVE and got.display_name == "Acme Corp"
 
-    deleting = api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}")).tenant
+    deleting = api.DeleteTenant(
+        tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}", hard_delete=True)
+    ).tenant
     assert deleting.state == State.STATE_DEPROVISIONING
     gone = settle(api, tid)
     assert gone.state == State.STATE_DEPROVISIONED

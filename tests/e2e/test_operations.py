@@ -19,6 +19,7 @@ from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb
 from tests.e2e.conftest import DNS_ZONE, Providers, create, settle, wait_until_victim_holds_a_task
 
 State = tenant_pb2.Tenant.State
+Kind = tenant_pb2.TenantEvent.Kind
 
 
 def runs(stack: Stack, tenant_id: str) -> int:
@@ -99,7 +100,10 @@ def test_cancelling_a_run_undoes_what_it_did_even_steps_in_flight(
     try:
         create(api, tid, plan_tier=tenant_pb2.PLAN_TIER_BRIDGE)
         wait_until_victim_holds_a_task(stack, tid, "infra")
-        reply = api.CancelProvisioning(tenant_service_pb2.CancelProvisioningRequest(name=f"tenants/{tid}"))
+        reply = api.CancelProvisioning(
+            tenant_service_pb2.CancelProvisioningRequest(name=f"tenants/{tid}"),
+            metadata=(("x-tenantry-caller", "ops@e2e"),),
+        )
         assert reply.tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING)
     finally:
         os.kill(infra.popen.pid, signal.SIGCONT)
@@ -107,6 +111,9 @@ def test_cancelling_a_run_undoes_what_it_did_even_steps_in_flight(
     assert tenant.state == State.STATE_PROVISION_FAILED
     assert tenant.failure_reason == "cancelled"
     assert providers.orphans(tid) == {}
+    log = api.ListTenantEvents(tenant_service_pb2.ListTenantEventsRequest(parent=f"tenants/{tid}")).events
+    assert ("cancel", "ops@e2e") in [(e.step, e.actor) for e in log if e.kind == Kind.KIND_REQUESTED]
+    assert {e.step for e in log if e.kind == Kind.KIND_STEP_COMPENSATED} >= {"create_realm", "create_schema"}
     # And it can be provisioned after all.
     api.RetryProvisioning(tenant_service_pb2.RetryProvisioningRequest(name=f"tenants/{tid}"))
     try:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import Providers, create, inject_failure, settle
@@ -45,8 +46,16 @@ def test_each_tier_creates_what_it_promises_and_deprovision_removes_it(
     assert ("ecs_service" in kinds) == (tier != "pooled")
     assert ("iac_stack" in kinds) == (tier == "silo")
 
-    api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}"))
-    assert settle(api, tid).state == State.STATE_DEPROVISIONED
+    # A short grace period: sign-in and the tier's deployment are switched
+    # off, then the tenant is backed up and everything removed.
+    api.DeleteTenant(
+        tenant_service_pb2.DeleteTenantRequest(name=f"tenants/{tid}", grace_period=Duration(seconds=1))
+    )
+    gone = settle(api, tid)
+    assert gone.state == State.STATE_DEPROVISIONED
+    assert {b.kind for b in gone.backups} == {"db_schema", "identity"}
+    steps = {s.step: s.status for s in gone.steps}
+    assert (steps.get("suspend_deployment") == tenant_pb2.STEP_STATUS_COMPLETED) == (tier != "pooled")
     assert providers.orphans(tid) == {}
 
 

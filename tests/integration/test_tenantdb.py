@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from libs.backup import BackupSettings, BackupStore
 from libs.config import ConfigError
 from libs.contracts import TENANT_DATA
 from services.tenantdb import worker
@@ -21,6 +23,7 @@ from services.tenantdb.activities import TenantDataActivities
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2 as pb
+from tests.conftest import Aws
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +39,14 @@ async def provider(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
 
 
 @pytest.fixture(scope="module")
-def acts(provider: PostgresTenantData) -> Activities:
-    return Activities(TENANT_DATA, TenantDataActivities(provider))
+def backups(aws: Aws) -> BackupStore:
+    """A backup store on moto, in a bucket of this module's own."""
+    return BackupStore(BackupSettings(bucket=f"tenantry-backups-{uuid.uuid4().hex[:12]}", retention_days=90))
+
+
+@pytest.fixture(scope="module")
+def acts(provider: PostgresTenantData, backups: BackupStore) -> Activities:
+    return Activities(TENANT_DATA, TenantDataActivities(provider, backups=backups))
 
 
 def tenant(tenant_id: str, **overrides: Any) -> tenant_pb2.Tenant:
@@ -63,7 +72,9 @@ async def snapshot(db: psycopg.AsyncConnection) -> tuple:
     tenants = await fetch(db, "SELECT * FROM registry.tenants ORDER BY tenant_id")
     resources = await fetch(db, "SELECT * FROM registry.tenant_resources ORDER BY 1, 2, 3")
     schemas = await fetch(db, "SELECT nspname FROM pg_namespace ORDER BY 1")
-    return tenants, resources, schemas
+    backup_records = await fetch(db, "SELECT * FROM registry.tenant_backups ORDER BY 1, 3")
+    events = await fetch(db, "SELECT * FROM registry.tenant_events ORDER BY event_id")
+    return tenants, resources, schemas, backup_records, events
 
 
 async def provisioning(acts: Activities, tenant_id: str, workflow_id: str = "provision-1") -> None:
@@ -82,6 +93,9 @@ async def in_state(acts: Activities, tenant_id: str, state: str) -> None:
         return
     await acts.mark_active(pb.MarkActiveRequest(tenant_id=tenant_id))
     if state == "STATE_ACTIVE":
+        return
+    if state == "STATE_SUSPENDED":
+        await acts.mark_suspended(pb.MarkSuspendedRequest(tenant_id=tenant_id))
         return
     await acts.mark_deprovisioning(pb.MarkDeprovisioningRequest(tenant_id=tenant_id, workflow_id="deprov-1"))
     if state == "STATE_DEPROVISIONING":
@@ -299,7 +313,9 @@ async def test_illegal_transitions_conflict_and_change_nothing(
     assert await snapshot(db) == before
 
 
-@pytest.mark.parametrize("state", ["STATE_ACTIVE", "STATE_PROVISION_FAILED", "STATE_DEPROVISIONING"])
+@pytest.mark.parametrize(
+    "state", ["STATE_ACTIVE", "STATE_SUSPENDED", "STATE_PROVISION_FAILED", "STATE_DEPROVISIONING"]
+)
 async def test_deprovisioning_starts_from_every_allowed_state(
     acts: Activities, db: psycopg.AsyncConnection, state: str
 ) -> None:
@@ -311,14 +327,17 @@ async def test_deprovisioning_starts_from_every_allowed_state(
     assert (row["state"], row["workflow_id"]) == ("STATE_DEPROVISIONING", "deprov-2")
 
 
-async def test_suspended_tenant_can_be_deprovisioned(acts: Activities, db: psycopg.AsyncConnection) -> None:
+async def test_a_pending_tenant_cannot_be_deprovisioned(
+    acts: Activities, db: psycopg.AsyncConnection
+) -> None:
     tid = new_id()
-    await in_state(acts, tid, "STATE_ACTIVE")
-    # No activity suspends yet; set the state the way a suspend step would.
-    await db.execute("UPDATE registry.tenants SET state = 'STATE_SUSPENDED' WHERE tenant_id = %s", [tid])
-    await acts.mark_deprovisioning(pb.MarkDeprovisioningRequest(tenant_id=tid, workflow_id="deprov-3"))
-    row = await registry_row(db, tid)
-    assert row is not None and row["state"] == "STATE_DEPROVISIONING"
+    await in_state(acts, tid, "STATE_PROVISIONING")
+    # No activity sets PENDING (the facade's accepted-but-not-started view); set it directly.
+    await db.execute("UPDATE registry.tenants SET state = 'STATE_PENDING' WHERE tenant_id = %s", [tid])
+    with pytest.raises(ApplicationError) as err:
+        await acts.mark_deprovisioning(pb.MarkDeprovisioningRequest(tenant_id=tid, workflow_id="deprov-3"))
+    assert_permanent(err, "Conflict")
+    assert "STATE_PENDING" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -328,7 +347,14 @@ async def test_suspended_tenant_can_be_deprovisioned(acts: Activities, db: psyco
         ("mark_active", lambda t: pb.MarkActiveRequest(tenant_id=t)),
         ("mark_deprovisioning", lambda t: pb.MarkDeprovisioningRequest(tenant_id=t, workflow_id="d")),
         ("mark_deprovisioned", lambda t: pb.MarkDeprovisionedRequest(tenant_id=t)),
+        ("mark_suspended", lambda t: pb.MarkSuspendedRequest(tenant_id=t)),
+        ("mark_resumed", lambda t: pb.MarkResumedRequest(tenant_id=t)),
+        (
+            "mark_restored",
+            lambda t: pb.MarkRestoredRequest(tenant_id=t, state=tenant_pb2.Tenant.STATE_ACTIVE),
+        ),
         ("create_tenant_schema", lambda t: pb.CreateTenantSchemaRequest(tenant_id=t)),
+        ("backup_tenant_schema", lambda t: pb.BackupTenantSchemaRequest(tenant_id=t, backup_id="b1")),
         (
             "record_resources",
             lambda t: pb.RecordResourcesRequest(
@@ -372,6 +398,16 @@ async def test_bad_tenant_ids_are_rejected_by_every_rpc(
             tenant_id=bad_id, resources=[tenant_pb2.Resource(kind="k", id="i", domain="d")]
         ),
         "delete_resource_records": pb.DeleteResourceRecordsRequest(tenant_id=bad_id),
+        "mark_suspended": pb.MarkSuspendedRequest(tenant_id=bad_id),
+        "mark_resumed": pb.MarkResumedRequest(tenant_id=bad_id),
+        "mark_restored": pb.MarkRestoredRequest(tenant_id=bad_id, state=tenant_pb2.Tenant.STATE_ACTIVE),
+        "backup_tenant_schema": pb.BackupTenantSchemaRequest(tenant_id=bad_id, backup_id="b1"),
+        "append_tenant_events": pb.AppendTenantEventsRequest(
+            tenant_id=bad_id,
+            events=[
+                tenant_pb2.TenantEvent(kind=tenant_pb2.TenantEvent.KIND_REQUESTED, run_id="r", sequence=1)
+            ],
+        ),
     }
     assert set(requests) == set(acts.fns)
     before = await snapshot(db)
@@ -475,7 +511,7 @@ async def test_replicas_can_start_together(postgres_url: str, db: psycopg.AsyncC
     tables = await fetch(
         db, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'registry'"
     )
-    assert {t for (t,) in tables} == {"tenants", "tenant_resources"}
+    assert {t for (t,) in tables} == {"tenants", "tenant_resources", "tenant_backups", "tenant_events"}
 
 
 async def test_worker_needs_a_database_url(monkeypatch: pytest.MonkeyPatch) -> None:

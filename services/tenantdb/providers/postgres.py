@@ -2,14 +2,16 @@
 
 The registry lives in schema `registry`; the gRPC facade reads it with its
 own SQL, so its tables and columns are a contract. Each tenant gets a schema
-`tenant_<id>`. Identifiers are composed only with `sql.Identifier`; values
-only travel as parameters.
+`tenant_<id>`, dumped with pg_dump for its backup. Identifiers are composed
+only with `sql.Identifier`; values only travel as parameters.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
+from typing import IO
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
@@ -27,11 +29,19 @@ from services.tenantdb.providers import (
     PROVISIONING,
     REPROVISION_FROM,
     REPROVISION_SAME_WORKFLOW_FROM,
+    RESTORABLE,
+    RESUMED_FROM,
+    SUSPENDED,
+    SUSPENDED_FROM,
+    BackupRecord,
     Conflict,
+    EventRecord,
     NotFound,
+    Rejected,
     ResourceRecord,
     TenantRecord,
     TenantSpec,
+    pgdump,
     schema_name,
 )
 
@@ -75,6 +85,40 @@ _REGISTRY_DDL = (
     """,
     # RecordResources looks up who else holds a resource.
     "CREATE INDEX IF NOT EXISTS tenant_resources_kind_id ON registry.tenant_resources (kind, resource_id)",
+    # Added with the grace period: set while a deletion waits, NULL otherwise.
+    "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS purge_time timestamptz",
+    # The backup taken before deprovisioning; kept when the resource records go.
+    """
+    CREATE TABLE IF NOT EXISTS registry.tenant_backups (
+      tenant_id text NOT NULL REFERENCES registry.tenants ON DELETE CASCADE,
+      kind text NOT NULL,
+      uri text NOT NULL,
+      size_bytes bigint NOT NULL CHECK (size_bytes >= 0),
+      sha256 text NOT NULL,
+      create_time timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (tenant_id, uri)
+    )
+    """,
+    # The audit log. No foreign key: a run's first events may be appended
+    # before its MarkProvisioning creates the record.
+    """
+    CREATE TABLE IF NOT EXISTS registry.tenant_events (
+      event_id bigserial PRIMARY KEY,
+      tenant_id text NOT NULL,
+      "time" timestamptz NOT NULL DEFAULT now(),
+      kind text NOT NULL,
+      step text NOT NULL DEFAULT '',
+      state text NOT NULL DEFAULT '',
+      actor text NOT NULL DEFAULT '',
+      workflow_id text NOT NULL DEFAULT '',
+      run_id text NOT NULL,
+      detail text NOT NULL DEFAULT '',
+      sequence integer NOT NULL CHECK (sequence >= 1),
+      UNIQUE (run_id, sequence)
+    )
+    """,
+    # The facade pages a tenant's events by event id.
+    "CREATE INDEX IF NOT EXISTS tenant_events_tenant ON registry.tenant_events (tenant_id, event_id)",
 )
 
 # Version of the seed below; bump it with a new idempotent step when the seed grows.
@@ -85,6 +129,7 @@ class PostgresTenantData:
     """Registry and per-tenant schemas in one PostgreSQL database."""
 
     def __init__(self, dsn: str, *, max_connections: int = 10, open_timeout: float = 30.0) -> None:
+        self._dsn = dsn
         self._pool = connection_pool(dsn, name="tenantdb", max_connections=max_connections)
         self._open_timeout = open_timeout
         self._closed = False
@@ -148,22 +193,74 @@ class PostgresTenantData:
     async def mark_active(self, tenant_id: str) -> None:
         await self._transition(tenant_id, ACTIVE, ACTIVE_FROM, {"current_step": ""})
 
-    async def mark_deprovisioning(self, tenant_id: str, workflow_id: str) -> None:
-        await self._transition(tenant_id, DEPROVISIONING, DEPROVISIONING_FROM, {"workflow_id": workflow_id})
+    async def mark_deprovisioning(
+        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None
+    ) -> None:
+        await self._transition(
+            tenant_id,
+            DEPROVISIONING,
+            DEPROVISIONING_FROM,
+            {"workflow_id": workflow_id, "purge_time": purge_time},
+        )
 
-    async def mark_deprovisioned(self, tenant_id: str) -> None:
-        await self._transition(tenant_id, DEPROVISIONED, DEPROVISIONED_FROM, {"current_step": ""})
+    async def mark_deprovisioned(self, tenant_id: str, backups: Sequence[BackupRecord] = ()) -> None:
+        # One record per object: a later entry for the same uri wins.
+        unique = sorted({b.uri: b for b in backups}.values(), key=lambda b: b.uri)
+        async with self._pool.connection() as conn, conn.transaction():
+            await self._transition_in(
+                conn, tenant_id, DEPROVISIONED, DEPROVISIONED_FROM, {"current_step": "", "purge_time": None}
+            )
+            added = 0
+            for backup in unique:
+                # A retried backup overwrites its object: the record follows the object.
+                cur = await conn.execute(
+                    "INSERT INTO registry.tenant_backups AS b (tenant_id, kind, uri, size_bytes, sha256)"
+                    " VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (tenant_id, uri) DO UPDATE"
+                    " SET kind = excluded.kind, size_bytes = excluded.size_bytes, sha256 = excluded.sha256,"
+                    " create_time = now()"
+                    " WHERE (b.kind, b.size_bytes, b.sha256)"
+                    " IS DISTINCT FROM (excluded.kind, excluded.size_bytes, excluded.sha256)",
+                    [tenant_id, backup.kind, backup.uri, backup.size_bytes, backup.sha256],
+                )
+                added += cur.rowcount
+        if unique:
+            log.info("tenant %s: %d backup object(s) kept, %d new or changed", tenant_id, len(unique), added)
+
+    async def mark_suspended(self, tenant_id: str) -> None:
+        await self._transition(tenant_id, SUSPENDED, SUSPENDED_FROM, {})
+
+    async def mark_resumed(self, tenant_id: str) -> None:
+        await self._transition(tenant_id, ACTIVE, RESUMED_FROM, {})
+
+    async def mark_restored(self, tenant_id: str, state: str) -> None:
+        if state not in RESTORABLE:
+            raise Rejected(f"a tenant can be restored to {', '.join(sorted(RESTORABLE))}, not {state}")
+        await self._transition(
+            tenant_id, state, frozenset({DEPROVISIONING, state}), {"current_step": "", "purge_time": None}
+        )
 
     async def _transition(
         self, tenant_id: str, target: str, allowed_from: frozenset[str], extra: dict[str, object]
     ) -> None:
         async with self._pool.connection() as conn, conn.transaction():
-            (state,) = await _locked_row(conn, tenant_id, "state")
-            if state not in allowed_from:
-                allowed = ", ".join(sorted(allowed_from - {target}))
-                raise Conflict(f"tenant {tenant_id} is {state}; it can become {target} only from {allowed}")
-            if await _update(conn, tenant_id, {"state": target, **extra}):
-                log.info("tenant %s: %s -> %s", tenant_id, state, target)
+            await self._transition_in(conn, tenant_id, target, allowed_from, extra)
+
+    async def _transition_in(
+        self,
+        conn: AsyncConnection,
+        tenant_id: str,
+        target: str,
+        allowed_from: frozenset[str],
+        extra: dict[str, object],
+    ) -> None:
+        """Moves the tenant to `target` inside the caller's transaction."""
+        (state,) = await _locked_row(conn, tenant_id, "state")
+        if state not in allowed_from:
+            allowed = ", ".join(sorted(allowed_from - {target}))
+            raise Conflict(f"tenant {tenant_id} is {state}; it can become {target} only from {allowed}")
+        if await _update(conn, tenant_id, {"state": target, **extra}):
+            log.info("tenant %s: %s -> %s", tenant_id, state, target)
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -177,6 +274,12 @@ class PostgresTenantData:
                 [tenant_id],
             )
             resources = tuple(ResourceRecord(**r) for r in await cur.fetchall())
+            await cur.execute(
+                "SELECT kind, uri, size_bytes, sha256, create_time FROM registry.tenant_backups"
+                " WHERE tenant_id = %s ORDER BY kind, uri",
+                [tenant_id],
+            )
+            backups = tuple(BackupRecord(**b) for b in await cur.fetchall())
         return TenantRecord(
             spec=TenantSpec(
                 tenant_id=row["tenant_id"],
@@ -195,6 +298,8 @@ class PostgresTenantData:
             create_time=row["create_time"],
             update_time=row["update_time"],
             resources=resources,
+            purge_time=row["purge_time"],
+            backups=backups,
         )
 
     async def record_resources(self, tenant_id: str, resources: Sequence[ResourceRecord]) -> None:
@@ -222,6 +327,7 @@ class PostgresTenantData:
         log.info("tenant %s: %d resource(s) recorded, %d new", tenant_id, len(unique), added)
 
     async def delete_resources(self, tenant_id: str) -> None:
+        # Only the resource records: the backup records outlive the tenant's resources.
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "DELETE FROM registry.tenant_resources WHERE tenant_id = %s", [tenant_id]
@@ -270,6 +376,49 @@ class PostgresTenantData:
             await advisory_lock(conn, _SCHEMA_LOCK + name)
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
         log.info("tenant %s: schema %s dropped (if it existed)", tenant_id, name)
+
+    async def dump_schema(self, tenant_id: str, out: IO[bytes]) -> None:
+        name = schema_name(tenant_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [name])
+            exists = await cur.fetchone() is not None
+            server_version = conn.info.server_version
+        if not exists:
+            raise NotFound(f"tenant {tenant_id} has no schema {name} to back up")
+        await pgdump.dump_schema(self._dsn, name, out, server_version=server_version)
+
+    # -- audit log ----------------------------------------------------------
+
+    async def append_events(self, tenant_id: str, events: Sequence[EventRecord]) -> int:
+        if not events:
+            return 0
+        rows = [
+            (
+                tenant_id,
+                e.time,
+                e.kind,
+                e.step,
+                e.state,
+                e.actor,
+                e.workflow_id,
+                e.run_id,
+                e.detail,
+                e.sequence,
+            )
+            for e in events
+        ]
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # In order, so event ids follow the batch; a retried batch adds nothing.
+            await cur.executemany(
+                "INSERT INTO registry.tenant_events"
+                ' (tenant_id, "time", kind, step, state, actor, workflow_id, run_id, detail, sequence)'
+                " VALUES (%s, coalesce(%s, now()), %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id, sequence) DO NOTHING",
+                rows,
+            )
+            added = max(cur.rowcount, 0)
+        log.info("tenant %s: %d event(s) appended, %d new", tenant_id, len(rows), added)
+        return added
 
 
 def _seed_ddl(schema: sql.Identifier) -> list[sql.Composed]:
