@@ -355,22 +355,34 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         tid = self._tenant_id(request.name)
         last = b""
         seen, events = await self._recent_events(tid)
+        latest_run = events[-1].workflow_id if events else ""
+        settled_at: float | None = None
         while True:
             tenant = await self._current(tid)
-            if tenant.state in lifecycle.SETTLED_STATES:
+            settled = tenant.state in lifecycle.SETTLED_STATES
+            if settled:
                 # The last update shows how every step of the run ended.
                 del tenant.steps[:]
                 tenant = await self._with_progress(tenant, settled=True)
             # Events read after the tenant, so the last update has every event of its run.
             for event_id, event in await self._registry.events(tid, after=seen, limit=MAX_WATCH_EVENTS):
-                seen = event_id
+                seen, latest_run = event_id, event.workflow_id
                 events.append(event)
+            # Settled, the run still sends its notice and appends its last
+            # events: wait for it to end, within reason, before the last update.
+            now = asyncio.get_running_loop().time()
+            if settled and settled_at is None:
+                settled_at = now
+            waited = now - (settled_at or now)
+            finished = settled and (
+                not latest_run or waited > SETTLE_WAIT or not await self._running(latest_run)
+            )
             snapshot = tenant.SerializeToString(deterministic=True)
-            if snapshot != last or events:
+            if (snapshot != last or events) and (finished or not settled):
                 last = snapshot
                 yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, events=events)
                 events = []
-            if tenant.state in lifecycle.SETTLED_STATES:
+            if finished:
                 return
             await asyncio.sleep(WATCH_INTERVAL)
 
