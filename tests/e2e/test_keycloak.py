@@ -22,7 +22,13 @@ from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.conftest import RunningKeycloak
 from tests.e2e.conftest import create, eventually, settle
-from tests.support.keycloak_browser import SET_PASSWORD_LINK, claims, set_password_from_link, sign_in
+from tests.support.keycloak_browser import (
+    SET_PASSWORD_LINK,
+    SignInRefused,
+    claims,
+    set_password_from_link,
+    sign_in,
+)
 
 State = tenant_pb2.Tenant.State
 
@@ -115,7 +121,7 @@ def test_tenant_with_keycloak_reaches_active_and_its_admin_signs_in(
     suspended = kc_api.SuspendTenant(tenant_service_pb2.SuspendTenantRequest(name=name)).tenant
     assert suspended.state == State.STATE_SUSPENDED
     assert admin_api(keycloak, "master").get_realm(realm)["enabled"] is False
-    with pytest.raises(Exception):  # noqa: B017 (the login page refuses; how it says so is Keycloak's)
+    with pytest.raises(SignInRefused):
         sign_in(
             keycloak,
             realm,

@@ -6,13 +6,19 @@ bodies `{statusCode, error, message, errorCode}`) for exactly the endpoints the
 `auth0` identity adapter uses, with state in memory:
 
 - POST /oauth/token (client_credentials; the configured client id/secret and
-  audience) -> a Bearer token that every /api/v2 call must carry;
+  audience) -> a Bearer token that every /api/v2 call must carry; and the
+  password-realm grant (`http://auth0.com/oauth/grant-type/password-realm`:
+  an application's client id/secret, username, password, realm = connection)
+  -> the user's tokens, refused for a blocked user (401 `unauthorized`,
+  "user is blocked"), a wrong password (403 `invalid_grant`) or an
+  application without that grant (403 `unauthorized_client`);
 - organizations: POST, GET /name/{name}, GET/PATCH/DELETE /{id},
   GET/POST /{id}/enabled_connections, GET/POST /{id}/members,
-  POST /{id}/members/{user_id}/roles;
+  GET/POST /{id}/members/{user_id}/roles;
 - clients: GET (page/per_page/include_totals, fields), POST, PATCH, DELETE;
 - users: POST (409 on a duplicate email in a connection), GET/PATCH/DELETE
-  /users/{id}, GET /users-by-email;
+  /users/{id} (PATCH: `blocked`, profile fields, and `app_metadata` /
+  `user_metadata` merged at the top level, null removing a key), GET /users-by-email;
 - roles: GET (name_filter), POST (409 on a duplicate name);
 - connections: GET (name filter); tickets: POST /tickets/password-change.
 
@@ -61,6 +67,8 @@ class HttpError(Exception):
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
 
+
+PASSWORD_REALM_GRANT = "http://auth0.com/oauth/grant-type/password-realm"
 
 _PHRASES = {
     400: "Bad Request",
@@ -156,6 +164,7 @@ class FakeAuth0(FakeHttpServer):
             ("POST", re.compile(r"/api/v2/organizations/([^/]+)/enabled_connections"), self._enable),
             ("GET", re.compile(r"/api/v2/organizations/([^/]+)/members"), self._list_members),
             ("POST", re.compile(r"/api/v2/organizations/([^/]+)/members"), self._add_members),
+            ("GET", re.compile(r"/api/v2/organizations/([^/]+)/members/([^/]+)/roles"), self._list_roles_of),
             ("POST", re.compile(r"/api/v2/organizations/([^/]+)/members/([^/]+)/roles"), self._add_roles),
             ("GET", re.compile(r"/api/v2/clients"), self._list_clients),
             ("POST", re.compile(r"/api/v2/clients"), self._create_client),
@@ -231,7 +240,7 @@ class FakeAuth0(FakeHttpServer):
             return route[2](*(unquote(g) for g in match.groups()), params=params, body=body or {})
         except HttpError as err:
             if path == "/oauth/token" and err.status in (401, 403):
-                return err.status, {"error": "access_denied", "error_description": err.message}
+                return err.status, {"error": err.code or "access_denied", "error_description": err.message}
             answer = {
                 "statusCode": err.status,
                 "error": _PHRASES.get(err.status, "Error"),
@@ -249,6 +258,8 @@ class FakeAuth0(FakeHttpServer):
     # -- token --------------------------------------------------------------
 
     def _token(self, *, params: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+        if body.get("grant_type") == PASSWORD_REALM_GRANT:
+            return self._sign_in(body)
         if body.get("grant_type") != "client_credentials":
             raise HttpError(403, "Unsupported grant type")
         if body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret:
@@ -262,6 +273,36 @@ class FakeAuth0(FakeHttpServer):
             "access_token": token,
             "scope": "read:clients create:clients update:clients delete:clients read:users create:users",
             "expires_in": self.token_lifetime,
+            "token_type": "Bearer",
+        }
+
+    def _sign_in(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """A user signing in to an application with a password (Auth0's password-realm grant)."""
+        client = self.state.clients.get(str(body.get("client_id")))
+        if client is None or body.get("client_secret") != client["client_secret"]:
+            raise HttpError(401, "Unauthorized", "access_denied")
+        if PASSWORD_REALM_GRANT not in client["grant_types"]:
+            raise HttpError(
+                403, f"Grant type '{PASSWORD_REALM_GRANT}' not allowed for the client.", "unauthorized_client"
+            )
+        username = str(body.get("username", "")).lower()
+        found = [
+            u
+            for u in self.state.users.values()
+            if u["email"] == username and u["identities"][0]["connection"] == body.get("realm")
+        ]
+        if not found or found[0]["password"] != body.get("password"):
+            raise HttpError(403, "Wrong email or password.", "invalid_grant")
+        user = found[0]
+        if user.get("blocked"):
+            raise HttpError(401, "user is blocked", "unauthorized")
+        user["logins_count"] = user.get("logins_count", 0) + 1
+        user["last_login"] = _now()
+        return 200, {
+            "access_token": "eyJ" + secrets.token_urlsafe(48),
+            "id_token": "eyJ" + secrets.token_urlsafe(48),
+            "scope": str(body.get("scope", "openid")),
+            "expires_in": 86400,
             "token_type": "Bearer",
         }
 
@@ -366,6 +407,16 @@ class FakeAuth0(FakeHttpServer):
             if user_id not in self.state.members[org_id]:
                 self.state.members[org_id].append(user_id)
         return 204, None
+
+    def _list_roles_of(
+        self, org_id: str, user_id: str, *, params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        self._org(org_id)
+        if user_id not in self.state.members[org_id]:
+            raise HttpError(404, "The user is not a member of the organization")
+        held = self.state.member_roles.get((org_id, user_id), [])
+        roles = [{k: self.state.roles[r][k] for k in ("id", "name", "description")} for r in held]
+        return 200, _page(roles, params, "roles")
 
     def _add_roles(
         self, org_id: str, user_id: str, *, params: dict[str, str], body: dict[str, Any]

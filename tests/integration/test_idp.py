@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 from argon2 import PasswordHasher
 from temporalio.exceptions import ApplicationError
 
+from libs.backup import BackupSettings, BackupStore
 from libs.config import ConfigError
 from libs.contracts import IDENTITY
-from services.idp import providers, worker
+from services.idp import export, providers, worker
 from services.idp.activities import IdentityActivities
-from services.idp.providers import local
+from services.idp.providers import IdentityExport, local
 from services.idp.providers.local import LocalIdentityStore
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
+from tests.conftest import Aws
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +69,59 @@ async def snapshot(db: psycopg.AsyncConnection) -> tuple:
     tables = [await fetch(db, f"SELECT * FROM idp_local.{t} ORDER BY tenant_id") for t in TABLES]
     schemas = await fetch(db, "SELECT nspname FROM pg_namespace ORDER BY 1")
     return (*tables, schemas)
+
+
+# -- exports, shared with the Keycloak and Auth0 tests --------------------------
+
+# Keys no export may hold, whatever their case.
+FORBIDDEN_KEYS = ("secret", "privatekey", "hashedsaltedvalue", "password", "credentials", "salt")
+
+
+def backup_store() -> BackupStore:
+    """A backup location of its own in moto (the `aws` fixture sets the AWS variables)."""
+    return BackupStore(BackupSettings(bucket=f"idp-backups-{uuid.uuid4().hex[:8]}", retention_days=1))
+
+
+def forbidden_keys(value: Any, path: str = "") -> list[str]:
+    """Where `value` holds a key named like a secret, at any depth."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            normal = str(key).lower().replace("_", "")
+            if "secret" in normal or normal in FORBIDDEN_KEYS:
+                found.append(f"{path}/{key}")
+            found += forbidden_keys(item, f"{path}/{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += forbidden_keys(item, f"{path}/{i}")
+    return found
+
+
+def read_export(backup: Any, tenant_id: str, provider: str) -> tuple[str, dict[str, Any]]:
+    """The export downloaded from the backup location, checked against its
+    description and for secret-like keys; returns its text and its JSON."""
+    assert backup.kind == "identity"
+    bucket, _, key = backup.uri.removeprefix("s3://").partition("/")
+    assert key == f"tenants/{tenant_id}/{key.split('/')[2]}/identity.json"
+    got = boto3.client("s3").get_object(Bucket=bucket, Key=key)
+    body = got["Body"].read()
+    assert got["ContentType"] == "application/json"
+    assert (backup.size_bytes, backup.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    document = json.loads(body)
+    assert (document["format"], document["tenant_id"], document["provider"]) == (
+        "tenantry.identity-export/v1",
+        tenant_id,
+        provider,
+    )
+    exported = datetime.fromisoformat(document["exported_at"])
+    assert abs((datetime.now(UTC) - exported).total_seconds()) < 120
+    assert forbidden_keys(document) == []
+    return body.decode(), document
+
+
+@pytest.fixture(scope="module")
+def backups(aws: Aws) -> BackupStore:
+    return backup_store()
 
 
 async def with_realm(acts: Activities, tenant_id: str) -> str:
@@ -276,6 +335,140 @@ async def test_secrets_are_never_stored_logged_or_returned(
     assert hasher.verify(user["password_hash"], generated[1])
 
 
+async def test_access_is_switched_off_and_on_only_by_its_rpcs(
+    acts: Activities, db: psycopg.AsyncConnection
+) -> None:
+    tid, neighbour = new_id(), new_id()
+    await with_realm(acts, tid)
+    await with_realm(acts, neighbour)
+    states = []
+    for _ in range(2):
+        await acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid))
+        row = await one(db, "realms", tid)
+        assert row is not None and row["enabled"] is False
+        states.append(await snapshot(db))
+    disabled = states[0]
+    assert states[1] == disabled, "disabling twice is disabling once"
+    # A repeated CreateRealm (a retried provisioning step) does not lift it.
+    await with_realm(acts, tid)
+    assert await snapshot(db) == disabled
+    neighbours = await one(db, "realms", neighbour)
+    assert neighbours is not None and neighbours["enabled"] is True
+    states = []
+    for _ in range(2):
+        await acts.enable_tenant_access(pb.EnableTenantAccessRequest(tenant_id=tid))
+        row = await one(db, "realms", tid)
+        assert row is not None and row["enabled"] is True
+        states.append(await snapshot(db))
+    assert states[0] == states[1], "enabling twice is enabling once"
+
+
+@pytest.fixture(scope="module")
+def exporting(provider: LocalIdentityStore, backups: BackupStore) -> Activities:
+    return Activities(IDENTITY, IdentityActivities(provider, backups=backups))
+
+
+async def test_access_and_export_need_the_realm(exporting: Activities, db: psycopg.AsyncConnection) -> None:
+    never = new_id()
+    before = await snapshot(db)
+    for rpc, request in (
+        ("disable_tenant_access", pb.DisableTenantAccessRequest(tenant_id=never)),
+        ("enable_tenant_access", pb.EnableTenantAccessRequest(tenant_id=never)),
+        ("export_identity", pb.ExportIdentityRequest(tenant_id=never, backup_id="run-1")),
+    ):
+        with pytest.raises(ApplicationError) as err:
+            await getattr(exporting, rpc)(request)
+        assert_permanent(err, "NotFound")
+    with pytest.raises(ApplicationError) as err:
+        await exporting.export_identity(pb.ExportIdentityRequest(tenant_id=never, backup_id="../.."))
+    assert_permanent(err, "InvalidArgument")
+    assert await snapshot(db) == before
+
+
+async def test_export_holds_the_realm_client_and_users_without_hashes(
+    acts: Activities, exporting: Activities, db: psycopg.AsyncConnection, backups: BackupStore
+) -> None:
+    tid = new_id()
+    await with_realm(acts, tid)
+    await acts.create_oidc_client(
+        pb.CreateOidcClientRequest(
+            tenant_id=tid,
+            redirect_uris=["https://b.example/cb", "https://a.example/cb"],
+            web_origins=["https://a.example"],
+        )
+    )
+    first = await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin()))
+    await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin("second@acme.example")))
+    await acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid))
+
+    response = await exporting.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1"))
+    assert response.backup.uri == f"s3://{backups.settings.bucket}/tenants/{tid}/run-1/identity.json"
+    text, document = read_export(response.backup, tid, "local")
+    realm = document["realm"]
+    assert (realm["id"], realm["display_name"], realm["domains"], realm["enabled"]) == (
+        f"tenant-{tid}",
+        "Acme Corp",
+        [f"{tid}.example.com"],
+        False,
+    )
+    [client] = document["clients"]
+    assert client["client_id"] == f"{tid}-app"
+    assert client["redirect_uris"] == ["https://a.example/cb", "https://b.example/cb"]
+    assert client["web_origins"] == ["https://a.example"]
+    assert [u["email"] for u in document["users"]] == ["boss@acme.example", "second@acme.example"]
+    boss = document["users"][0]
+    assert boss["id"] == first.user_id
+    assert (boss["given_name"], boss["family_name"]) == ("Ada", "Boss")
+    assert boss["required_actions"] == ["UPDATE_PASSWORD"]
+    assert boss["roles"]["realm"] == ["realm-admin"]
+    hashes = await fetch(
+        db,
+        "SELECT secret_hash FROM idp_local.clients WHERE tenant_id = %s"
+        " UNION ALL SELECT password_hash FROM idp_local.users WHERE tenant_id = %s",
+        tid,
+        tid,
+    )
+    assert len(hashes) == 3
+    for (value,) in hashes:
+        assert value not in text
+        assert value.split("$")[-1] not in text
+
+    # The same backup id writes the same object again, with the same content but the time.
+    again = await exporting.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1"))
+    assert again.backup.uri == response.backup.uri
+    _, second = read_export(again.backup, tid, "local")
+    assert {**second, "exported_at": None} == {**document, "exported_at": None}
+
+
+def test_an_export_drops_every_secret_like_key_a_provider_returns() -> None:
+    leaky = IdentityExport(
+        provider="test",
+        realm={"id": "r", "attributes": {"smtp": {"password": "p1", "host": "h"}}},
+        clients=[
+            {"client_id": "b", "secret": "s1", "clientSecret": "s2", "attributes": {"client.secret.x": "s3"}},
+            {"client_id": "a", "settings": {"client_secret": "s4", "keystorePassword": "s5"}},
+        ],
+        users=[
+            {
+                "username": "u",
+                "credentials": [{"type": "password", "hashedSaltedValue": "s6", "salt": "s7"}],
+                "identities": [{"access_token": "s8", "refresh_token": "s9", "connection": "c"}],
+            }
+        ],
+        source={"components": [{"config": {"privateKey": ["s10"], "certificate": ["public"]}}]},
+    )
+    data = export.document("t-1", leaky, exported_at=datetime(2030, 1, 2, tzinfo=UTC))
+    document = json.loads(data)
+    assert forbidden_keys(document) == []
+    for n in range(1, 11):
+        assert f'"s{n}"' not in data.decode()
+    assert [c["client_id"] for c in document["clients"]] == ["a", "b"]
+    assert document["source"]["components"][0]["config"] == {"certificate": ["public"]}
+    assert document["realm"]["attributes"] == {"smtp": {"host": "h"}}
+    assert document["users"][0]["identities"] == [{"connection": "c"}]
+    assert document["exported_at"] == "2030-01-02T00:00:00+00:00"
+
+
 @pytest.mark.parametrize("bad_id", [INJECTION, "Upper", "ab", "a" * 33, "-abc", "abc-", "a_bc", ""])
 async def test_bad_tenant_ids_are_rejected_by_every_rpc(
     acts: Activities, db: psycopg.AsyncConnection, bad_id: str
@@ -287,6 +480,9 @@ async def test_bad_tenant_ids_are_rejected_by_every_rpc(
         "delete_oidc_client": pb.DeleteOidcClientRequest(tenant_id=bad_id),
         "create_admin_user": pb.CreateAdminUserRequest(tenant_id=bad_id, admin=admin()),
         "delete_admin_user": pb.DeleteAdminUserRequest(tenant_id=bad_id, email="boss@acme.example"),
+        "disable_tenant_access": pb.DisableTenantAccessRequest(tenant_id=bad_id),
+        "enable_tenant_access": pb.EnableTenantAccessRequest(tenant_id=bad_id),
+        "export_identity": pb.ExportIdentityRequest(tenant_id=bad_id, backup_id="run-1"),
     }
     assert set(requests) == set(acts.fns)
     before = await snapshot(db)

@@ -12,9 +12,11 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from libs.backup import BackupStore
 from libs.config import ConfigError
 from libs.contracts import IDENTITY
 from libs.devstack.mailcatcher import read_messages
@@ -23,10 +25,11 @@ from services.idp.providers import auth0
 from services.idp.providers.auth0 import Auth0IdentityProvider, Auth0Settings
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
-from tests.conftest import MailCatcher
-from tests.fakes.auth0 import FakeAuth0
+from tests.conftest import Aws, MailCatcher
+from tests.fakes.auth0 import PASSWORD_REALM_GRANT, FakeAuth0
 from tests.integration.conftest import Activities, assert_permanent, new_id
 from tests.integration.conftest import provision_identity as provision
+from tests.integration.test_idp import backup_store, read_export
 
 CONNECTION = "Username-Password-Authentication"
 
@@ -68,6 +71,11 @@ async def provider(fake: FakeAuth0) -> AsyncIterator[Auth0IdentityProvider]:
 @pytest.fixture
 def acts(provider: Auth0IdentityProvider) -> Activities:
     return Activities(IDENTITY, IdentityActivities(provider))
+
+
+@pytest.fixture(scope="module")
+def backups(aws: Aws) -> BackupStore:
+    return backup_store()
 
 
 def boss(tid: str) -> str:
@@ -168,15 +176,19 @@ async def test_a_crash_between_user_and_ticket_is_repaired(acts: Activities, fak
     assert fake.state.users[user_id]["app_metadata"]["tenantry_invited"] is True
 
 
-async def test_client_and_user_need_the_realm(acts: Activities, fake: FakeAuth0) -> None:
+async def test_client_user_access_and_export_need_the_realm(acts: Activities, fake: FakeAuth0) -> None:
     tid = new_id()
     before = snapshot(fake)
-    with pytest.raises(ApplicationError) as err:
-        await acts.create_oidc_client(pb.CreateOidcClientRequest(tenant_id=tid))
-    assert_permanent(err, "NotFound")
-    with pytest.raises(ApplicationError) as err:
-        await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin(boss(tid))))
-    assert_permanent(err, "NotFound")
+    for rpc, request in (
+        ("create_oidc_client", pb.CreateOidcClientRequest(tenant_id=tid)),
+        ("create_admin_user", pb.CreateAdminUserRequest(tenant_id=tid, admin=admin(boss(tid)))),
+        ("disable_tenant_access", pb.DisableTenantAccessRequest(tenant_id=tid)),
+        ("enable_tenant_access", pb.EnableTenantAccessRequest(tenant_id=tid)),
+        ("export_identity", pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1")),
+    ):
+        with pytest.raises(ApplicationError) as err:
+            await getattr(acts, rpc)(request)
+        assert_permanent(err, "NotFound")
     assert snapshot(fake) == before
 
 
@@ -234,6 +246,9 @@ async def test_objects_of_another_tenant_conflict(acts: Activities, fake: FakeAu
     for rpc, request in (
         ("create_realm", pb.CreateRealmRequest(tenant_id=other)),
         ("delete_realm", pb.DeleteRealmRequest(tenant_id=other)),
+        ("disable_tenant_access", pb.DisableTenantAccessRequest(tenant_id=other)),
+        ("enable_tenant_access", pb.EnableTenantAccessRequest(tenant_id=other)),
+        ("export_identity", pb.ExportIdentityRequest(tenant_id=other, backup_id="run-1")),
     ):
         with pytest.raises(ApplicationError) as err:
             await getattr(acts, rpc)(request)
@@ -411,6 +426,135 @@ async def test_tickets_go_to_the_delivery_hook_only(
     assert email == boss(tid)
     assert url == fake.state.tickets[-1]["ticket"]
     assert url not in caplog.text
+
+
+# -- suspension and export ------------------------------------------------------
+
+
+def sign_in(fake: FakeAuth0, client_id: str, email: str, password: str) -> httpx.Response:
+    """A user signing in to the tenant's application with a password (password-realm grant)."""
+    return httpx.post(
+        f"{fake.url}/oauth/token",
+        json={
+            "grant_type": PASSWORD_REALM_GRANT,
+            "client_id": client_id,
+            "client_secret": fake.state.clients[client_id]["client_secret"],
+            "username": email,
+            "password": password,
+            "realm": CONNECTION,
+            "scope": "openid",
+        },
+    )
+
+
+def with_password(fake: FakeAuth0, user_id: str) -> str:
+    """Gives the user a password they know (as the set-password link would)."""
+    password = "Pw-" + new_id()
+    with fake.lock:
+        fake.state.users[user_id]["password"] = password
+    return password
+
+
+async def test_disabling_blocks_exactly_the_tenants_members_and_enabling_unblocks_them(
+    acts: Activities, fake: FakeAuth0
+) -> None:
+    tid, neighbour = new_id(), new_id()
+    realm_id, client_id, user_id = await provision(acts, tid)
+    with fake.lock:
+        fake.state.clients[client_id]["grant_types"].append(PASSWORD_REALM_GRANT)
+    password = with_password(fake, user_id)
+    assert sign_in(fake, client_id, boss(tid), password).status_code == 200
+    # A member an operator blocked by hand, and a member that is another tenant's user.
+    by_hand = await acts.create_admin_user(
+        pb.CreateAdminUserRequest(tenant_id=tid, admin=admin(f"blocked@{tid}.example"))
+    )
+    _, _, neighbours_user = await provision(acts, neighbour)
+    with fake.lock:
+        fake.state.users[by_hand.user_id]["blocked"] = True
+        fake.state.members[realm_id].append(neighbours_user)
+    untouched = copy.deepcopy([fake.state.users[by_hand.user_id], fake.state.users[neighbours_user]])
+
+    states = []
+    for _ in range(2):
+        await acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid))
+        states.append(snapshot(fake))
+    assert states[0] == states[1], "disabling twice is disabling once"
+    user = fake.state.users[user_id]
+    assert (user["blocked"], user["app_metadata"]["tenantry_blocked"]) == (True, tid)
+    assert fake.state.orgs[realm_id]["metadata"] == {"tenant_id": tid, "tenantry_access": "disabled"}
+    refused = sign_in(fake, client_id, boss(tid), password)
+    assert (refused.status_code, refused.json()["error_description"]) == (401, "user is blocked")
+    assert [fake.state.users[by_hand.user_id], fake.state.users[neighbours_user]] == untouched
+    # A user made while the tenant is disabled is blocked as well.
+    late = await acts.create_admin_user(
+        pb.CreateAdminUserRequest(tenant_id=tid, admin=admin(f"late@{tid}.example"))
+    )
+    assert fake.state.users[late.user_id]["blocked"] is True
+    # Provisioning steps run again (a retried step) do not lift the suspension.
+    disabled = snapshot(fake)
+    await provision(acts, tid)
+    assert snapshot(fake) == disabled
+
+    states = []
+    for _ in range(2):
+        await acts.enable_tenant_access(pb.EnableTenantAccessRequest(tenant_id=tid))
+        states.append(snapshot(fake))
+    assert states[0] == states[1], "enabling twice is enabling once"
+    for uid in (user_id, late.user_id):
+        assert fake.state.users[uid]["blocked"] is False
+        assert "tenantry_blocked" not in fake.state.users[uid]["app_metadata"]
+    assert fake.state.orgs[realm_id]["metadata"] == {"tenant_id": tid, "tenantry_access": "enabled"}
+    assert [fake.state.users[by_hand.user_id], fake.state.users[neighbours_user]] == untouched
+    assert sign_in(fake, client_id, boss(tid), password).status_code == 200
+
+
+async def test_export_holds_the_organization_application_and_members_without_secrets(
+    provider: Auth0IdentityProvider, fake: FakeAuth0, backups: BackupStore
+) -> None:
+    acts = Activities(IDENTITY, IdentityActivities(provider, backups=backups))
+    tid, neighbour = new_id(), new_id()
+    realm_id, client_id, user_id = await provision(acts, tid)
+    _, _, neighbours_user = await provision(acts, neighbour)
+    with fake.lock:
+        fake.state.members[realm_id].append(neighbours_user)
+    password = with_password(fake, user_id)
+
+    response = await acts.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1"))
+    assert response.backup.uri == f"s3://{backups.settings.bucket}/tenants/{tid}/run-1/identity.json"
+    text, document = read_export(response.backup, tid, "auth0")
+    app_secrets = [c["client_secret"] for c in fake.state.clients.values()]
+    for secret in [password, fake.client_secret, *app_secrets, *fake._valid_tokens]:
+        assert secret not in text
+    assert (document["realm"]["id"], document["realm"]["name"], document["realm"]["display_name"]) == (
+        realm_id,
+        tid,
+        "Acme Corp",
+    )
+    assert document["realm"]["enabled"] is True
+    [client] = document["clients"]
+    assert client["client_id"] == client_id
+    assert client["redirect_uris"] == [f"https://{tid}.example.com/callback"]
+    assert client["web_origins"] == [f"https://{tid}.example.com"]
+    assert client["settings"]["grant_types"] == ["authorization_code", "refresh_token"]
+    [user] = document["users"]  # the neighbour's user, a member too, is not this tenant's
+    assert (user["id"], user["email"], user["given_name"], user["enabled"]) == (
+        user_id,
+        boss(tid),
+        "Ada",
+        True,
+    )
+    assert user["attributes"]["app_metadata"]["tenant_id"] == tid
+    assert [r["name"] for r in user["roles"]["organization"]] == ["tenant-admin"]
+    assert user["identities"] == [
+        {"connection": CONNECTION, "provider": "auth0", "user_id": user_id.split("|")[1], "isSocial": False}
+    ]
+
+    await acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid))
+    again = await acts.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1"))
+    assert again.backup.uri == response.backup.uri
+    _, second = read_export(again.backup, tid, "auth0")
+    assert second["realm"]["enabled"] is False
+    assert [u["enabled"] for u in second["users"]] == [False]
 
 
 def test_from_env(monkeypatch: pytest.MonkeyPatch, fake: FakeAuth0) -> None:

@@ -6,7 +6,9 @@ and reads back what it made through Keycloak's admin API.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from keycloak import KeycloakAdmin
 from temporalio.exceptions import ApplicationError
 
+from libs.backup import BackupStore
 from libs.config import ConfigError
 from libs.contracts import IDENTITY
 from libs.devstack.keycloak import KeycloakServer
@@ -24,10 +27,18 @@ from services.idp.activities import IdentityActivities
 from services.idp.providers.keycloak import KeycloakIdentityProvider
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
-from tests.conftest import MailCatcher
+from tests.conftest import Aws, MailCatcher
 from tests.integration.conftest import Activities, assert_permanent, new_id
 from tests.integration.conftest import provision_identity as provision
-from tests.support.keycloak_browser import SET_PASSWORD_LINK, claims, set_password_from_link, sign_in
+from tests.integration.test_idp import backup_store, read_export
+from tests.support.keycloak_browser import (
+    SET_PASSWORD_LINK,
+    SignInRefused,
+    claims,
+    refresh,
+    set_password_from_link,
+    sign_in,
+)
 
 SHARED_REALM = "tenants"
 
@@ -60,6 +71,11 @@ async def provider(
 @pytest.fixture(scope="module")
 def acts(provider: KeycloakIdentityProvider) -> Activities:
     return Activities(IDENTITY, IdentityActivities(provider))
+
+
+@pytest.fixture(scope="module")
+def backups(aws: Aws) -> BackupStore:
+    return backup_store()
 
 
 class Admin:
@@ -240,14 +256,18 @@ async def test_deprovision_removes_everything_and_repeats(
     assert user_id
 
 
-async def test_client_and_user_need_the_realm(acts: Activities) -> None:
+async def test_client_user_access_and_export_need_the_realm(acts: Activities) -> None:
     tid = new_id()
-    with pytest.raises(ApplicationError) as err:
-        await acts.create_oidc_client(pb.CreateOidcClientRequest(tenant_id=tid))
-    assert_permanent(err, "NotFound")
-    with pytest.raises(ApplicationError) as err:
-        await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin_contact(tid)))
-    assert_permanent(err, "NotFound")
+    for call in (
+        acts.create_oidc_client(pb.CreateOidcClientRequest(tenant_id=tid)),
+        acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin_contact(tid))),
+        acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid)),
+        acts.enable_tenant_access(pb.EnableTenantAccessRequest(tenant_id=tid)),
+        acts.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1")),
+    ):
+        with pytest.raises(ApplicationError) as err:
+            await call
+        assert_permanent(err, "NotFound")
 
 
 async def test_what_another_tenant_owns_conflicts(
@@ -268,15 +288,20 @@ async def test_what_another_tenant_owns_conflicts(
                 "domains": [{"name": f"{tid}.test"}],
             }
         )
+    before = snapshot(kc, provider, tid)
     for call in (
         acts.create_realm(pb.CreateRealmRequest(tenant_id=tid, display_name="Mine")),
         acts.delete_realm(pb.DeleteRealmRequest(tenant_id=tid)),
         acts.create_oidc_client(pb.CreateOidcClientRequest(tenant_id=tid)),
+        acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid)),
+        acts.enable_tenant_access(pb.EnableTenantAccessRequest(tenant_id=tid)),
+        acts.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1")),
     ):
         with pytest.raises(ApplicationError) as err:
             await call
         assert_permanent(err, "Conflict")
         assert other in str(err.value)
+    assert snapshot(kc, provider, tid) == before, "the other tenant's realm or organization is untouched"
 
     # A user with the admin's email that belongs to another tenant.
     owner = new_id()
@@ -375,6 +400,153 @@ async def test_admin_sets_password_from_the_email_and_signs_in(
     assert access["sub"] == user_id
     if provider.mode == "organization":
         assert f"org-admin-{tid}" in access["realm_access"]["roles"]
+
+
+# -- suspension: sign-in off and on --------------------------------------------
+
+
+class SignedIn:
+    """A tenant whose admin has a password, and what its app needs to sign them in."""
+
+    def __init__(
+        self, kc: Admin, keycloak: KeycloakServer, provider: KeycloakIdentityProvider, tid: str
+    ) -> None:
+        self.keycloak, self.tid = keycloak, tid
+        self.realm = realm_of(provider, tid)
+        admin = kc(self.realm)
+        self.email = f"boss@{tid}.example.com"
+        self.user_id = admin.get_user_id(self.email)
+        self.password = secrets.token_urlsafe(16)
+        admin.set_user_password(self.user_id, self.password, temporary=False)
+        self.secret = admin.get_client_secrets(admin.get_client_id(f"{tid}-app"))["value"]
+
+    def sign_in(self) -> dict[str, Any]:
+        callback = f"https://{self.tid}.example.com/callback"
+        return sign_in(
+            self.keycloak, self.realm, f"{self.tid}-app", self.secret, callback, self.email, self.password
+        )
+
+    def refresh(self, tokens: dict[str, Any]) -> Any:
+        return refresh(self.keycloak, self.realm, f"{self.tid}-app", self.secret, tokens["refresh_token"])
+
+
+async def test_a_disabled_tenant_cannot_sign_in_until_enabled(
+    acts: Activities, provider: KeycloakIdentityProvider, kc: Admin, keycloak: KeycloakServer
+) -> None:
+    tid = new_id()
+    await provision(acts, tid)
+    tenant = SignedIn(kc, keycloak, provider, tid)
+    before = tenant.sign_in()
+    if provider.mode == "organization":
+        # A tenant in the same shared realm, which must keep signing in.
+        neighbour_id = new_id()
+        await provision(acts, neighbour_id)
+        neighbour = SignedIn(kc, keycloak, provider, neighbour_id)
+
+    states = []
+    for _ in range(2):
+        await acts.disable_tenant_access(pb.DisableTenantAccessRequest(tenant_id=tid))
+        states.append(snapshot(kc, provider, tid))
+    disabled = states[0]
+    assert states[1] == disabled, "disabling twice is disabling once"
+    if provider.mode == "realm":
+        assert disabled["realm"]["enabled"] is False
+        revoked_before = disabled["realm"]["notBefore"]
+        refused = "Realm not enabled"
+    else:
+        # Keycloak 26.4 signs the members of a disabled organization in (it only
+        # drops the organization claim): the disabled client is what refuses them.
+        assert [o["enabled"] for o in disabled["orgs"]] == [False]
+        assert [c["enabled"] for c in disabled["clients"]] == [False]
+        revoked_before = disabled["clients"][0]["notBefore"]
+        refused = "Client disabled"
+    assert claims(before["access_token"])["iat"] < revoked_before
+    with pytest.raises(SignInRefused, match=refused):
+        tenant.sign_in()
+    assert tenant.refresh(before).status_code in (400, 401, 403)
+    if provider.mode == "organization":
+        neighbour.sign_in()
+    # Provisioning steps run again (a retried step) do not lift the suspension.
+    await provision(acts, tid)
+    assert snapshot(kc, provider, tid) == disabled
+
+    states = []
+    for _ in range(2):
+        await acts.enable_tenant_access(pb.EnableTenantAccessRequest(tenant_id=tid))
+        states.append(snapshot(kc, provider, tid))
+    enabled = states[0]
+    assert states[1] == enabled, "enabling twice is enabling once"
+    if provider.mode == "realm":
+        assert enabled["realm"]["enabled"] is True
+    else:
+        assert [o["enabled"] for o in enabled["orgs"]] == [True]
+        assert [c["enabled"] for c in enabled["clients"]] == [True]
+    # Keycloak revokes by whole seconds: a token of the revoked second would be stale.
+    await asyncio.sleep(max(0.0, revoked_before - time.time()))
+    after = tenant.sign_in()
+    assert claims(after["access_token"])["sub"] == tenant.user_id
+    # What was issued before the suspension stays revoked; what is new works.
+    stale = tenant.refresh(before)
+    assert (stale.status_code, stale.json()["error"]) == (400, "invalid_grant")
+    assert tenant.refresh(after).status_code == 200
+
+
+async def test_export_holds_the_tenant_and_no_secret(
+    provider: KeycloakIdentityProvider, kc: Admin, keycloak: KeycloakServer, backups: BackupStore
+) -> None:
+    acts = Activities(IDENTITY, IdentityActivities(provider, backups=backups))
+    tid = new_id()
+    realm_id, _, user_id = await provision(acts, tid)
+    tenant = SignedIn(kc, keycloak, provider, tid)
+    if provider.mode == "organization":
+        other = new_id()  # another tenant in the shared realm: never in this export
+        await provision(acts, other)
+
+    response = await acts.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1"))
+    assert response.backup.uri == f"s3://{backups.settings.bucket}/tenants/{tid}/run-1/identity.json"
+    text, document = read_export(response.backup, tid, "keycloak")
+    for secret in (tenant.secret, tenant.password, keycloak.admin_password, "**********"):
+        assert secret not in text
+
+    realm = document["realm"]
+    if provider.mode == "realm":
+        assert (realm["id"], realm["name"], realm["display_name"]) == (
+            kc("master").get_realm(f"tenant-{tid}")["id"],
+            f"tenant-{tid}",
+            "Acme Corp",
+        )
+        assert realm["attributes"]["tenant_id"] == tid
+        # Keycloak's own realm export comes along, without the realm's keys.
+        source = document["source"]["keycloak_realm"]
+        assert source["realm"] == f"tenant-{tid}"
+        assert "org.keycloak.keys.KeyProvider" not in source.get("components", {})
+        assert "privateKey" not in text
+    else:
+        assert (realm["id"], realm["name"], realm["display_name"]) == (realm_id, tid, "Acme Corp")
+        assert realm["domains"] == [f"{tid}.example.com"]
+        assert realm["attributes"] == {"tenant_id": [tid]}
+        assert [c["client_id"] for c in document["clients"]] == [f"{tid}-app"]
+        assert other not in text
+    assert realm["enabled"] is True
+    [client] = [c for c in document["clients"] if c["client_id"] == f"{tid}-app"]
+    assert client["redirect_uris"] == [f"https://{tid}.example.com/callback"]
+    assert client["web_origins"] == [f"https://{tid}.example.com"]
+    assert client["settings"]["attributes"]["pkce.code.challenge.method"] == "S256"
+    [user] = [u for u in document["users"] if u["email"] == tenant.email]
+    assert user["id"] == user_id
+    assert (user["given_name"], user["family_name"], user["enabled"]) == ("Ada", "Boss", True)
+    assert user["attributes"]["tenant_id"] == [tid]
+    if provider.mode == "realm":
+        assert user["roles"]["clients"]["realm-management"] == ["realm-admin"]
+    else:
+        assert f"org-admin-{tid}" in user["roles"]["realm"]
+        assert [u["id"] for u in document["users"]] == [user_id]
+
+    # The same backup id writes the same object again, with the same content but the time.
+    again = await acts.export_identity(pb.ExportIdentityRequest(tenant_id=tid, backup_id="run-1"))
+    assert again.backup.uri == response.backup.uri
+    _, second = read_export(again.backup, tid, "keycloak")
+    assert {**second, "exported_at": None} == {**document, "exported_at": None}
 
 
 def test_keycloak_settings_are_checked_at_worker_start(monkeypatch: pytest.MonkeyPatch) -> None:

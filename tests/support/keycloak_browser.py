@@ -20,10 +20,20 @@ from libs.devstack.keycloak import KeycloakServer
 SET_PASSWORD_LINK = re.compile(r"https?://\S+/login-actions/action-token\?\S+")
 
 
+class SignInRefused(AssertionError):
+    """Keycloak did not sign the user in; the message is what it showed or answered."""
+
+
+def _text(page: str) -> str:
+    """A page's visible text, on one line."""
+    return re.sub(r"\s+", " ", re.sub(r"(?s)<script.*?</script>|<[^>]+>", " ", page)).strip()
+
+
 def _form(page: str) -> tuple[str, set[str]]:
-    """The action of the page's form and the names of its inputs."""
+    """The action of the page's form and the names of its inputs; an error page has none."""
     match = re.search(r'<form[^>]*action="([^"]+)"', page)
-    assert match, re.sub(r"\s+", " ", re.sub(r"(?s)<script.*?</script>|<[^>]+>", " ", page))[:1500]
+    if not match:
+        raise SignInRefused(_text(page)[:1500])
     return html.unescape(match.group(1)), set(re.findall(r'<input[^>]*name="([^"]+)"', page))
 
 
@@ -61,9 +71,7 @@ def set_password_from_link(link: str, password: str) -> None:
             if 'name="password-new"' in page.text:
                 break
             proceed = re.search(r'href="([^"]*login-actions/[^"]+)"', page.text)
-            assert proceed, re.sub(r"\s+", " ", re.sub(r"(?s)<script.*?</script>|<[^>]+>", " ", page.text))[
-                :1500
-            ]
+            assert proceed, _text(page.text)[:1500]
             page = client.get(urljoin(str(page.url), html.unescape(proceed.group(1))))
         action, _ = _form(page.text)
         done = client.post(
@@ -82,7 +90,11 @@ def sign_in(
     email: str,
     password: str,
 ) -> dict[str, Any]:
-    """The authorization code flow with PKCE, as the tenant's app runs it; returns the tokens."""
+    """The authorization code flow with PKCE, as the tenant's app runs it; returns the tokens.
+
+    Raises `SignInRefused` with what Keycloak showed (an error page, the
+    login form again) or answered (the token endpoint) when it refuses.
+    """
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     oidc = f"{keycloak.url}/realms/{realm}/protocol/openid-connect"
@@ -108,7 +120,8 @@ def sign_in(
             if answer.status_code == 302 or "password" in inputs:
                 break
             page = answer
-        assert answer.status_code == 302, answer.text[:2000]
+        if answer.status_code != 302:
+            raise SignInRefused(_text(answer.text)[:1500])
         location = answer.headers["location"]
         assert location.startswith(redirect_uri), location
         code = parse_qs(urlsplit(location).query)["code"][0]
@@ -123,8 +136,25 @@ def sign_in(
                 "code_verifier": verifier,
             },
         )
-        assert tokens.status_code == 200, tokens.text
+        if tokens.status_code != 200:
+            raise SignInRefused(tokens.text)
         return dict(tokens.json())
+
+
+def refresh(
+    keycloak: KeycloakServer, realm: str, client_id: str, secret: str, refresh_token: str
+) -> httpx.Response:
+    """What the tenant's app does to keep a user signed in: the refresh-token grant."""
+    return httpx.post(
+        f"{keycloak.url}/realms/{realm}/protocol/openid-connect/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "client_secret": secret,
+        },
+        timeout=30,
+    )
 
 
 def claims(jwt: str) -> dict[str, Any]:

@@ -12,14 +12,19 @@ Auth0 application and role ids) and the activities never change:
 
 Adapters are async; one over a blocking SDK runs its calls in a thread.
 Secrets (temporary passwords, client secrets) are created inside the adapter
-and never returned, logged or put in an error.
+and never returned, logged or put in an error; an export holds none either.
+
+Access: a realm is created enabled, and from then on only
+`disable_access` / `enable_access` change whether its users can sign in
+(creating what exists again leaves that alone, so a retried or repeated
+provisioning step never lifts a suspension).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from libs import config
 
@@ -40,6 +45,30 @@ class AdminUser:
     email: str
     given_name: str = ""
     family_name: str = ""
+
+
+@dataclass(frozen=True)
+class IdentityExport:
+    """What a provider holds for a tenant, as plain JSON values, never a secret.
+
+    - `realm`: `id`, `name`, `display_name`, `domains`, `enabled`, `attributes`.
+    - `clients`: per client `id`, `client_id`, `name`, `enabled`, `protocol`,
+      `redirect_uris`, `web_origins` and the provider's other `settings`.
+    - `users`: per user `id`, `username`, `email`, `given_name`,
+      `family_name`, `enabled`, `email_verified`, `attributes`,
+      `required_actions`, `groups`, `roles`, `created`.
+    - `source`: the provider's own representation where it has one worth
+      keeping (Keycloak's realm export), for a faithful restore.
+
+    `services.idp.export` adds the header and removes anything secret-like
+    once more before it is written.
+    """
+
+    provider: str
+    realm: dict[str, Any]
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    users: list[dict[str, Any]] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 class IdentityProvider(Protocol):
@@ -80,6 +109,17 @@ class IdentityProvider(Protocol):
 
     async def delete_admin_user(self, tenant_id: str, email: str) -> None:
         """Deletes the tenant's user with this email."""
+
+    async def disable_access(self, tenant_id: str) -> None:
+        """Stops the tenant's users from signing in (and from renewing tokens);
+        `NotFound` if the tenant has no realm."""
+
+    async def enable_access(self, tenant_id: str) -> None:
+        """Undoes `disable_access`, and nothing more; `NotFound` if the tenant has no realm."""
+
+    async def export(self, tenant_id: str) -> IdentityExport:
+        """The tenant's realm, clients and users, without credentials or
+        secrets; `NotFound` if the tenant has no realm."""
 
 
 PROVIDERS = ("local", "keycloak", "auth0")

@@ -33,6 +33,15 @@ status code (retryable 429/5xx/network vs. permanent 4xx) without unwrapping
 SDK exceptions, and lets tests point the adapter at a fake server by base URL
 (TENANTRY_AUTH0_BASE_URL). We use few endpoints, so the SDK would buy little.
 
+Access: Auth0 organizations cannot be disabled. Disabling a tenant marks its
+organization (`metadata.tenantry_access = "disabled"`) and blocks its members
+(`blocked: true`), each marked `app_metadata.tenantry_blocked = <tenant_id>`
+in the same write; enabling unblocks exactly the users carrying that mark,
+never one blocked by hand (not marked), then marks the organization enabled.
+Members of the organization that carry another tenant's metadata are left
+alone; members with no tenant (added to the organization by hand or by an
+invitation) are the tenant's users and are blocked too.
+
 Idempotency: every create looks up by name or email first; an object whose
 tenant metadata is this tenant's is reused (same id) and converged, one of
 another tenant is a `Conflict`, and a 409 on create (a concurrent creator)
@@ -58,7 +67,7 @@ import httpx
 
 from libs import config
 from libs.errors import Conflict, NotFound, Rejected, Unavailable
-from services.idp.providers import AdminUser
+from services.idp.providers import AdminUser, IdentityExport
 from services.idp.providers.setup_mail import SetPasswordMail
 
 log = logging.getLogger(__name__)
@@ -76,7 +85,22 @@ _SPECIALS = "!@#$%^&*-_+="
 _GRANT_TYPES = ["authorization_code", "refresh_token"]
 # The client fields we ever read: never `client_secret`.
 _CLIENT_FIELDS = "client_id,name,client_metadata,callbacks,web_origins,allowed_origins"
-_USER_FIELDS = "user_id,email,given_name,family_name,identities,app_metadata"
+_USER_FIELDS = "user_id,email,given_name,family_name,identities,app_metadata,blocked"
+# What an export reads of an application and of a user: never `client_secret`,
+# and users are read by field list too (never a password, which Auth0 does not return anyway).
+_EXPORT_CLIENT_FIELDS = (
+    "client_id,name,description,app_type,callbacks,web_origins,allowed_origins,allowed_logout_urls,"
+    "initiate_login_uri,grant_types,oidc_conformant,token_endpoint_auth_method,is_first_party,"
+    "organization_usage,organization_require_behavior,client_metadata"
+)
+_EXPORT_USER_FIELDS = (
+    "user_id,email,email_verified,username,given_name,family_name,name,blocked,app_metadata,"
+    "user_metadata,identities,created_at,updated_at,last_login,logins_count"
+)
+# The organization's access switch (metadata values are strings) and the
+# mark on the users Tenantry blocked, whose value is the tenant id.
+ACCESS_METADATA = "tenantry_access"
+BLOCKED_MARK = "tenantry_blocked"
 
 TicketDelivery = Callable[[str, str], Awaitable[None]]
 """Receives (email, ticket URL) of a new admin; the URL is a credential."""
@@ -283,7 +307,10 @@ class Auth0IdentityProvider:
     # -- the first admin ----------------------------------------------------
 
     async def create_admin_user(self, tenant_id: str, admin: AdminUser) -> str:
-        org_id = await self._require_org(tenant_id)
+        org = await self._org(tenant_id)
+        if org is None:
+            raise NotFound(f"tenant {tenant_id} has no Auth0 organization; create the realm first")
+        org_id = str(org["id"])
         role_id = await self._admin_role()
         email = _normal_email(admin.email)
         user = await self._user(tenant_id, email)
@@ -330,6 +357,14 @@ class Auth0IdentityProvider:
             await self._json(
                 "PATCH", path, body={"app_metadata": {"tenantry_invited": True}}, params={"fields": "user_id"}
             )
+        if _access_of(org) == "disabled" and not user.get("blocked"):
+            # A user added while the tenant is disabled is blocked as its other members are.
+            await self._json(
+                "PATCH",
+                path,
+                body={"blocked": True, "app_metadata": {BLOCKED_MARK: tenant_id}},
+                params={"fields": "user_id"},
+            )
         log.info("tenant %s: admin user %s ready", tenant_id, user_id)
         return user_id
 
@@ -340,6 +375,124 @@ class Auth0IdentityProvider:
             return
         await self._delete(f"/api/v2/users/{quote(str(user['user_id']), safe='')}")
         log.info("tenant %s: admin user %s deleted", tenant_id, user["user_id"])
+
+    # -- access -------------------------------------------------------------
+
+    async def disable_access(self, tenant_id: str) -> None:
+        org = await self._org(tenant_id)
+        if org is None:
+            raise NotFound(f"tenant {tenant_id} has no Auth0 organization")
+        org_id = str(org["id"])
+        # The organization first: a retry after a crash finds it marked and
+        # blocks the members it had not reached.
+        await self._mark_access(tenant_id, org, "disabled")
+        blocked = 0
+        for user in await self._own_members(tenant_id, org_id):
+            if user.get("blocked"):
+                continue  # blocked already: by us earlier (marked) or by hand (left alone)
+            path = f"/api/v2/users/{quote(str(user['user_id']), safe='')}"
+            await self._json(
+                "PATCH",
+                path,
+                body={"blocked": True, "app_metadata": {BLOCKED_MARK: tenant_id}},
+                params={"fields": "user_id"},
+            )
+            blocked += 1
+        log.info("tenant %s: access disabled, %d members blocked", tenant_id, blocked)
+
+    async def enable_access(self, tenant_id: str) -> None:
+        org = await self._org(tenant_id)
+        if org is None:
+            raise NotFound(f"tenant {tenant_id} has no Auth0 organization")
+        unblocked = 0
+        for user in await self._own_members(tenant_id, str(org["id"])):
+            if (user.get("app_metadata") or {}).get(BLOCKED_MARK) != tenant_id:
+                continue
+            path = f"/api/v2/users/{quote(str(user['user_id']), safe='')}"
+            # Auth0 merges app_metadata; null removes the mark.
+            await self._json(
+                "PATCH",
+                path,
+                body={"blocked": False, "app_metadata": {BLOCKED_MARK: None}},
+                params={"fields": "user_id"},
+            )
+            unblocked += 1
+        await self._mark_access(tenant_id, org, "enabled")
+        log.info("tenant %s: access enabled, %d members unblocked", tenant_id, unblocked)
+
+    async def _mark_access(self, tenant_id: str, org: dict[str, Any], access: str) -> None:
+        if _access_of(org) == access:
+            return
+        # The whole metadata object: right whether Auth0 merges it or replaces it.
+        await self._json(
+            "PATCH",
+            f"/api/v2/organizations/{org['id']}",
+            body={"metadata": {**(org.get("metadata") or {}), ACCESS_METADATA: access}},
+        )
+        log.info("tenant %s: organization %s marked %s", tenant_id, org["id"], access)
+
+    # -- export -------------------------------------------------------------
+
+    async def export(self, tenant_id: str) -> IdentityExport:
+        org = await self._org(tenant_id)
+        if org is None:
+            raise NotFound(f"tenant {tenant_id} has no Auth0 organization")
+        org_id = str(org["id"])
+        connections = await self._json("GET", f"/api/v2/organizations/{org_id}/enabled_connections")
+        client_ids = {str(a["client_id"]) for a in await self._apps(tenant_id)}
+        apps = []
+        for client_id in sorted(client_ids):
+            app = await self._json(
+                "GET",
+                f"/api/v2/clients/{quote(client_id, safe='')}",
+                params={"fields": _EXPORT_CLIENT_FIELDS, "include_fields": "true"},
+                missing_ok=True,
+            )
+            if app is not None:
+                apps.append(_client_export(app))
+        users = []
+        for member in await self._own_members(tenant_id, org_id, fields=_EXPORT_USER_FIELDS):
+            roles = await self._member_roles(org_id, str(member["user_id"]))
+            users.append(_user_export(member, roles))
+        metadata = dict(org.get("metadata") or {})
+        return IdentityExport(
+            provider="auth0",
+            realm={
+                "id": org_id,
+                "name": org.get("name"),
+                "display_name": org.get("display_name") or "",
+                # Auth0 organizations have no domains (see the module doc).
+                "domains": [],
+                "enabled": _access_of(org) != "disabled",
+                "attributes": metadata,
+            },
+            clients=apps,
+            users=users,
+            source={
+                "auth0_organization": org,
+                "auth0_enabled_connections": sorted(
+                    (c for c in connections if isinstance(c, dict)), key=lambda c: str(c.get("connection_id"))
+                ),
+            },
+        )
+
+    async def _member_roles(self, org_id: str, user_id: str) -> list[dict[str, Any]]:
+        roles: list[dict[str, Any]] = []
+        page = 0
+        while True:
+            answer = await self._json(
+                "GET",
+                f"/api/v2/organizations/{org_id}/members/{quote(user_id, safe='')}/roles",
+                params={"page": str(page), "per_page": str(_PAGE_SIZE), "include_totals": "true"},
+            )
+            batch = answer.get("roles") or []
+            roles.extend(batch)
+            page += 1
+            if not batch or page * _PAGE_SIZE >= int(answer.get("total", 0)):
+                break
+        return sorted(
+            ({"id": r.get("id"), "name": r.get("name")} for r in roles), key=lambda r: str(r["name"])
+        )
 
     async def _invite(self, tenant_id: str, org_id: str, user_id: str, email: str) -> None:
         """A one-time set-password link; the URL never reaches a log, an error or a caller."""
@@ -430,8 +583,7 @@ class Auth0IdentityProvider:
             raise Conflict(f"the admin's email is a user of tenant {owner!r}")
         return user
 
-    async def _tenant_members(self, tenant_id: str, org_id: str) -> list[str]:
-        """Ids of the organization's members that belong to this tenant (not merely members)."""
+    async def _member_ids(self, org_id: str) -> list[str]:
         ids: list[str] = []
         page = 0
         while True:
@@ -445,17 +597,41 @@ class Auth0IdentityProvider:
             page += 1
             if not batch or page * _PAGE_SIZE >= int(answer.get("total", 0)):
                 break
-        mine = []
-        for user_id in ids:
+        return ids
+
+    async def _members(self, org_id: str, fields: str) -> list[dict[str, Any]]:
+        """The organization's members, each read with `fields` (and `app_metadata`)."""
+        wanted = ",".join(dict.fromkeys([*fields.split(","), "app_metadata"]))
+        users = []
+        for user_id in await self._member_ids(org_id):
             user = await self._json(
                 "GET",
                 f"/api/v2/users/{quote(user_id, safe='')}",
-                params={"fields": "user_id,app_metadata"},
+                params={"fields": wanted, "include_fields": "true"},
                 missing_ok=True,
             )
-            if user is not None and (user.get("app_metadata") or {}).get("tenant_id") == tenant_id:
-                mine.append(user_id)
-        return mine
+            if user is not None:
+                users.append(dict(user))
+        return users
+
+    async def _tenant_members(self, tenant_id: str, org_id: str) -> list[str]:
+        """Ids of the organization's members that belong to this tenant (not merely members)."""
+        return [
+            str(u["user_id"])
+            for u in await self._members(org_id, "user_id")
+            if (u.get("app_metadata") or {}).get("tenant_id") == tenant_id
+        ]
+
+    async def _own_members(
+        self, tenant_id: str, org_id: str, *, fields: str = "user_id,blocked"
+    ) -> list[dict[str, Any]]:
+        """The members that are the tenant's users: its own and those of no
+        tenant; never one that carries another tenant's metadata."""
+        return [
+            u
+            for u in await self._members(org_id, fields)
+            if (u.get("app_metadata") or {}).get("tenant_id") in (None, tenant_id)
+        ]
 
     async def _connection(self) -> str:
         if self._connection_id is None:
@@ -636,3 +812,50 @@ def _new_password() -> str:
         password = "".join(chars)
         if not re.search(r"(.)\1\1", password):
             return password
+
+
+def _access_of(org: Mapping[str, Any]) -> str:
+    """`enabled` or `disabled`: the organization's access switch (see the module doc)."""
+    return str((org.get("metadata") or {}).get(ACCESS_METADATA) or "enabled")
+
+
+def _client_export(app: dict[str, Any]) -> dict[str, Any]:
+    """An application as the export shows it (read without its secret)."""
+    summary = ("client_id", "name", "callbacks", "web_origins")
+    return {
+        "id": app.get("client_id"),
+        "client_id": app.get("client_id"),
+        "name": app.get("name") or "",
+        "enabled": True,
+        "protocol": "openid-connect",
+        "redirect_uris": sorted(app.get("callbacks") or []),
+        "web_origins": sorted(app.get("web_origins") or []),
+        "settings": {k: v for k, v in app.items() if k not in summary and k != "client_secret"},
+    }
+
+
+def _user_export(user: dict[str, Any], roles: list[dict[str, Any]]) -> dict[str, Any]:
+    """A member as the export shows it: the profile, never a credential or an IdP token."""
+    identities = [
+        {k: v for k, v in identity.items() if k in ("connection", "provider", "user_id", "isSocial")}
+        for identity in user.get("identities") or []
+    ]
+    return {
+        "id": user.get("user_id"),
+        "username": user.get("username") or user.get("email") or "",
+        "email": user.get("email") or "",
+        "given_name": user.get("given_name") or "",
+        "family_name": user.get("family_name") or "",
+        "enabled": not user.get("blocked", False),
+        "email_verified": bool(user.get("email_verified", False)),
+        "attributes": {
+            "app_metadata": user.get("app_metadata") or {},
+            "user_metadata": user.get("user_metadata") or {},
+        },
+        "required_actions": [],
+        "groups": [],
+        "roles": {"realm": [], "organization": roles},
+        "identities": identities,
+        "created": user.get("created_at"),
+        "last_login": user.get("last_login"),
+    }

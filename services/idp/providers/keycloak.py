@@ -15,6 +15,16 @@ Creating what exists verifies that attribute and reuses the thing (same id);
 one that belongs to another tenant, or to nobody, is a `Conflict`, never
 adopted. Deleting what is gone succeeds.
 
+Access (suspension): in realm mode the realm is disabled. In organization
+mode the organization is disabled and so is the client `<id>-app`: Keycloak
+26.4 still signs the members of a disabled organization in (it only leaves
+the `organization` claim out of their tokens), while a disabled client
+refuses every sign-in ("Client disabled") and every refresh. Either way,
+disabling also sets the realm's or client's `notBefore`, in the same write,
+so that the tokens issued before the suspension stay revoked after it is
+lifted: users sign in again. Creating what exists never changes whether it
+is enabled, so a repeated provisioning step does not lift a suspension.
+
 No password passes through Tenantry: the admin user is created without one,
 with the required action UPDATE_PASSWORD, and Keycloak emails them an
 execute-actions link through the realm's SMTP settings; the client secret is
@@ -31,8 +41,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, cast
 
@@ -42,7 +54,14 @@ from keycloak.exceptions import KeycloakConnectionError, KeycloakError, Keycloak
 from libs import config
 from libs.config import ConfigError
 from libs.errors import Rejected, Unavailable
-from services.idp.providers import ADMIN_ROLE, UPDATE_PASSWORD, AdminUser, Conflict, NotFound
+from services.idp.providers import (
+    ADMIN_ROLE,
+    UPDATE_PASSWORD,
+    AdminUser,
+    Conflict,
+    IdentityExport,
+    NotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +77,11 @@ SETUP_LINK_LIFESPAN = 3 * 24 * 3600
 # A domain no one can own (RFC 2606 reserves .invalid): Keycloak wants at
 # least one domain per organization, and a tenant may have none.
 PLACEHOLDER_TLD = ".invalid"
+# The realm components that hold the realm's signing and encryption keys:
+# never exported (a new realm makes its own).
+KEY_PROVIDER = "org.keycloak.keys.KeyProvider"
+# Per-user reads of an export run this many at a time.
+_EXPORT_CONCURRENCY = 8
 
 
 def realm_name_of(tenant_id: str) -> str:
@@ -323,10 +347,12 @@ class KeycloakIdentityProvider:
         if existing is not None:
             if owner is not None:
                 _check_owner(f"realm {realm}", existing, owner)
+            # A tenant's realm keeps its `enabled`: only the access switch changes it.
+            kept = {"attributes", "enabled"} if owner is not None else {"attributes"}
             changed = {
                 key: value
                 for key, value in settings.items()
-                if key != "attributes" and existing.get(key) != value
+                if key not in kept and existing.get(key) != value
             }
             if changed:
                 await master.a_update_realm(realm, changed)
@@ -404,13 +430,11 @@ class KeycloakIdentityProvider:
                 return str(org["id"])
         _check_owner(f"organization {tenant_id}", org, tenant_id)
         have_domains = sorted(d["name"] for d in org.get("domains", []))
-        if (org.get("description"), have_domains, org.get("enabled")) != (
-            display_name,
-            sorted(wanted_domains),
-            True,
-        ):
+        if (org.get("description"), have_domains) != (display_name, sorted(wanted_domains)):
+            # `enabled` stays as it is: only the access switch changes it.
+            update = {**org, **payload, "id": org["id"], "enabled": org.get("enabled", True)}
             try:
-                await admin.a_update_organization(org["id"], {**org, **payload, "id": org["id"]})
+                await admin.a_update_organization(org["id"], update)
             except KeycloakError as err:
                 if err.response_code not in (400, 409):
                     raise
@@ -463,11 +487,17 @@ class KeycloakIdentityProvider:
                     if existing is None:
                         raise
             _check_owner(f"client {client_id}", existing, tenant_id)
-            changed = {k: v for k, v in wanted.items() if existing.get(k) != v}
+            # `enabled` stays as it is: in organization mode it is the access switch.
+            changed = {k: v for k, v in wanted.items() if k != "enabled" and existing.get(k) != v}
             have = existing.get("attributes") or {}
             if changed or any(have.get(k) != v for k, v in attributes.items()):
                 # A full representation, so that nothing else (the secret) changes.
-                update = {**existing, **wanted, "attributes": {**have, **attributes}}
+                update = {
+                    **existing,
+                    **wanted,
+                    "enabled": existing.get("enabled", True),
+                    "attributes": {**have, **attributes},
+                }
                 await admin.a_update_client(existing["id"], update)
                 log.info("tenant %s: client %s exists, updated", tenant_id, client_id)
             else:
@@ -637,6 +667,169 @@ class KeycloakIdentityProvider:
             matches = [u for u in users if (u.get("email") or "").lower() == email]
         return matches[0] if matches else None
 
+    # -- access ---------------------------------------------------------------
+
+    async def disable_access(self, tenant_id: str) -> None:
+        async with self._errors():
+            if self.mode == "realm":
+                await self._switch_realm(tenant_id, enabled=False)
+                return
+            org = await self._owned_organization(tenant_id)
+            # The client first: it is what stops sign-in (see the module doc).
+            await self._switch_client(tenant_id, enabled=False)
+            await self._switch_organization(tenant_id, org, enabled=False)
+
+    async def enable_access(self, tenant_id: str) -> None:
+        async with self._errors():
+            if self.mode == "realm":
+                await self._switch_realm(tenant_id, enabled=True)
+                return
+            org = await self._owned_organization(tenant_id)
+            await self._switch_organization(tenant_id, org, enabled=True)
+            await self._switch_client(tenant_id, enabled=True)
+
+    async def _switch_realm(self, tenant_id: str, *, enabled: bool) -> None:
+        realm = realm_name_of(tenant_id)
+        existing = await self._get_realm(realm)
+        if existing is None:
+            raise NotFound(f"tenant {tenant_id} has no realm {realm}")
+        _check_owner(f"realm {realm}", existing, tenant_id)
+        if existing.get("enabled") == enabled:
+            log.info("tenant %s: realm %s already %s", tenant_id, realm, _able(enabled))
+            return
+        # Disabling also revokes every token issued so far (notBefore), in the same write.
+        change: dict[str, Any] = (
+            {"enabled": enabled} if enabled else {"enabled": False, "notBefore": _revoke_before()}
+        )
+        await self._admin("master").a_update_realm(realm, change)
+        log.info("tenant %s: realm %s %s", tenant_id, realm, _able(enabled))
+
+    async def _switch_organization(self, tenant_id: str, org: dict[str, Any], *, enabled: bool) -> None:
+        if org.get("enabled") == enabled:
+            log.info("tenant %s: organization %s already %s", tenant_id, org["id"], _able(enabled))
+            return
+        await self._admin(self.shared_realm).a_update_organization(org["id"], {**org, "enabled": enabled})
+        log.info("tenant %s: organization %s %s", tenant_id, org["id"], _able(enabled))
+
+    async def _switch_client(self, tenant_id: str, *, enabled: bool) -> None:
+        client_id = client_id_of(tenant_id)
+        admin = self._admin(self.shared_realm)
+        existing = await self._get_client(admin, client_id)
+        if existing is None:  # nothing to sign in to
+            log.info("tenant %s: client %s does not exist", tenant_id, client_id)
+            return
+        _check_owner(f"client {client_id}", existing, tenant_id)
+        if existing.get("enabled") == enabled:
+            log.info("tenant %s: client %s already %s", tenant_id, client_id, _able(enabled))
+            return
+        # A full representation, so that nothing else (the secret) changes;
+        # disabling also revokes the client's tokens issued so far.
+        update = {**existing, "enabled": enabled}
+        if not enabled:
+            update["notBefore"] = _revoke_before()
+        await admin.a_update_client(existing["id"], update)
+        log.info("tenant %s: client %s %s", tenant_id, client_id, _able(enabled))
+
+    # -- export ---------------------------------------------------------------
+
+    async def export(self, tenant_id: str) -> IdentityExport:
+        async with self._errors():
+            if self.mode == "realm":
+                realm, _ = await self._tenant_scope(tenant_id)
+                return await self._export_realm(self._admin(realm))
+            org = await self._owned_organization(tenant_id)
+            return await self._export_organization(tenant_id, org)
+
+    async def _export_realm(self, admin: KeycloakAdmin) -> IdentityExport:
+        """Keycloak's partial export (clients, groups, roles; secrets masked,
+        key material left out) and the realm's users."""
+        exported = await admin.a_export_realm(export_clients=True, export_groups_and_role=True)
+        components = exported.get("components")
+        if isinstance(components, dict):
+            components.pop(KEY_PROVIDER, None)
+        users = await self._export_users(admin, await admin.a_get_users({"briefRepresentation": "false"}))
+        return IdentityExport(
+            provider="keycloak",
+            realm={
+                "id": exported.get("id"),
+                "name": exported.get("realm"),
+                "display_name": exported.get("displayName") or "",
+                "domains": [],
+                "enabled": exported.get("enabled"),
+                "attributes": exported.get("attributes") or {},
+                "mode": "realm",
+            },
+            clients=[_client_export(c) for c in exported.get("clients") or []],
+            users=users,
+            source={"keycloak_realm": exported},
+        )
+
+    async def _export_organization(self, tenant_id: str, org: dict[str, Any]) -> IdentityExport:
+        """The organization, the tenant's client and role, and the users that
+        are the tenant's: members and users with its attribute, not those of another tenant."""
+        admin = self._admin(self.shared_realm)
+        client = await self._get_client(admin, client_id_of(tenant_id))
+        if client is not None:
+            _check_owner(f"client {client_id_of(tenant_id)}", client, tenant_id)
+        role: dict[str, Any] | None
+        try:
+            role = await admin.a_get_realm_role(org_admin_role_of(tenant_id))
+        except KeycloakError as err:
+            if err.response_code != 404:
+                raise
+            role = None
+        owned = await admin.a_get_users({"q": f"{TENANT_ATTRIBUTE}:{tenant_id}"})
+        found = {u["id"]: u for u in owned if _owner(u) == tenant_id}
+        for member in await admin.a_get_organization_members(org["id"]):
+            if member["id"] not in found:
+                # Members come brief, without attributes: read the user.
+                user = await admin.a_get_user(member["id"])
+                if _owner(user) in (None, tenant_id):
+                    found[user["id"]] = user
+        users = await self._export_users(admin, list(found.values()), tenant_id=tenant_id)
+        return IdentityExport(
+            provider="keycloak",
+            realm={
+                "id": org["id"],
+                "name": org.get("alias") or org.get("name"),
+                "display_name": org.get("description") or "",
+                "domains": sorted(d["name"] for d in org.get("domains") or []),
+                "enabled": org.get("enabled"),
+                "attributes": org.get("attributes") or {},
+                "mode": "organization",
+                "realm": self.shared_realm,
+            },
+            clients=[_client_export(client)] if client is not None else [],
+            users=users,
+            source={"keycloak_organization": org, "keycloak_roles": [role] if role else []},
+        )
+
+    async def _export_users(
+        self, admin: KeycloakAdmin, users: list[dict[str, Any]], *, tenant_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Users with their groups and direct role mappings; in the shared
+        realm, without the roles of other tenants."""
+        gate = asyncio.Semaphore(_EXPORT_CONCURRENCY)
+
+        async def one(user: dict[str, Any]) -> dict[str, Any]:
+            async with gate:
+                groups = await admin.a_get_user_groups(user["id"])
+                mappings = await admin.a_get_all_roles_of_user(user["id"])
+            realm_roles = sorted(r["name"] for r in mappings.get("realmMappings") or [])
+            clients = {
+                name: sorted(r["name"] for r in mapping.get("mappings") or [])
+                for name, mapping in (mappings.get("clientMappings") or {}).items()
+            }
+            if tenant_id is not None:
+                ours, app = org_admin_role_of(tenant_id), client_id_of(tenant_id)
+                realm_roles = [r for r in realm_roles if not r.startswith("org-admin-") or r == ours]
+                clients = {c: r for c, r in clients.items() if not c.endswith("-app") or c == app}
+            return _user_export(
+                user, sorted(g.get("path") or g["name"] for g in groups), realm_roles, clients
+            )
+
+        return list(await asyncio.gather(*(one(u) for u in users)))
+
     # -- helpers -------------------------------------------------------------
 
     def _admin(self, realm: str) -> KeycloakAdmin:
@@ -655,11 +848,16 @@ class KeycloakIdentityProvider:
                 raise NotFound(f"tenant {tenant_id} has no realm; create the realm first")
             _check_owner(f"realm {realm}", existing, tenant_id)
             return realm, None
+        org = await self._owned_organization(tenant_id)
+        return realm, str(org["id"])
+
+    async def _owned_organization(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's organization; NotFound before create_realm, Conflict if another's."""
         org = await self._find_organization(tenant_id)
         if org is None:
             raise NotFound(f"tenant {tenant_id} has no organization; create the realm first")
         _check_owner(f"organization {tenant_id}", org, tenant_id)
-        return realm, str(org["id"])
+        return org
 
     @staticmethod
     async def _ignore_missing(call: Any) -> None:
@@ -690,3 +888,61 @@ class KeycloakIdentityProvider:
             if code == 409:
                 raise Conflict(detail) from None
             raise Rejected(detail) from None
+
+
+def _able(enabled: bool) -> str:
+    return "enabled" if enabled else "disabled"
+
+
+def _revoke_before() -> int:
+    """A `notBefore` that revokes every token issued until now.
+
+    Keycloak compares whole seconds (a token is stale when its `iat` is
+    before `notBefore`), so this is the next second: a token issued earlier
+    in the current one is revoked too.
+    """
+    return int(time.time()) + 1
+
+
+def _iso_millis(value: Any) -> str | None:
+    if not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC).isoformat(timespec="seconds")
+
+
+_CLIENT_SUMMARY = ("id", "clientId", "name", "enabled", "protocol", "redirectUris", "webOrigins", "secret")
+
+
+def _client_export(client: dict[str, Any]) -> dict[str, Any]:
+    """A client as the export shows it; its secret never (nor any secret-like setting)."""
+    return {
+        "id": client.get("id"),
+        "client_id": client.get("clientId"),
+        "name": client.get("name") or "",
+        "enabled": client.get("enabled"),
+        "protocol": client.get("protocol") or "openid-connect",
+        "redirect_uris": sorted(client.get("redirectUris") or []),
+        "web_origins": sorted(client.get("webOrigins") or []),
+        "settings": {k: v for k, v in client.items() if k not in _CLIENT_SUMMARY},
+    }
+
+
+def _user_export(
+    user: dict[str, Any], groups: list[str], realm_roles: list[str], client_roles: dict[str, list[str]]
+) -> dict[str, Any]:
+    """A user as the export shows it: what Keycloak says of them, no credential."""
+    return {
+        "id": user.get("id"),
+        "username": user.get("username"),
+        "email": user.get("email") or "",
+        "given_name": user.get("firstName") or "",
+        "family_name": user.get("lastName") or "",
+        "enabled": user.get("enabled"),
+        "email_verified": user.get("emailVerified"),
+        "attributes": user.get("attributes") or {},
+        "required_actions": sorted(user.get("requiredActions") or []),
+        "groups": groups,
+        "roles": {"realm": realm_roles, "clients": client_roles},
+        "created": _iso_millis(user.get("createdTimestamp")),
+        "federation_link": user.get("federationLink"),
+    }

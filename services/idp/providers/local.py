@@ -2,6 +2,8 @@
 
 It keeps what a real IdP would keep, in schema `idp_local`: one realm per
 tenant, the tenant application's confidential client and the tenant's users.
+A realm's `enabled` flag says whether its users may sign in; it is set by
+`disable_access` / `enable_access` only (a new realm starts enabled).
 Secrets are generated here with `secrets` and stored only as hashes (argon2
 for passwords, SHA-256 for the 256-bit client secret);
 the plaintext lives in one local variable until it is hashed and is never
@@ -15,12 +17,21 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 from libs.postgres import advisory_lock, connection_pool, open_pool
-from services.idp.providers import ADMIN_ROLE, UPDATE_PASSWORD, AdminUser, Conflict, NotFound
+from services.idp.providers import (
+    ADMIN_ROLE,
+    UPDATE_PASSWORD,
+    AdminUser,
+    Conflict,
+    IdentityExport,
+    NotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +143,10 @@ class LocalIdentityStore:
             row = await cur.fetchone()
             if row is None or row[0] != realm_id:
                 raise Conflict(f"tenant {tenant_id} has a realm under another id")
+            # `enabled` stays as it is: a suspended tenant stays suspended.
             cur = await conn.execute(
-                "UPDATE idp_local.realms SET display_name = %s, domains = %s, enabled = true"
-                " WHERE tenant_id = %s AND (display_name, domains, enabled) IS DISTINCT FROM (%s, %s, true)",
+                "UPDATE idp_local.realms SET display_name = %s, domains = %s"
+                " WHERE tenant_id = %s AND (display_name, domains) IS DISTINCT FROM (%s, %s)",
                 [display_name, wanted, tenant_id, display_name, wanted],
             )
         log.info("tenant %s: realm %s exists%s", tenant_id, realm_id, ", updated" if cur.rowcount else "")
@@ -144,6 +156,103 @@ class LocalIdentityStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute("DELETE FROM idp_local.realms WHERE tenant_id = %s", [tenant_id])
         log.info("tenant %s: realm %s", tenant_id, "deleted" if cur.rowcount else "already gone")
+
+    # -- access -------------------------------------------------------------
+
+    async def disable_access(self, tenant_id: str) -> None:
+        await self._set_enabled(tenant_id, False)
+
+    async def enable_access(self, tenant_id: str) -> None:
+        await self._set_enabled(tenant_id, True)
+
+    async def _set_enabled(self, tenant_id: str, enabled: bool) -> None:
+        done = "enabled" if enabled else "disabled"
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT enabled FROM idp_local.realms WHERE tenant_id = %s FOR UPDATE", [tenant_id]
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"tenant {tenant_id} has no realm")
+            if row[0] == enabled:
+                log.info("tenant %s: realm already %s", tenant_id, done)
+                return
+            await conn.execute(
+                "UPDATE idp_local.realms SET enabled = %s WHERE tenant_id = %s", [enabled, tenant_id]
+            )
+        log.info("tenant %s: realm %s", tenant_id, done)
+
+    # -- export ---------------------------------------------------------------
+
+    async def export(self, tenant_id: str) -> IdentityExport:
+        # Columns by name: the hashes are never even read.
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT realm_id, display_name, domains, enabled, created"
+                " FROM idp_local.realms WHERE tenant_id = %s FOR SHARE",
+                [tenant_id],
+            )
+            realm = await cur.fetchone()
+            if realm is None:
+                raise NotFound(f"tenant {tenant_id} has no realm")
+            await cur.execute(
+                "SELECT client_id, redirect_uris, web_origins, created"
+                " FROM idp_local.clients WHERE tenant_id = %s",
+                [tenant_id],
+            )
+            clients = await cur.fetchall()
+            await cur.execute(
+                "SELECT user_id, email, given_name, family_name, required_actions, roles, created"
+                " FROM idp_local.users WHERE tenant_id = %s ORDER BY email",
+                [tenant_id],
+            )
+            users = await cur.fetchall()
+        return IdentityExport(
+            provider="local",
+            realm={
+                "id": realm["realm_id"],
+                "name": realm["realm_id"],
+                "display_name": realm["display_name"],
+                "domains": sorted(realm["domains"]),
+                "enabled": realm["enabled"],
+                "attributes": {},
+                "created": _iso(realm["created"]),
+            },
+            clients=[
+                {
+                    "id": c["client_id"],
+                    "client_id": c["client_id"],
+                    "name": c["client_id"],
+                    "enabled": True,
+                    "protocol": "openid-connect",
+                    "redirect_uris": sorted(c["redirect_uris"]),
+                    "web_origins": sorted(c["web_origins"]),
+                    "settings": {"public_client": False},
+                    "created": _iso(c["created"]),
+                }
+                for c in clients
+            ],
+            users=[
+                {
+                    "id": str(u["user_id"]),
+                    "username": u["email"],
+                    "email": u["email"],
+                    "given_name": u["given_name"],
+                    "family_name": u["family_name"],
+                    # The local store has no per-user switch (the realm's `enabled` is
+                    # the one) and does not track verified emails.
+                    "enabled": True,
+                    "email_verified": None,
+                    "attributes": {},
+                    "required_actions": sorted(u["required_actions"]),
+                    "groups": [],
+                    "roles": {"realm": sorted(u["roles"]), "clients": {}},
+                    "created": _iso(u["created"]),
+                }
+                for u in users
+            ],
+        )
 
     # -- the tenant application's client -------------------------------------
 
@@ -241,6 +350,10 @@ def client_secret_hash(secret: str) -> str:
     """A client secret's stored form. The secret is 256 random bits, so a fast
     hash cannot be brute-forced; slow password hashing is for passwords."""
     return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
 
 
 def _normal_email(email: str) -> str:
