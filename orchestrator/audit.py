@@ -2,9 +2,13 @@
 workflow time, numbered within the run, and appended to the registry by the
 tenant-data worker in batches, while the run goes on.
 
-Appending is one activity per batch, not per event: while an append is in
-flight, new events wait for the next one, so a burst of parallel steps costs
-one or two appends. The sequence number makes a retried append harmless.
+Appending is one activity per batch, not per event, and a batch goes out
+only when something worth seeing at once has happened: a state change, a
+failure, a request, or the start of a step that can take minutes (a
+deployment, infrastructure, a backup, the grace period). The rest rides
+along with the next batch, and every run appends what is left before it
+ends. A pooled provisioning run so costs three appends instead of one per
+event. The sequence number makes a retried append harmless.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class AuditLog:
         self.enabled = enabled
         self._sequence = 0
         self._pending: list[tenant_pb2.TenantEvent] = []
+        self._wanted = False  # an event recorded since the last append wants out now
         self._appending: asyncio.Task[None] | None = None
 
     @classmethod
@@ -48,7 +53,9 @@ class AuditLog:
         state: int = 0,
         detail: str = "",
         actor: str = "",
+        urgent: bool = False,
     ) -> None:
+        """Records an event; `urgent` appends it (and all pending) now."""
         if not self.enabled:
             return
         self._sequence += 1
@@ -65,17 +72,25 @@ class AuditLog:
         )
         event.time.FromDatetime(workflow.now())
         self._pending.append(event)
-        if self._appending is None or self._appending.done():
-            self._appending = asyncio.create_task(self._append())
+        self._wanted = self._wanted or urgent
+        self._start_appending()
 
     def requested(self, operation: str, detail: str = "", *, actor: str = "") -> None:
-        self.record(Kind.KIND_REQUESTED, step=operation, detail=detail, actor=actor)
+        # The run's opening request goes out with the first state change.
+        self.record(
+            Kind.KIND_REQUESTED, step=operation, detail=detail, actor=actor, urgent=self._sequence > 0
+        )
 
     def state_changed(self, state: int, detail: str = "") -> None:
-        self.record(Kind.KIND_STATE_CHANGED, state=state, detail=detail)
+        self.record(Kind.KIND_STATE_CHANGED, state=state, detail=detail, urgent=True)
+
+    def _start_appending(self) -> None:
+        if self._wanted and self._pending and (self._appending is None or self._appending.done()):
+            self._appending = asyncio.create_task(self._append())
 
     async def _append(self) -> None:
-        while self._pending:
+        while self._wanted and self._pending:
+            self._wanted = False
             batch, self._pending = self._pending, []
             await execute(
                 TENANT_DATA.rpc("AppendTenantEvents"),
@@ -84,8 +99,12 @@ class AuditLog:
             )
 
     async def flushed(self) -> None:
-        """Waits until every event recorded so far is in the registry."""
+        """Appends what is pending and waits until every event recorded so far is in the registry."""
+        self._wanted = True
+        self._start_appending()
         while self._appending is not None and not self._appending.done():
             await asyncio.shield(self._appending)
+            self._wanted = True
+            self._start_appending()
         if self._appending is not None:
             self._appending.result()  # surface a failure rather than lose events

@@ -78,7 +78,7 @@ class LifecycleRun:
         if self.failure is not None:
             self.status[name] = Status.STEP_STATUS_SKIPPED
             raise StepSkipped(name)
-        self._set(name, Status.STEP_STATUS_RUNNING)
+        self._set(name, Status.STEP_STATUS_RUNNING, urgent=_long(options))
         try:
             result = await execute(rpc, request, options)
         except asyncio.CancelledError:
@@ -113,7 +113,7 @@ class LifecycleRun:
 
     async def cleanup(self, name: str, rpc: Rpc, request: Message, options: StepOptions) -> Any:
         """Runs a step that must finish: no undo, no skipping after a failure."""
-        self._track(name, Status.STEP_STATUS_RUNNING)
+        self._track(name, Status.STEP_STATUS_RUNNING, urgent=_long(options))
         try:
             result = await execute(rpc, request, options)
         except ActivityError as err:
@@ -128,19 +128,25 @@ class LifecycleRun:
         for name in steps:
             self.status.setdefault(name, Status.STEP_STATUS_PENDING)
 
-    def _track(self, name: str, status: int, error: str = "", *, detail: str = "") -> None:
+    def _track(
+        self, name: str, status: int, error: str = "", *, detail: str = "", urgent: bool = False
+    ) -> None:
         # Steps outside the plan (the failure path's) are listed after it.
         if name not in self.status:
             self.steps = (*self.steps, name)
-        self._set(name, status, error, detail=detail)
+        self._set(name, status, error, detail=detail, urgent=urgent)
 
-    def _set(self, name: str, status: int, error: str = "", *, detail: str = "") -> None:
+    def _set(
+        self, name: str, status: int, error: str = "", *, detail: str = "", urgent: bool = False
+    ) -> None:
         self.status[name] = status
         if error:
             self.errors[name] = error
         kind = _EVENT_OF_STATUS.get(status)
         if self.audit is not None and kind is not None:
-            self.audit.record(kind, step=name, detail=error or detail)
+            # A failure is news; so is the start of a step that can take minutes.
+            urgent = urgent or status == Status.STEP_STATUS_FAILED
+            self.audit.record(kind, step=name, detail=error or detail, urgent=urgent)
 
     def enter(self, state: int, detail: str = "") -> None:
         """The tenant is now in `state` (its record says so): shown and logged."""
@@ -157,8 +163,8 @@ class LifecycleRun:
 
     def mark(self, name: str, status: int, detail: str = "") -> None:
         """Sets the status of a step that is not an activity (a wait); the
-        detail goes to the audit log."""
-        self._track(name, status, detail=detail)
+        detail goes to the audit log at once."""
+        self._track(name, status, detail=detail, urgent=True)
 
     def skip_rest(self) -> None:
         for name, status in self.status.items():
@@ -185,6 +191,11 @@ class LifecycleRun:
             state=self.state,  # type: ignore[arg-type]
             purge_time=_timestamp(self.purge_time),
         )
+
+
+def _long(options: StepOptions) -> bool:
+    """Steps that heartbeat are the ones that can take minutes."""
+    return options.heartbeat is not None
 
 
 def describe(err: ActivityError) -> str:
