@@ -11,9 +11,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from libs.backup import BackupSettings, BackupStore
 from libs.contracts import Contract, bind_activities
 from tenantry.idp.v1 import idp_pb2
 from tenantry.tenant.v1 import tenant_pb2
+from tests.conftest import Aws
 
 
 class Activities:
@@ -33,6 +35,12 @@ async def db(postgres_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
     conn = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="module")
+def backups(aws: Aws) -> BackupStore:
+    """A backup location in moto with a bucket of the test module's own."""
+    return BackupStore(BackupSettings(bucket=f"backups-{uuid.uuid4().hex[:12]}", retention_days=1))
 
 
 def new_id() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -15,13 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 from argon2 import PasswordHasher
 from temporalio.exceptions import ApplicationError
 
-from libs.backup import BackupSettings, BackupStore
+from libs.backup import BackupStore
 from libs.config import ConfigError
 from libs.contracts import IDENTITY
 from services.idp import export, providers, worker
@@ -30,8 +28,8 @@ from services.idp.providers import IdentityExport, local
 from services.idp.providers.local import LocalIdentityStore
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
-from tests.conftest import Aws
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
+from tests.support.identity_export import forbidden_keys, read_export
 
 REPO = Path(__file__).resolve().parents[2]
 INJECTION = 'a"; drop schema registry; --'
@@ -69,59 +67,6 @@ async def snapshot(db: psycopg.AsyncConnection) -> tuple:
     tables = [await fetch(db, f"SELECT * FROM idp_local.{t} ORDER BY tenant_id") for t in TABLES]
     schemas = await fetch(db, "SELECT nspname FROM pg_namespace ORDER BY 1")
     return (*tables, schemas)
-
-
-# -- exports, shared with the Keycloak and Auth0 tests --------------------------
-
-# Keys no export may hold, whatever their case.
-FORBIDDEN_KEYS = ("secret", "privatekey", "hashedsaltedvalue", "password", "credentials", "salt")
-
-
-def backup_store() -> BackupStore:
-    """A backup location of its own in moto (the `aws` fixture sets the AWS variables)."""
-    return BackupStore(BackupSettings(bucket=f"idp-backups-{uuid.uuid4().hex[:8]}", retention_days=1))
-
-
-def forbidden_keys(value: Any, path: str = "") -> list[str]:
-    """Where `value` holds a key named like a secret, at any depth."""
-    found = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            normal = str(key).lower().replace("_", "")
-            if "secret" in normal or normal in FORBIDDEN_KEYS:
-                found.append(f"{path}/{key}")
-            found += forbidden_keys(item, f"{path}/{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found += forbidden_keys(item, f"{path}/{i}")
-    return found
-
-
-def read_export(backup: Any, tenant_id: str, provider: str) -> tuple[str, dict[str, Any]]:
-    """The export downloaded from the backup location, checked against its
-    description and for secret-like keys; returns its text and its JSON."""
-    assert backup.kind == "identity"
-    bucket, _, key = backup.uri.removeprefix("s3://").partition("/")
-    assert key == f"tenants/{tenant_id}/{key.split('/')[2]}/identity.json"
-    got = boto3.client("s3").get_object(Bucket=bucket, Key=key)
-    body = got["Body"].read()
-    assert got["ContentType"] == "application/json"
-    assert (backup.size_bytes, backup.sha256) == (len(body), hashlib.sha256(body).hexdigest())
-    document = json.loads(body)
-    assert (document["format"], document["tenant_id"], document["provider"]) == (
-        "tenantry.identity-export/v1",
-        tenant_id,
-        provider,
-    )
-    exported = datetime.fromisoformat(document["exported_at"])
-    assert abs((datetime.now(UTC) - exported).total_seconds()) < 120
-    assert forbidden_keys(document) == []
-    return body.decode(), document
-
-
-@pytest.fixture(scope="module")
-def backups(aws: Aws) -> BackupStore:
-    return backup_store()
 
 
 async def with_realm(acts: Activities, tenant_id: str) -> str:

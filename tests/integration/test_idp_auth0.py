@@ -25,11 +25,11 @@ from services.idp.providers import auth0
 from services.idp.providers.auth0 import Auth0IdentityProvider, Auth0Settings
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
-from tests.conftest import Aws, MailCatcher
+from tests.conftest import MailCatcher
 from tests.fakes.auth0 import PASSWORD_REALM_GRANT, FakeAuth0
 from tests.integration.conftest import Activities, assert_permanent, new_id
 from tests.integration.conftest import provision_identity as provision
-from tests.integration.test_idp import backup_store, read_export
+from tests.support.identity_export import read_export
 
 CONNECTION = "Username-Password-Authentication"
 
@@ -71,11 +71,6 @@ async def provider(fake: FakeAuth0) -> AsyncIterator[Auth0IdentityProvider]:
 @pytest.fixture
 def acts(provider: Auth0IdentityProvider) -> Activities:
     return Activities(IDENTITY, IdentityActivities(provider))
-
-
-@pytest.fixture(scope="module")
-def backups(aws: Aws) -> BackupStore:
-    return backup_store()
 
 
 def boss(tid: str) -> str:

@@ -27,10 +27,10 @@ from services.idp.activities import IdentityActivities
 from services.idp.providers.keycloak import KeycloakIdentityProvider
 from tenantry.idp.v1 import idp_pb2 as pb
 from tenantry.tenant.v1 import tenant_pb2
-from tests.conftest import Aws, MailCatcher
+from tests.conftest import MailCatcher
 from tests.integration.conftest import Activities, assert_permanent, new_id
 from tests.integration.conftest import provision_identity as provision
-from tests.integration.test_idp import backup_store, read_export
+from tests.support.identity_export import read_export
 from tests.support.keycloak_browser import (
     SET_PASSWORD_LINK,
     SignInRefused,
@@ -71,11 +71,6 @@ async def provider(
 @pytest.fixture(scope="module")
 def acts(provider: KeycloakIdentityProvider) -> Activities:
     return Activities(IDENTITY, IdentityActivities(provider))
-
-
-@pytest.fixture(scope="module")
-def backups(aws: Aws) -> BackupStore:
-    return backup_store()
 
 
 class Admin:

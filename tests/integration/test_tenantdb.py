@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from libs.backup import BackupSettings, BackupStore
+from libs.backup import BackupStore
 from libs.config import ConfigError
 from libs.contracts import TENANT_DATA
 from services.tenantdb import worker
@@ -23,7 +22,6 @@ from services.tenantdb.activities import TenantDataActivities
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2 as pb
-from tests.conftest import Aws
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,12 +34,6 @@ async def provider(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
     await store.open()
     yield store
     await store.close()
-
-
-@pytest.fixture(scope="module")
-def backups(aws: Aws) -> BackupStore:
-    """A backup store on moto, in a bucket of this module's own."""
-    return BackupStore(BackupSettings(bucket=f"tenantry-backups-{uuid.uuid4().hex[:12]}", retention_days=90))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from libs.backup import BackupSettings, BackupStore
+from libs.backup import BackupStore
 from libs.contracts import TENANT_DATA
 from services.tenant_api.registry import Registry
 from services.tenantdb.activities import TenantDataActivities
@@ -32,7 +32,6 @@ from services.tenantdb.providers import pgdump
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2 as pb
-from tests.conftest import Aws
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
 from tests.integration.test_tenantdb import in_state, registry_row, snapshot
 
@@ -47,11 +46,6 @@ async def provider(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
     await store.open()
     yield store
     await store.close()
-
-
-@pytest.fixture(scope="module")
-def backups(aws: Aws) -> BackupStore:
-    return BackupStore(BackupSettings(bucket=f"tenantry-backups-{uuid.uuid4().hex[:12]}", retention_days=90))
 
 
 @pytest.fixture(scope="module")
