@@ -9,9 +9,14 @@ activities with `execute`, so neither side can name anything undeclared.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
+import logging
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +34,8 @@ from tenantry.notification.v1 import notification_pb2
 from tenantry.options.v1 import options_pb2
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,22 +116,64 @@ def bind_activities(declared: Contract, implementation: object) -> list[Callable
     return bound
 
 
+# How often every activity heartbeats while it runs, whatever it is doing:
+# a worker that dies is then noticed at the step's (short) heartbeat timeout
+# instead of its whole start-to-close timeout. The SDK sends at most one
+# heartbeat per 0.8 x heartbeat timeout to the server.
+HEARTBEAT_EVERY = 1.0
+
+
 def _activity(rpc: Rpc, method: Callable[..., Any]) -> Callable[..., Any]:
     run: Callable[..., Any]
     if inspect.iscoroutinefunction(method):
 
         async def run(request: Any) -> Any:
-            return await method(request)
+            beating = asyncio.create_task(_beat())
+            try:
+                return await method(request)
+            finally:
+                beating.cancel()
 
     else:
 
         def run(request: Any) -> Any:
-            return method(request)
+            with _beating_thread():
+                return method(request)
 
     run.__annotations__ = {"request": rpc.input_type, "return": rpc.output_type}
     run.__name__ = rpc.python_name
     run.__qualname__ = rpc.name
     return activity.defn(name=rpc.name)(run)
+
+
+async def _beat() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+@contextmanager
+def _beating_thread() -> Iterator[None]:
+    """Heartbeats from a thread of its own while a sync activity runs in its thread."""
+    stop = threading.Event()
+    # The activity's context, so that activity.heartbeat() works in the other thread.
+    context = contextvars.copy_context()
+
+    def beat() -> None:
+        while True:
+            try:
+                context.run(activity.heartbeat)
+            except Exception as err:  # the worker is stopping: the activity ends with it
+                log.debug("heartbeat failed: %s", err)
+            if stop.wait(HEARTBEAT_EVERY):
+                return
+
+    thread = threading.Thread(target=beat, name="activity-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,22 @@ class ErrorType(StrEnum):
     NOT_FOUND = "NotFound"
     # A provider is down or answered 5xx: retry with backoff.
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    # An attempt ran out of time (start-to-close, heartbeat, schedule-to-close).
+    TIMEOUT = "Timeout"
+    # The activity or the run was cancelled.
+    CANCELLED = "Cancelled"
+
+    # How a lifecycle run ends when it fails (the workflow's ApplicationError
+    # type, and the tenant's last_operation.failure_type for refusals).
+    # The tenant is not in a state the run can start from.
+    TENANT_STATE = "TenantState"
+    # Another run has the tenant (a deletion racing a suspend, say).
+    OPERATION_IN_PROGRESS = "OperationInProgress"
+    PROVISION_FAILED = "ProvisionFailed"
+    DEPROVISION_FAILED = "DeprovisionFailed"
+    SUSPEND_FAILED = "SuspendFailed"
+    RESUME_FAILED = "ResumeFailed"
+    UNDELETE_FAILED = "UndeleteFailed"
 
 
 NON_RETRYABLE_TYPES = [ErrorType.INVALID_ARGUMENT, ErrorType.CONFLICT, ErrorType.NOT_FOUND]

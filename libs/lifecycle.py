@@ -23,19 +23,42 @@ PROGRESS_QUERY = "progress"
 UNDELETE_UPDATE = "undelete"
 DELETE_NOW_UPDATE = "delete_now"
 CANCEL_REQUESTED_SIGNAL = "cancel_requested"
+# Updates of the provisioning run: `cancel` (CancelRequested -> CancelResponse),
+# and of the provisioning and deprovisioning runs: `claimed` (ClaimRequest ->
+# ClaimResponse), answered once the run has taken the tenant over or failed to.
+CANCEL_UPDATE = "cancel"
+CLAIMED_UPDATE = "claimed"
 # The ApplicationError type of an update refused because of the run's state.
 UPDATE_REFUSED = "UpdateRefused"
 
 State = tenant_pb2.Tenant.State
 # States in which no run is under way for the tenant.
 SETTLED_STATES = frozenset(
-    {State.STATE_ACTIVE, State.STATE_PROVISION_FAILED, State.STATE_SUSPENDED, State.STATE_DEPROVISIONED}
+    {
+        State.STATE_ACTIVE,
+        State.STATE_PROVISION_FAILED,
+        State.STATE_SUSPENDED,
+        State.STATE_DEPROVISIONED,
+        State.STATE_DEPROVISION_FAILED,
+    }
+)
+# States a run is under way in, and the workflow id of the run that has the tenant.
+IN_FLIGHT_STATES = frozenset(
+    {
+        State.STATE_PENDING,
+        State.STATE_PROVISIONING,
+        State.STATE_DEPROVISIONING,
+        State.STATE_SUSPENDING,
+        State.STATE_RESUMING,
+    }
 )
 
 
-# Whole-run limits, set by whoever starts a run: provisioning outlives its
-# longest step (dedicated infrastructure, 2 h); teardown waits out outages.
-PROVISION_TIMEOUT = timedelta(hours=6)
+# Whole-run limits, set by whoever starts a run, a safety net well beyond
+# what the steps' own limits (orchestrator/plan.py) add up to: provisioning
+# with dedicated infrastructure and then a full compensation, each step
+# retried to its limit, stays within two days; teardown waits out outages.
+PROVISION_TIMEOUT = timedelta(days=2)
 DEPROVISION_TIMEOUT = timedelta(days=7)  # after the grace period
 ACCESS_TIMEOUT = timedelta(days=1)  # suspend or resume
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from libs import contracts
 from libs.temporal import run_worker
-from orchestrator.workflows import (
-    DeprovisionTenantWorkflow,
-    ProvisionTenantWorkflow,
-    ResumeTenantWorkflow,
-    SuspendTenantWorkflow,
-)
+from orchestrator.workflows.access import ResumeTenantWorkflow, SuspendTenantWorkflow
+from orchestrator.workflows.cleanup import CleanUpTenantWorkflow
+from orchestrator.workflows.deprovision import DeprovisionTenantWorkflow
+from orchestrator.workflows.provision import ProvisionTenantWorkflow
 
 CONTRACT = contracts.WORKFLOWS
-WORKFLOWS = (ProvisionTenantWorkflow, DeprovisionTenantWorkflow, SuspendTenantWorkflow, ResumeTenantWorkflow)
+WORKFLOWS = (
+    ProvisionTenantWorkflow,
+    DeprovisionTenantWorkflow,
+    SuspendTenantWorkflow,
+    ResumeTenantWorkflow,
+    CleanUpTenantWorkflow,
+)
 
 
 async def run() -> None:

@@ -121,3 +121,35 @@ def unavailable(dependency: str) -> ApiError:
         "DEPENDENCY_UNAVAILABLE",
         metadata={"dependency": dependency},
     )
+
+
+# The gRPC code of a failed run, by its failure type (libs.errors.ErrorType).
+_RUN_FAILURE_CODES = {
+    "OperationInProgress": (grpc.StatusCode.ABORTED, "OPERATION_IN_PROGRESS"),
+    "TenantState": (grpc.StatusCode.FAILED_PRECONDITION, "TENANT_STATE"),
+    "NotFound": (grpc.StatusCode.FAILED_PRECONDITION, "OPERATION_FAILED"),
+    # A step that ran out of time or of retries against a provider that is down.
+    "Timeout": (grpc.StatusCode.UNAVAILABLE, "OPERATION_FAILED"),
+    "ProviderUnavailable": (grpc.StatusCode.UNAVAILABLE, "OPERATION_FAILED"),
+}
+
+
+def operation_failed(
+    tenant_id: str, operation: str, failed_step: str, failure_type: str, message: str
+) -> ApiError:
+    """A run of the operation failed (or could not take the tenant over): what
+    happened, at which step, of which type."""
+    code, reason = _RUN_FAILURE_CODES.get(
+        failure_type, (grpc.StatusCode.FAILED_PRECONDITION, "OPERATION_FAILED")
+    )
+    return ApiError(
+        code,
+        message or f"{operation} of tenant {tenant_id!r} failed",
+        reason,
+        metadata={
+            "tenant_id": tenant_id,
+            "operation": operation,
+            "failed_step": failed_step,
+            "failure_type": failure_type,
+        },
+    )

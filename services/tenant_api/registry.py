@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -21,6 +22,7 @@ from tenantry.tenant.v1 import tenant_pb2
 _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
     t.admin_email, t.admin_given_name, t.admin_family_name,
     t.state, t.current_step, t.failed_step, t.failure_reason, t.create_time, t.update_time, t.purge_time,
+    t.leftover_resources, t.last_operation,
     coalesce((SELECT json_agg(json_build_object('kind', r.kind, 'id', r.resource_id, 'domain', r.domain)
                               ORDER BY r.domain, r.kind, r.resource_id)
               FROM registry.tenant_resources r WHERE r.tenant_id = t.tenant_id), '[]'::json) AS resources,
@@ -142,4 +144,13 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
     )
     if row["purge_time"] is not None:
         tenant.purge_time.CopyFrom(_timestamp(row["purge_time"]))
+    tenant.leftover_resources.extend(
+        tenant_pb2.LeftoverResource(
+            step=r["step"], kind=r["kind"], id=r["resource_id"], domain=r["domain"], reason=r["reason"]
+        )
+        for r in row["leftover_resources"]
+    )
+    if row["last_operation"]:
+        # Stored as proto JSON by the tenant-data worker; unknown fields of a newer one are skipped.
+        json_format.ParseDict(row["last_operation"], tenant.last_operation, ignore_unknown_fields=True)
     return tenant

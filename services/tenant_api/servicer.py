@@ -1,4 +1,10 @@
-"""TenantService: validates, reads the registry, starts lifecycle workflows."""
+"""TenantService: validates, reads the registry, starts and follows lifecycle runs.
+
+Handlers read like the API table in the README: check the request and the
+tenant's state, start or update a run through `Runs` (runs.py, the gateway
+to Temporal), and answer with the tenant as the registry shows it, or with
+the error of the run that failed.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +14,50 @@ import binascii
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import grpc
 from google.protobuf import duration_pb2
-from google.protobuf.message import Message
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-)
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
 
 from libs import lifecycle
 from libs.contracts import WORKFLOWS, Rpc
 from services.tenant_api import errors, validation
 from services.tenant_api.registry import Registry
+from services.tenant_api.runs import SETTLE_WAIT, Ended, Runs, workflow_of
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 State = tenant_pb2.Tenant.State
+Operation = tenant_pb2.Operation
 PROVISION = WORKFLOWS.rpc("ProvisionTenant")
 DEPROVISION = WORKFLOWS.rpc("DeprovisionTenant")
 SUSPEND = WORKFLOWS.rpc("SuspendTenant")
 RESUME = WORKFLOWS.rpc("ResumeTenant")
+CLEAN_UP = WORKFLOWS.rpc("CleanUpTenant")
 # Memo keys on the provisioning run. No secrets: memos are stored in clear.
 SPEC_MEMO = "tenant_spec"
 FINGERPRINT_MEMO = "tenant_spec_sha256"
-QUERY_TIMEOUT = timedelta(seconds=2)
 WATCH_INTERVAL = 0.25
-# Suspend, resume and undelete answer once their run has ended, if it ends this soon.
-SETTLE_WAIT = 15.0
 DEFAULT_EVENT_PAGE = 100
 MAX_EVENT_PAGE = 1000
 # The first update of WatchTenant carries at most this many recent events.
 MAX_WATCH_EVENTS = 100
-# States from which DeleteTenant starts deprovisioning.
-_DELETABLE = (State.STATE_ACTIVE, State.STATE_PROVISION_FAILED, State.STATE_SUSPENDED)
+# A clean-up run retries undos for up to a few hours (plan.COMPENSATION_STEP).
+CLEAN_UP_TIMEOUT = lifecycle.ACCESS_TIMEOUT
+# States from which DeleteTenant starts (or resumes) deprovisioning.
+_DELETABLE = (
+    State.STATE_ACTIVE,
+    State.STATE_PROVISION_FAILED,
+    State.STATE_SUSPENDED,
+    State.STATE_DEPROVISION_FAILED,
+)
+# What a run's in-flight state shows once the run has ended without saying how.
+_DIED_AS = {
+    State.STATE_PROVISIONING: State.STATE_PROVISION_FAILED,
+    State.STATE_DEPROVISIONING: State.STATE_DEPROVISION_FAILED,
+}
 
 
 def fingerprint(tenant: tenant_pb2.Tenant) -> str:
@@ -72,9 +80,19 @@ def _same_spec(record: tenant_pb2.Tenant, spec: tenant_pb2.Tenant) -> bool:
     )
 
 
+def _spec_of(record: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
+    return tenant_pb2.Tenant(
+        tenant_id=record.tenant_id,
+        display_name=record.display_name,
+        plan_tier=record.plan_tier,
+        domains=record.domains,
+        admin=record.admin,
+    )
+
+
 class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     def __init__(self, client: Client, registry: Registry) -> None:
-        self._client = client
+        self._runs = Runs(client)
         self._registry = registry
 
     async def CreateTenant(  # noqa: N802 (gRPC method name)
@@ -89,14 +107,17 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             if not _same_spec(existing, spec):
                 raise errors.already_exists(tid)
             return tenant_service_pb2.CreateTenantResponse(tenant=await self._with_progress(existing))
-        # A domain belongs to one tenant (the identity realm enforces it too,
-        # as the last word in a race); say so before starting anything.
+        # A domain belongs to one tenant (MarkProvisioning claims them, as the
+        # last word in a race); say so before starting anything.
         taken = await self._registry.domain_holders(list(spec.domains), other_than=tid)
         if taken:
             raise errors.domains_in_use(tid, taken, [list(spec.domains).index(d) for d in taken])
         digest = fingerprint(spec)
-        handle = await self._start_provision(spec, digest, _caller(context))
-        started_with = await self._memo(handle, FINGERPRINT_MEMO, str)
+        workflow_id = lifecycle.provision_workflow_id(tid)
+        await self._start_provision(
+            spec, digest, _caller(context), reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
+        )
+        started_with = await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str)
         if started_with != digest:
             raise errors.already_exists(tid)
         # No progress query here: it would cost a workflow task per create.
@@ -104,32 +125,16 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         return tenant_service_pb2.CreateTenantResponse(tenant=accepted)
 
     async def _start_provision(
-        self,
-        spec: tenant_pb2.Tenant,
-        digest: str,
-        caller: str,
-        *,
-        reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    ) -> WorkflowHandle:
-        workflow_id = lifecycle.provision_workflow_id(spec.tenant_id)
-        try:
-            # USE_EXISTING: concurrent identical calls all meet the one run.
-            return await self._client.start_workflow(
-                PROVISION.name,
-                orchestrator_pb2.ProvisionTenantRequest(tenant=spec, requested_by=caller),
-                id=workflow_id,
-                task_queue=PROVISION.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=reuse,
-                memo={SPEC_MEMO: spec, FINGERPRINT_MEMO: digest},
-                execution_timeout=lifecycle.PROVISION_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
-            # A closed run for this tenant exists; compare against it.
-            return self._client.get_workflow_handle(workflow_id)
-        except RPCError as err:
-            log.warning("starting %s failed: %s", workflow_id, err.status)
-            raise errors.unavailable("temporal") from None
+        self, spec: tenant_pb2.Tenant, digest: str, caller: str, *, reuse: WorkflowIDReusePolicy
+    ) -> None:
+        await self._runs.start(
+            PROVISION,
+            orchestrator_pb2.ProvisionTenantRequest(tenant=spec, requested_by=caller),
+            lifecycle.provision_workflow_id(spec.tenant_id),
+            reuse=reuse,
+            execution_timeout=lifecycle.PROVISION_TIMEOUT,
+            memo={SPEC_MEMO: spec, FINGERPRINT_MEMO: digest},
+        )
 
     async def GetTenant(  # noqa: N802
         self, request: tenant_service_pb2.GetTenantRequest, context: grpc.aio.ServicerContext
@@ -167,42 +172,74 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 f"tenant {tid!r} is still being provisioned; delete it once it is settled",
                 State.Name(tenant.state),
             )
+        if tenant.state in (State.STATE_SUSPENDING, State.STATE_RESUMING):
+            raise errors.run_in_progress(
+                tid,
+                f"a suspend or resume of tenant {tid!r} is under way; retry once it ends",
+                lifecycle.access_workflow_id(tid),
+            )
         if tenant.state == State.STATE_DEPROVISIONED:
             return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
         deletion = lifecycle.deprovision_workflow_id(tid)
-        if tenant.state == State.STATE_DEPROVISIONING and await self._running(deletion):
+        if tenant.state == State.STATE_DEPROVISIONING and await self._runs.running(deletion):
             if request.hard_delete:
                 # Waiting out its grace period: a hard delete ends the wait.
-                await self._update(
+                await self._runs.update(
                     tid,
                     deletion,
                     lifecycle.DELETE_NOW_UPDATE,
                     orchestrator_pb2.DeleteNowRequest(requested_by=caller),
+                    orchestrator_pb2.DeletionUpdateResponse,
+                    state=State.STATE_DEPROVISIONING,
                 )
             return tenant_service_pb2.DeleteTenantResponse(tenant=await self._current(tid))
         await self._refuse_while_running(tid, lifecycle.access_workflow_id(tid), "a suspend or resume")
         period = duration_pb2.Duration()
         period.FromTimedelta(grace)
-        try:
-            # A run already under way is met (USE_EXISTING); a finished one
-            # (the tenant was restored, or a run stopped) is followed by a new one.
-            await self._client.start_workflow(
-                DEPROVISION.name,
-                orchestrator_pb2.DeprovisionTenantRequest(
-                    tenant_id=tid, requested_by=caller, grace_period=period, skip_backup=request.skip_backup
-                ),
-                id=deletion,
-                task_queue=DEPROVISION.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                execution_timeout=grace + lifecycle.DEPROVISION_TIMEOUT,
-            )
-        except RPCError as err:
-            log.warning("starting deprovision of %s failed: %s", tid, err.status)
-            raise errors.unavailable("temporal") from None
-        tenant.state = State.STATE_DEPROVISIONING
-        del tenant.steps[:]
-        return tenant_service_pb2.DeleteTenantResponse(tenant=tenant)
+        # A run already under way is met (USE_EXISTING); a finished one (the
+        # tenant was restored, or a deletion stopped) is followed by a new
+        # one, which resumes a deletion that stopped where it stopped.
+        await self._runs.start(
+            DEPROVISION,
+            orchestrator_pb2.DeprovisionTenantRequest(
+                tenant_id=tid, requested_by=caller, grace_period=period, skip_backup=request.skip_backup
+            ),
+            deletion,
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            execution_timeout=grace + lifecycle.DEPROVISION_TIMEOUT,
+        )
+        # Answer once the run has the tenant (or could not take it): a
+        # suspend racing this deletion wins or loses here, never both.
+        await self._claimed(tid, deletion, "delete", tenant.state)
+        return tenant_service_pb2.DeleteTenantResponse(tenant=await self._current(tid))
+
+    async def _claimed(self, tid: str, workflow_id: str, operation: str, state: int) -> None:
+        """Waits (within reason) until the run just started or met has taken
+        the tenant over; an error when it could not."""
+        claim = await self._runs.update(
+            tid,
+            workflow_id,
+            lifecycle.CLAIMED_UPDATE,
+            orchestrator_pb2.ClaimRequest(),
+            orchestrator_pb2.ClaimResponse,
+            state=state,
+            wait=SETTLE_WAIT,
+        )
+        if not isinstance(claim, orchestrator_pb2.ClaimResponse):
+            return  # not yet: the run goes on, and the tenant shows how it stands
+        if claim.claimed and claim.state != State.STATE_DEPROVISION_FAILED:
+            return
+        failure_type = claim.failure_type
+        if failure_type == "Conflict":
+            # The tenant changed under the request: another run has it, or it
+            # is no longer in a state this operation starts from.
+            now = await self._current(tid)
+            if now.state in (State.STATE_PROVISIONING, State.STATE_ACTIVE) and operation == "retry":
+                return  # a racing retry won: the tenant is provisioned, as asked
+            failure_type = "OperationInProgress" if now.state in lifecycle.IN_FLIGHT_STATES else "TenantState"
+        raise errors.operation_failed(
+            tid, operation, "", failure_type, f"tenant {tid!r}: {claim.failure_reason}"
+        )
 
     async def UndeleteTenant(  # noqa: N802
         self, request: tenant_service_pb2.UndeleteTenantRequest, context: grpc.aio.ServicerContext
@@ -210,20 +247,24 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         tid = self._tenant_id(request.name)
         tenant = await self._current(tid)
         deletion = lifecycle.deprovision_workflow_id(tid)
-        if tenant.state != State.STATE_DEPROVISIONING or not await self._running(deletion):
+        if tenant.state != State.STATE_DEPROVISIONING or not await self._runs.running(deletion):
             raise errors.failed_precondition(
                 tid,
                 f"tenant {tid!r} is not waiting to be deleted; nothing to undelete",
                 State.Name(tenant.state),
             )
-        await self._update(
+        # The answer comes once the restore has ended (sign-in and deployment
+        # back on), within reason; a restore that failed is the error.
+        await self._runs.update(
             tid,
             deletion,
             lifecycle.UNDELETE_UPDATE,
             orchestrator_pb2.UndeleteRequest(requested_by=_caller(context)),
+            orchestrator_pb2.DeletionUpdateResponse,
+            state=State.STATE_DEPROVISIONING,
+            wait=SETTLE_WAIT,
         )
-        # The restore takes a moment (sign-in and deployment back on): wait for it, within reason.
-        await self._settled(deletion)
+        await self._runs.ended(deletion, wait=SETTLE_WAIT)
         return tenant_service_pb2.UndeleteTenantResponse(tenant=await self._current(tid))
 
     async def SuspendTenant(  # noqa: N802
@@ -244,11 +285,14 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, tid: str, rpc: Rpc, source: int, target: int, context: grpc.aio.ServicerContext
     ) -> tenant_pb2.Tenant:
         """Starts (or meets) the suspend or resume run and waits, within
-        reason, for it to end; already in `target` is success."""
+        reason, for it to end; already in `target` is success, a run that
+        failed is its error."""
+        operation = "suspend" if rpc is SUSPEND else "resume"
         tenant = await self._current(tid)
         if tenant.state == target:
             return tenant
-        if tenant.state != source:
+        changing = (State.STATE_SUSPENDING, State.STATE_RESUMING)
+        if tenant.state != source and tenant.state not in changing:
             raise errors.failed_precondition(
                 tid,
                 f"tenant {tid!r} is {State.Name(tenant.state)}; only a {State.Name(source)} tenant"
@@ -256,28 +300,22 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 State.Name(tenant.state),
             )
         workflow_id = lifecycle.access_workflow_id(tid)
-        try:
-            handle = await self._client.start_workflow(
-                rpc.name,
-                rpc.input_type(tenant_id=tid, requested_by=_caller(context)),
-                id=workflow_id,
-                task_queue=rpc.task_queue,
-                # Suspend and resume share the id: a second caller meets the run under way.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                execution_timeout=lifecycle.ACCESS_TIMEOUT,
-            )
-            description = await handle.describe()
-        except RPCError as err:
-            log.warning("starting %s of %s failed: %s", rpc.method, tid, err.status)
-            raise errors.unavailable("temporal") from None
-        if description.workflow_type != rpc.name:
+        handle = await self._runs.start(
+            rpc,
+            rpc.input_type(tenant_id=tid, requested_by=_caller(context)),
+            workflow_id,
+            # Suspend and resume share the id: a second caller meets the run under way.
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            execution_timeout=lifecycle.ACCESS_TIMEOUT,
+        )
+        if await self._runs.workflow_type(handle) != rpc.name:
             raise errors.run_in_progress(
                 tid,
                 f"another suspend or resume of tenant {tid!r} is under way; retry once it ends",
                 workflow_id,
             )
-        await self._settled(workflow_id)
+        ended = await self._runs.ended(workflow_id, wait=SETTLE_WAIT)
+        _raise_if_failed(tid, operation, ended)
         return await self._current(tid)
 
     async def CancelProvisioning(  # noqa: N802
@@ -289,18 +327,20 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             raise errors.failed_precondition(
                 tid, f"tenant {tid!r} has no provisioning run to cancel", State.Name(tenant.state)
             )
-        handle = self._client.get_workflow_handle(lifecycle.provision_workflow_id(tid))
-        try:
-            # Who cancels, for the audit log; then the cancel itself. The run
-            # undoes what it did, then ends PROVISION_FAILED "cancelled".
-            await handle.signal(
-                lifecycle.CANCEL_REQUESTED_SIGNAL,
-                orchestrator_pb2.CancelRequested(requested_by=_caller(context)),
-            )
-            await handle.cancel()
-        except RPCError as err:
-            log.warning("cancelling provisioning of %s failed: %s", tid, err.status)
-            raise errors.unavailable("temporal") from None
+        workflow_id = lifecycle.provision_workflow_id(tid)
+        # The run accepts the cancel (and then ends PROVISION_FAILED
+        # "cancelled", whatever finishes meanwhile) or refuses it because it
+        # has made the tenant ACTIVE; Temporal's cancel then stops what is in
+        # flight at its next heartbeat.
+        await self._runs.update(
+            tid,
+            workflow_id,
+            lifecycle.CANCEL_UPDATE,
+            orchestrator_pb2.CancelRequested(requested_by=_caller(context)),
+            orchestrator_pb2.CancelResponse,
+            state=tenant.state,
+        )
+        await self._runs.cancel(workflow_id)
         return tenant_service_pb2.CancelProvisioningResponse(tenant=await self._current(tid))
 
     async def ListTenantEvents(  # noqa: N802
@@ -324,30 +364,61 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.RetryProvisioningRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.RetryProvisioningResponse:
         tid = self._tenant_id(request.name)
-        record = await self._registry.get(tid)
-        if record is None:
-            raise errors.not_found(tid)
-        if record.state == State.STATE_PROVISION_FAILED:
-            spec = tenant_pb2.Tenant(
-                tenant_id=tid,
-                display_name=record.display_name,
-                plan_tier=record.plan_tier,
-                domains=record.domains,
-                admin=record.admin,
-            )
+        tenant = await self._current(tid)
+        workflow_id = lifecycle.provision_workflow_id(tid)
+        if tenant.state == State.STATE_PROVISION_FAILED:
+            spec = _spec_of(tenant)
             # A new run under the same id: allowed only because the last run
-            # did not succeed; racing callers meet the one run (USE_EXISTING).
-            await self._start_provision(
-                spec,
-                fingerprint(spec),
-                _caller(context),
-                reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            # did not succeed (or was a clean-up); racing callers meet the one
+            # run (USE_EXISTING), and MarkProvisioning lets only a failed tenant start again.
+            last = await self._runs.describe(workflow_id)
+            after_clean_up = last is not None and last.workflow_type == CLEAN_UP.name
+            if after_clean_up and last is not None and last.status == WorkflowExecutionStatus.RUNNING:
+                raise errors.run_in_progress(
+                    tid, f"a clean-up of tenant {tid!r} is under way; retry once it ends", workflow_id
+                )
+            reuse = (
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if after_clean_up
+                else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
             )
-        elif record.state not in (State.STATE_PROVISIONING, State.STATE_ACTIVE):
+            await self._start_provision(spec, fingerprint(spec), _caller(context), reuse=reuse)
+            await self._claimed(tid, workflow_id, "retry", tenant.state)
+        elif tenant.state not in (State.STATE_PENDING, State.STATE_PROVISIONING, State.STATE_ACTIVE):
             raise errors.failed_precondition(
-                tid, f"tenant {tid!r} did not fail provisioning; nothing to retry", State.Name(record.state)
+                tid, f"tenant {tid!r} did not fail provisioning; nothing to retry", State.Name(tenant.state)
             )
         return tenant_service_pb2.RetryProvisioningResponse(tenant=await self._current(tid))
+
+    async def CleanUpTenant(  # noqa: N802
+        self, request: tenant_service_pb2.CleanUpTenantRequest, context: grpc.aio.ServicerContext
+    ) -> tenant_service_pb2.CleanUpTenantResponse:
+        tid = self._tenant_id(request.name)
+        tenant = await self._current(tid)
+        if tenant.state != State.STATE_PROVISION_FAILED:
+            raise errors.failed_precondition(
+                tid,
+                f"tenant {tid!r} is {State.Name(tenant.state)}; only a PROVISION_FAILED tenant is cleaned up"
+                " (DeleteTenant removes everything a live tenant has)",
+                State.Name(tenant.state),
+            )
+        if not tenant.leftover_resources:
+            return tenant_service_pb2.CleanUpTenantResponse(tenant=tenant)
+        # Under the provisioning id: a clean-up and a retry never run at once.
+        workflow_id = lifecycle.provision_workflow_id(tid)
+        handle = await self._runs.start(
+            CLEAN_UP,
+            orchestrator_pb2.CleanUpTenantRequest(tenant_id=tid, requested_by=_caller(context)),
+            workflow_id,
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            execution_timeout=CLEAN_UP_TIMEOUT,
+        )
+        if await self._runs.workflow_type(handle) != CLEAN_UP.name:
+            raise errors.run_in_progress(
+                tid, f"a provisioning run of tenant {tid!r} is under way; retry once it ends", workflow_id
+            )
+        _raise_if_failed(tid, "clean_up", await self._runs.ended(workflow_id, wait=SETTLE_WAIT))
+        return tenant_service_pb2.CleanUpTenantResponse(tenant=await self._current(tid))
 
     async def WatchTenant(  # noqa: N802
         self, request: tenant_service_pb2.WatchTenantRequest, context: grpc.aio.ServicerContext
@@ -375,7 +446,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 settled_at = now
             waited = now - (settled_at or now)
             finished = settled and (
-                not latest_run or waited > SETTLE_WAIT or not await self._running(latest_run)
+                not latest_run or waited > SETTLE_WAIT or not await self._runs.running(latest_run)
             )
             snapshot = tenant.SerializeToString(deterministic=True)
             if (snapshot != last or events) and (finished or not settled):
@@ -408,99 +479,71 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
 
     async def _current(self, tid: str) -> tenant_pb2.Tenant:
         """The registry record, or the accepted spec while the run has not yet
-        written it, with the running workflow's step progress."""
+        written it, with the running workflow's step progress; a record whose
+        run has ended without saying how shows that run's failure."""
         tenant = await self._registry.get(tid)
         if tenant is None:
-            handle = self._client.get_workflow_handle(lifecycle.provision_workflow_id(tid))
-            spec = await self._memo(handle, SPEC_MEMO, tenant_pb2.Tenant)
+            spec = await self._runs.memo(lifecycle.provision_workflow_id(tid), SPEC_MEMO, tenant_pb2.Tenant)
             if not isinstance(spec, tenant_pb2.Tenant):
                 raise errors.not_found(tid)
             tenant = _pending(spec)
-        elif tenant.state in _DELETABLE and await self._running(lifecycle.deprovision_workflow_id(tid)):
+        elif tenant.state in _DELETABLE and await self._runs.running(lifecycle.deprovision_workflow_id(tid)):
             # Deprovisioning has started but not yet marked the record.
             tenant.state = State.STATE_DEPROVISIONING
-        elif tenant.state == State.STATE_PROVISION_FAILED and await self._running(
+        elif tenant.state == State.STATE_PROVISION_FAILED and await self._runs.running(
             lifecycle.provision_workflow_id(tid)
         ):
-            # A retry has started but not yet marked the record.
-            tenant.state = State.STATE_PROVISIONING
+            # A retry (or a clean-up) has started but not yet marked the record.
+            description = await self._runs.describe(lifecycle.provision_workflow_id(tid))
+            if description is not None and description.workflow_type == PROVISION.name:
+                tenant.state = State.STATE_PROVISIONING
+        elif tenant.state in lifecycle.IN_FLIGHT_STATES and not await self._runs.running(workflow_of(tenant)):
+            await self._show_died(tenant)
         return await self._with_progress(tenant)
 
-    async def _update(self, tid: str, workflow_id: str, update: str, argument: Message) -> None:
-        """Sends an update to a run; a refusal is the tenant's state, not a fault."""
-        try:
-            await self._client.get_workflow_handle(workflow_id).execute_update(
-                update, argument, result_type=orchestrator_pb2.DeletionUpdateResponse
-            )
-        except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else "refused"
-            raise errors.failed_precondition(
-                tid, f"tenant {tid!r}: {message}", State.Name(State.STATE_DEPROVISIONING)
-            ) from None
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise errors.failed_precondition(
-                    tid, f"tenant {tid!r}: the deletion run has ended", State.Name(State.STATE_DEPROVISIONING)
-                ) from None
-            log.warning("%s of %s failed: %s", update, workflow_id, err.status)
-            raise errors.unavailable("temporal") from None
-
-    async def _settled(self, workflow_id: str) -> None:
-        """Waits up to SETTLE_WAIT for a short run to end; it goes on regardless."""
-        try:
-            await asyncio.wait_for(self._client.get_workflow_handle(workflow_id).result(), SETTLE_WAIT)
-        except (TimeoutError, WorkflowFailureError, RPCError) as err:
-            log.info("%s not settled yet: %s", workflow_id, type(err).__name__)
+    async def _show_died(self, tenant: tenant_pb2.Tenant) -> None:
+        """A run that ended (terminated, timed out) without its last mark: the
+        tenant shows it as failed rather than under way for ever. A
+        DeleteTenant (or RetryProvisioning) then starts again."""
+        ended = await self._runs.ended(workflow_of(tenant))
+        status = ended.status.name if ended and ended.status else "gone"
+        reason = f"the run ended ({status}) without recording its outcome" + (
+            f": {ended.message}" if ended and ended.message else ""
+        )
+        tenant.state = _DIED_AS.get(tenant.state, tenant.state)  # type: ignore[assignment]
+        if tenant.state in (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED):
+            tenant.failed_step = ended.failed_step if ended else ""
+            tenant.failure_reason = reason
+        tenant.last_operation.outcome = Operation.OUTCOME_FAILED
+        tenant.last_operation.failure_reason = reason
 
     async def _refuse_while_running(self, tid: str, workflow_id: str, what: str) -> None:
-        if await self._running(workflow_id):
+        if await self._runs.running(workflow_id):
             raise errors.run_in_progress(
                 tid, f"{what} of tenant {tid!r} is under way; retry once it ends", workflow_id
             )
 
-    async def _running(self, workflow_id: str) -> bool:
-        try:
-            description = await self._client.get_workflow_handle(workflow_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise errors.unavailable("temporal") from None
-        return description.status == WorkflowExecutionStatus.RUNNING
-
     async def _with_progress(self, tenant: tenant_pb2.Tenant, *, settled: bool = False) -> tenant_pb2.Tenant:
         """Adds the step progress of the tenant's run under way, or with
         `settled` (or after a failure) of its last run."""
-        in_flight = tenant.state in (
-            State.STATE_PENDING,
-            State.STATE_PROVISIONING,
-            State.STATE_DEPROVISIONING,
-        )
-        if not (in_flight or settled or tenant.state == State.STATE_PROVISION_FAILED):
+        failed = tenant.state in (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED)
+        if not (tenant.state in lifecycle.IN_FLIGHT_STATES or settled or failed):
             return tenant
-        if tenant.state in (State.STATE_DEPROVISIONING, State.STATE_DEPROVISIONED):
-            workflow_id = lifecycle.deprovision_workflow_id(tenant.tenant_id)
-        else:
-            workflow_id = lifecycle.provision_workflow_id(tenant.tenant_id)
-        try:
-            progress = await self._client.get_workflow_handle(workflow_id).query(
-                lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress, rpc_timeout=QUERY_TIMEOUT
-            )
-        except Exception as err:  # progress is a nicety: the record stands without it
-            log.debug("progress of %s unavailable: %s", workflow_id, err)
+        progress = await self._runs.progress(workflow_of(tenant))
+        if progress is None:
             return tenant
         tenant.steps.extend(progress.steps)
         tenant.current_step = ",".join(progress.current_steps)
         return tenant
 
-    async def _memo(self, handle: WorkflowHandle, key: str, kind: type) -> object | None:
-        try:
-            description = await handle.describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise errors.unavailable("temporal") from None
-        return await description.memo_value(key, None, type_hint=kind)
+
+def _raise_if_failed(tid: str, operation: str, ended: Ended | None) -> None:
+    """The error of a run that ended badly; nothing for one that succeeded or still runs."""
+    if ended is None or not ended.failed:
+        return
+    if ended.status == WorkflowExecutionStatus.CANCELED:
+        raise errors.operation_failed(tid, operation, "", "Cancelled", f"the {operation} run was cancelled")
+    raise errors.operation_failed(tid, operation, ended.failed_step, ended.failure_type, ended.message)
 
 
 def _pending(spec: tenant_pb2.Tenant) -> tenant_pb2.Tenant:

@@ -23,6 +23,8 @@ from services.tenantdb.providers import (
     RESTORABLE,
     BackupRecord,
     EventRecord,
+    LeftoverRecord,
+    OperationRecord,
     ResourceRecord,
     TenantDataProvider,
     TenantRecord,
@@ -62,23 +64,40 @@ class TenantDataActivities:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "workflow_id is required")
         log.info("tenant %s: mark provisioning (workflow %s)", spec.tenant_id, request.workflow_id)
         with provider_errors():
-            await self._provider.mark_provisioning(spec, request.workflow_id)
-        return tenantdb_pb2.MarkProvisioningResponse()
+            left = await self._provider.mark_provisioning(spec, request.workflow_id, request.run_id)
+        return tenantdb_pb2.MarkProvisioningResponse(leftover_resources=[_leftover_message(x) for x in left])
 
     async def mark_provision_failed(
         self, request: tenantdb_pb2.MarkProvisionFailedRequest
     ) -> tenantdb_pb2.MarkProvisionFailedResponse:
         tenant_id = checked_tenant_id(request.tenant_id)
-        log.info("tenant %s: mark provision failed at %s", tenant_id, request.failed_step)
+        # The spec only matters when the record must be made; it is checked then.
+        spec = _spec_of(request.tenant) if request.HasField("tenant") else None
+        leftovers = [_leftover_of(index, x) for index, x in enumerate(request.leftover_resources)]
+        log.info(
+            "tenant %s: mark provision failed at %s (%d leftover(s))",
+            tenant_id,
+            request.failed_step,
+            len(leftovers),
+        )
         with provider_errors():
-            await self._provider.mark_provision_failed(tenant_id, request.failed_step, request.reason)
+            await self._provider.mark_provision_failed(
+                tenant_id,
+                request.failed_step,
+                request.reason,
+                run_id=request.run_id,
+                spec=spec,
+                leftovers=leftovers,
+                cancelled=request.cancelled,
+                failure_type=request.failure_type,
+            )
         return tenantdb_pb2.MarkProvisionFailedResponse()
 
     async def mark_active(self, request: tenantdb_pb2.MarkActiveRequest) -> tenantdb_pb2.MarkActiveResponse:
         tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: mark active", tenant_id)
         with provider_errors():
-            await self._provider.mark_active(tenant_id)
+            await self._provider.mark_active(tenant_id, request.run_id)
         return tenantdb_pb2.MarkActiveResponse()
 
     async def mark_deprovisioning(
@@ -95,8 +114,78 @@ class TenantDataActivities:
             purge_time.isoformat() if purge_time else "at once",
         )
         with provider_errors():
-            await self._provider.mark_deprovisioning(tenant_id, request.workflow_id, purge_time)
+            await self._provider.mark_deprovisioning(
+                tenant_id, request.workflow_id, purge_time, request.run_id
+            )
         return tenantdb_pb2.MarkDeprovisioningResponse()
+
+    async def mark_deprovision_failed(
+        self, request: tenantdb_pb2.MarkDeprovisionFailedRequest
+    ) -> tenantdb_pb2.MarkDeprovisionFailedResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        backups = [_backup_of(index, b) for index, b in enumerate(request.backups)]
+        log.info("tenant %s: mark deprovision failed at %s", tenant_id, request.failed_step)
+        with provider_errors():
+            await self._provider.mark_deprovision_failed(
+                tenant_id,
+                request.run_id,
+                request.failed_step,
+                request.reason,
+                failure_type=request.failure_type,
+                backups=backups,
+                purge_begun=request.purge_begun,
+            )
+        return tenantdb_pb2.MarkDeprovisionFailedResponse()
+
+    async def mark_access_changing(
+        self, request: tenantdb_pb2.MarkAccessChangingRequest
+    ) -> tenantdb_pb2.MarkAccessChangingResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        if not (request.workflow_id and request.run_id):
+            raise errors.permanent(ErrorType.INVALID_ARGUMENT, "workflow_id and run_id are required")
+        with provider_errors():
+            record, claimed = await self._provider.mark_access_changing(
+                tenant_id, suspend=request.suspend, workflow_id=request.workflow_id, run_id=request.run_id
+            )
+        log.info(
+            "tenant %s: %s %s",
+            tenant_id,
+            "suspend" if request.suspend else "resume",
+            "started" if claimed else f"not started ({record.state if record else 'no record'})",
+        )
+        if record is None:
+            return tenantdb_pb2.MarkAccessChangingResponse(found=False)
+        return tenantdb_pb2.MarkAccessChangingResponse(found=True, tenant=_tenant_of(record), claimed=claimed)
+
+    async def mark_access_change_failed(
+        self, request: tenantdb_pb2.MarkAccessChangeFailedRequest
+    ) -> tenantdb_pb2.MarkAccessChangeFailedResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        log.info("tenant %s: access change failed at %s", tenant_id, request.failed_step)
+        with provider_errors():
+            await self._provider.mark_access_change_failed(
+                tenant_id, request.run_id, request.failed_step, request.reason, request.failure_type
+            )
+        return tenantdb_pb2.MarkAccessChangeFailedResponse()
+
+    async def record_leftovers(
+        self, request: tenantdb_pb2.RecordLeftoversRequest
+    ) -> tenantdb_pb2.RecordLeftoversResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        leftovers = [_leftover_of(index, x) for index, x in enumerate(request.leftover_resources)]
+        with provider_errors():
+            await self._provider.record_leftovers(tenant_id, request.workflow_id, request.run_id, leftovers)
+        return tenantdb_pb2.RecordLeftoversResponse()
+
+    async def record_failed_operation(
+        self, request: tenantdb_pb2.RecordFailedOperationRequest
+    ) -> tenantdb_pb2.RecordFailedOperationResponse:
+        tenant_id = checked_tenant_id(request.tenant_id)
+        operation = _operation_of(request.operation)
+        log.info("tenant %s: %s failed at %s", tenant_id, operation.kind, operation.failed_step)
+        with provider_errors():
+            await self._provider.record_failed_operation(tenant_id, operation)
+        return tenantdb_pb2.RecordFailedOperationResponse()
 
     async def mark_deprovisioned(
         self, request: tenantdb_pb2.MarkDeprovisionedRequest
@@ -149,7 +238,13 @@ class TenantDataActivities:
             record = await self._provider.get_tenant(tenant_id)
         if record is None:
             return tenantdb_pb2.GetTenantRecordResponse(found=False)
-        return tenantdb_pb2.GetTenantRecordResponse(found=True, tenant=_tenant_of(record))
+        return tenantdb_pb2.GetTenantRecordResponse(
+            found=True,
+            tenant=_tenant_of(record),
+            state_before_deletion=_enum_value(tenant_pb2.Tenant.State, record.state_before_deletion)
+            if record.state_before_deletion
+            else 0,
+        )
 
     async def create_tenant_schema(
         self, request: tenantdb_pb2.CreateTenantSchemaRequest
@@ -276,7 +371,65 @@ def _tenant_of(record: TenantRecord) -> tenant_pb2.Tenant:
     )
     if record.purge_time is not None:
         tenant.purge_time.CopyFrom(_timestamp(record.purge_time))
+    tenant.leftover_resources.extend(_leftover_message(x) for x in record.leftovers)
+    if record.last_operation is not None:
+        tenant.last_operation.CopyFrom(_operation_message(record.last_operation))
     return tenant
+
+
+def _leftover_message(left: LeftoverRecord) -> tenant_pb2.LeftoverResource:
+    return tenant_pb2.LeftoverResource(
+        step=left.step, kind=left.kind, id=left.resource_id, domain=left.domain, reason=left.reason
+    )
+
+
+def _leftover_of(index: int, left: tenant_pb2.LeftoverResource) -> LeftoverRecord:
+    if not (left.step and left.kind and left.domain):
+        raise errors.permanent(
+            ErrorType.INVALID_ARGUMENT, f"leftover_resources[{index}] needs a step, a kind and a domain"
+        )
+    return LeftoverRecord(
+        step=left.step,
+        kind=left.kind,
+        resource_id=left.id,
+        domain=left.domain,
+        reason=left.reason[:MAX_EVENT_DETAIL],
+    )
+
+
+def _operation_message(op: OperationRecord) -> tenant_pb2.Operation:
+    message = tenant_pb2.Operation(
+        kind=_enum_value(tenant_pb2.Operation.Kind, op.kind),
+        outcome=_enum_value(tenant_pb2.Operation.Outcome, op.outcome),
+        workflow_id=op.workflow_id,
+        run_id=op.run_id,
+        failed_step=op.failed_step,
+        failure_reason=op.failure_reason,
+        failure_type=op.failure_type,
+    )
+    if op.start_time is not None:
+        message.start_time.CopyFrom(_timestamp(op.start_time))
+    if op.end_time is not None:
+        message.end_time.CopyFrom(_timestamp(op.end_time))
+    return message
+
+
+def _operation_of(op: tenant_pb2.Operation) -> OperationRecord:
+    kind = _enum_name(tenant_pb2.Operation.Kind, op.kind)
+    outcome = _enum_name(tenant_pb2.Operation.Outcome, op.outcome)
+    if not kind or op.kind == 0 or not outcome or op.outcome == 0:
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, "operation needs a kind and an outcome")
+    return OperationRecord(
+        kind=kind,
+        outcome=outcome,
+        workflow_id=op.workflow_id,
+        run_id=op.run_id,
+        failed_step=op.failed_step,
+        failure_reason=op.failure_reason[:MAX_EVENT_DETAIL],
+        failure_type=op.failure_type,
+        start_time=op.start_time.ToDatetime(tzinfo=UTC) if op.HasField("start_time") else None,
+        end_time=op.end_time.ToDatetime(tzinfo=UTC) if op.HasField("end_time") else None,
+    )
 
 
 def _backup_of(index: int, backup: tenant_pb2.BackupObject) -> BackupRecord:

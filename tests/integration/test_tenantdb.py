@@ -46,7 +46,7 @@ def tenant(tenant_id: str, **overrides: Any) -> tenant_pb2.Tenant:
         "tenant_id": tenant_id,
         "display_name": "Acme Corp",
         "plan_tier": tenant_pb2.PLAN_TIER_POOLED,
-        "domains": [f"{tenant_id}.example.com", "acme.example"],
+        "domains": [f"{tenant_id}.example.com", f"{tenant_id}.acme.example"],
         "admin": tenant_pb2.AdminContact(email="boss@acme.example", given_name="Ada", family_name="Boss"),
     }
     fields.update(overrides)
@@ -111,7 +111,7 @@ async def test_mark_provisioning_inserts_the_record(acts: Activities, db: psycop
     assert row["state"] == "STATE_PROVISIONING"
     assert row["plan_tier"] == "PLAN_TIER_POOLED"
     assert row["display_name"] == "Acme Corp"
-    assert row["domains"] == [f"{tid}.example.com", "acme.example"]
+    assert row["domains"] == [f"{tid}.example.com", f"{tid}.acme.example"]
     assert (row["admin_email"], row["admin_given_name"], row["admin_family_name"]) == (
         "boss@acme.example",
         "Ada",
@@ -200,7 +200,7 @@ async def test_get_tenant_record_returns_everything(acts: Activities, db: psycop
     assert t.tenant_id == tid
     assert t.display_name == "Acme Corp"
     assert t.plan_tier == tenant_pb2.PLAN_TIER_POOLED
-    assert list(t.domains) == [f"{tid}.example.com", "acme.example"]
+    assert list(t.domains) == [f"{tid}.example.com", f"{tid}.acme.example"]
     assert t.admin == tenant_pb2.AdminContact(email="boss@acme.example", given_name="Ada", family_name="Boss")
     assert t.state == tenant_pb2.Tenant.STATE_PROVISION_FAILED
     assert (t.failed_step, t.failure_reason) == ("create_bucket", "bucket name taken")
@@ -399,6 +399,18 @@ async def test_bad_tenant_ids_are_rejected_by_every_rpc(
             events=[
                 tenant_pb2.TenantEvent(kind=tenant_pb2.TenantEvent.KIND_REQUESTED, run_id="r", sequence=1)
             ],
+        ),
+        "mark_deprovision_failed": pb.MarkDeprovisionFailedRequest(tenant_id=bad_id, run_id="r"),
+        "mark_access_changing": pb.MarkAccessChangingRequest(
+            tenant_id=bad_id, suspend=True, workflow_id="a", run_id="r"
+        ),
+        "mark_access_change_failed": pb.MarkAccessChangeFailedRequest(tenant_id=bad_id, run_id="r"),
+        "record_leftovers": pb.RecordLeftoversRequest(tenant_id=bad_id, workflow_id="c", run_id="r"),
+        "record_failed_operation": pb.RecordFailedOperationRequest(
+            tenant_id=bad_id,
+            operation=tenant_pb2.Operation(
+                kind=tenant_pb2.Operation.KIND_UNDELETE, outcome=tenant_pb2.Operation.OUTCOME_FAILED
+            ),
         ),
     }
     assert set(requests) == set(acts.fns)

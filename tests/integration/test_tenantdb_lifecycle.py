@@ -111,8 +111,8 @@ async def test_suspend_and_resume_are_idempotent(acts: Activities, db: psycopg.A
 @pytest.mark.parametrize(
     ("rpc", "request_factory", "needs"),
     [
-        ("mark_suspended", lambda t: pb.MarkSuspendedRequest(tenant_id=t), "STATE_ACTIVE"),
-        ("mark_resumed", lambda t: pb.MarkResumedRequest(tenant_id=t), "STATE_SUSPENDED"),
+        ("mark_suspended", lambda t: pb.MarkSuspendedRequest(tenant_id=t), "STATE_ACTIVE, STATE_SUSPENDING"),
+        ("mark_resumed", lambda t: pb.MarkResumedRequest(tenant_id=t), "STATE_RESUMING, STATE_SUSPENDED"),
     ],
 )
 async def test_suspend_and_resume_refuse_other_states(

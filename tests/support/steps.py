@@ -1,18 +1,10 @@
 """Which activity each provisioning step calls, for tests that inject a
-failure at a step or check what a run called."""
+failure at a step or check what a run called: read from the step table."""
 
 from __future__ import annotations
 
-STEP_RPC = {
-    "mark_provisioning": "MarkProvisioning",
-    "create_realm": "CreateRealm",
-    "create_oidc_client": "CreateOidcClient",
-    "create_admin_user": "CreateAdminUser",
-    "create_schema": "CreateTenantSchema",
-    "create_bucket": "CreateBucket",
-    "create_dns_records": "UpsertDnsRecords",
-    "apply_infrastructure": "ApplyInfrastructure",
-    "deploy_application": "CreateDeployment",
-    "record_resources": "RecordResources",
-    "mark_active": "MarkActive",
-}
+from orchestrator.plan import STEPS, TierPlan
+
+_SILO = TierPlan(own_deployment=True, dedicated_infrastructure=True)
+# Every provisioning step of the silo plan (the largest) that is an activity, in plan order.
+STEP_RPC = {name: STEPS[name].rpc.method for name in _SILO.provision_steps if name != "send_welcome"}

@@ -81,7 +81,7 @@ def test_orchestrator_registers_exactly_the_declared_workflows() -> None:
 
 
 def test_orchestrator_calls_only_declared_rpcs_through_the_contracts() -> None:
-    sources = "\n".join(p.read_text() for p in (ROOT / "orchestrator").glob("*.py"))
+    sources = "\n".join(p.read_text() for p in (ROOT / "orchestrator").rglob("*.py"))
     assert "execute_activity(" not in sources, "call activities through libs.contracts.execute"
     by_name = {c.service.rsplit(".", 1)[-1]: c for c in contracts.ACTIVITY_CONTRACTS}
     aliases = {"IDENTITY": "IdentityActivities", "INFRASTRUCTURE": "InfrastructureActivities",

@@ -65,9 +65,14 @@ class FakeDomains:
             if rpc.method in self.fail:
                 raise errors.permanent(ErrorType.CONFLICT, f"injected failure in {rpc.method}")
             out = _plausible(rpc)
-            if rpc.method == "GetTenantRecord":
+            if rpc.method in ("GetTenantRecord", "MarkAccessChanging"):
                 out.tenant.plan_tier = self.record_tier
                 out.tenant.state = self.record_state
+            if rpc.method == "MarkAccessChanging":
+                source = (
+                    tenant_pb2.Tenant.STATE_ACTIVE if request.suspend else tenant_pb2.Tenant.STATE_SUSPENDED
+                )
+                out.claimed = self.record_state == source
             return out
 
         fake.__annotations__ = {"request": rpc.input_type, "return": rpc.output_type}

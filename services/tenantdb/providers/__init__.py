@@ -34,17 +34,31 @@ PROVISION_FAILED = _State.Name(tenant_pb2.Tenant.STATE_PROVISION_FAILED)
 SUSPENDED = _State.Name(tenant_pb2.Tenant.STATE_SUSPENDED)
 DEPROVISIONING = _State.Name(tenant_pb2.Tenant.STATE_DEPROVISIONING)
 DEPROVISIONED = _State.Name(tenant_pb2.Tenant.STATE_DEPROVISIONED)
+DEPROVISION_FAILED = _State.Name(tenant_pb2.Tenant.STATE_DEPROVISION_FAILED)
+SUSPENDING = _State.Name(tenant_pb2.Tenant.STATE_SUSPENDING)
+RESUMING = _State.Name(tenant_pb2.Tenant.STATE_RESUMING)
 
 # The states each transition may start from. Reaching a state the tenant is
 # already in is always allowed (a repeated activity is a no-op), so the
-# target itself is listed too.
+# target itself is listed too. Where a run owns the record (its run id is on
+# it since its first mark), the transitions out of the run's own state check
+# the run id as well (see the adapter).
 PROVISION_FAILED_FROM = frozenset({PENDING, PROVISIONING, PROVISION_FAILED})
 ACTIVE_FROM = frozenset({PROVISIONING, ACTIVE})
-DEPROVISIONING_FROM = frozenset({ACTIVE, PROVISION_FAILED, SUSPENDED, DEPROVISIONING})
+DEPROVISIONING_FROM = frozenset({ACTIVE, PROVISION_FAILED, SUSPENDED, DEPROVISIONING, DEPROVISION_FAILED})
 DEPROVISIONED_FROM = frozenset({DEPROVISIONING, DEPROVISIONED})
-SUSPENDED_FROM = frozenset({ACTIVE, SUSPENDED})
+DEPROVISION_FAILED_FROM = frozenset({DEPROVISIONING, DEPROVISION_FAILED})
+# Runs before the claim (SUSPENDING, RESUMING) went straight from the source state.
+SUSPENDED_FROM = frozenset({SUSPENDING, ACTIVE, SUSPENDED})
 # Resuming has its own rule: MarkActive (ACTIVE_FROM) ends a provisioning run.
-RESUMED_FROM = frozenset({SUSPENDED, ACTIVE})
+RESUMED_FROM = frozenset({RESUMING, SUSPENDED, ACTIVE})
+# A suspend or resume run takes the tenant over from its source state.
+SUSPENDING_FROM = frozenset({ACTIVE, SUSPENDING})
+RESUMING_FROM = frozenset({SUSPENDED, RESUMING})
+# States that hold their domains: no other tenant may provision them.
+DOMAIN_HOLDING = frozenset(
+    {PROVISIONING, ACTIVE, SUSPENDING, SUSPENDED, RESUMING, DEPROVISIONING, DEPROVISION_FAILED}
+)
 # Undeleting puts a tenant in its grace period back in the settled state it
 # had before; the allowed start is DEPROVISIONING or that state itself.
 RESTORABLE = frozenset({ACTIVE, SUSPENDED, PROVISION_FAILED})
@@ -109,6 +123,32 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class LeftoverRecord:
+    """Something a failed run could not remove (Tenant.leftover_resources)."""
+
+    step: str
+    kind: str
+    resource_id: str
+    domain: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    """The tenant's last run (Tenant.last_operation); enums by their proto value names."""
+
+    kind: str
+    outcome: str
+    workflow_id: str = ""
+    run_id: str = ""
+    failed_step: str = ""
+    failure_reason: str = ""
+    failure_type: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
 class TenantRecord:
     """A registry record with its resources and the backups kept with it."""
 
@@ -123,6 +163,12 @@ class TenantRecord:
     resources: tuple[ResourceRecord, ...] = field(default=())
     purge_time: datetime | None = None
     backups: tuple[BackupRecord, ...] = field(default=())
+    # The run that owns the record now (or last did).
+    run_id: str = ""
+    leftovers: tuple[LeftoverRecord, ...] = field(default=())
+    last_operation: OperationRecord | None = None
+    # While a deletion runs or after it failed: the state an undelete restores.
+    state_before_deletion: str = ""
 
 
 class TenantDataProvider(Protocol):
@@ -140,22 +186,76 @@ class TenantDataProvider(Protocol):
     async def close(self) -> None:
         """Releases connections; safe to call twice."""
 
-    async def mark_provisioning(self, spec: TenantSpec, workflow_id: str) -> None:
-        """Creates the record in PROVISIONING, or moves a retried one back to it."""
+    async def mark_provisioning(
+        self, spec: TenantSpec, workflow_id: str, run_id: str = ""
+    ) -> Sequence[LeftoverRecord]:
+        """Creates the record in PROVISIONING, or moves a retried one back to it,
+        claiming its domains: one held by another live tenant is a Conflict.
+        Returns what an earlier failed run left (the new run owes its undos)."""
 
-    async def mark_provision_failed(self, tenant_id: str, failed_step: str, reason: str) -> None:
-        """Moves the tenant to PROVISION_FAILED with the failed step and reason."""
+    async def mark_provision_failed(
+        self,
+        tenant_id: str,
+        failed_step: str,
+        reason: str,
+        *,
+        run_id: str = "",
+        spec: TenantSpec | None = None,
+        leftovers: Sequence[LeftoverRecord] = (),
+        cancelled: bool = False,
+        failure_type: str = "",
+    ) -> None:
+        """Moves the tenant to PROVISION_FAILED with the failed step, reason and
+        leftovers; creates the record from `spec` when there is none. An
+        ACTIVE record only the run that made it ACTIVE may mark; a record
+        another run owns is a Conflict."""
 
-    async def mark_active(self, tenant_id: str) -> None:
+    async def mark_active(self, tenant_id: str, run_id: str = "") -> None:
         """Moves the tenant from PROVISIONING to ACTIVE."""
 
     async def mark_deprovisioning(
-        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None
+        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None, run_id: str = ""
     ) -> None:
         """Moves the tenant to DEPROVISIONING under `workflow_id`, with the end of its grace period."""
 
     async def mark_deprovisioned(self, tenant_id: str, backups: Sequence[BackupRecord] = ()) -> None:
         """Moves the tenant from DEPROVISIONING to DEPROVISIONED, keeping `backups` with the record."""
+
+    async def mark_deprovision_failed(
+        self,
+        tenant_id: str,
+        run_id: str,
+        failed_step: str,
+        reason: str,
+        *,
+        failure_type: str = "",
+        backups: Sequence[BackupRecord] = (),
+        purge_begun: bool = False,
+    ) -> None:
+        """Moves the tenant from DEPROVISIONING (owned by `run_id`) to
+        DEPROVISION_FAILED, keeping the backup taken so far; with
+        `purge_begun` the grace period is over (purge_time cleared)."""
+
+    async def mark_access_changing(
+        self, tenant_id: str, *, suspend: bool, workflow_id: str, run_id: str
+    ) -> tuple[TenantRecord | None, bool]:
+        """Takes the tenant to SUSPENDING (from ACTIVE) or RESUMING (from
+        SUSPENDED) for the run; returns the record as it was and whether it
+        was taken (False, with nothing changed, in any other state)."""
+
+    async def mark_access_change_failed(
+        self, tenant_id: str, run_id: str, failed_step: str, reason: str, failure_type: str = ""
+    ) -> None:
+        """Puts a SUSPENDING tenant back to ACTIVE, or a RESUMING one back to
+        SUSPENDED, with the failure as its last operation."""
+
+    async def record_leftovers(
+        self, tenant_id: str, workflow_id: str, run_id: str, leftovers: Sequence[LeftoverRecord]
+    ) -> None:
+        """Replaces a PROVISION_FAILED tenant's leftovers after a clean-up run."""
+
+    async def record_failed_operation(self, tenant_id: str, operation: OperationRecord) -> None:
+        """Records a failed run as the tenant's last operation, changing nothing else."""
 
     async def mark_suspended(self, tenant_id: str) -> None:
         """Moves the tenant from ACTIVE to SUSPENDED."""

@@ -9,21 +9,26 @@ only with `sql.Identifier`; values only travel as parameters.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime
-from typing import IO
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import IO, Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from libs.postgres import advisory_lock, connection_pool, open_pool
 from services.tenantdb.providers import (
     ACTIVE,
     ACTIVE_FROM,
+    DEPROVISION_FAILED,
+    DEPROVISION_FAILED_FROM,
     DEPROVISIONED,
     DEPROVISIONED_FROM,
     DEPROVISIONING,
     DEPROVISIONING_FROM,
+    DOMAIN_HOLDING,
     PROVISION_FAILED,
     PROVISION_FAILED_FROM,
     PROVISIONING,
@@ -31,12 +36,18 @@ from services.tenantdb.providers import (
     REPROVISION_SAME_WORKFLOW_FROM,
     RESTORABLE,
     RESUMED_FROM,
+    RESUMING,
+    RESUMING_FROM,
     SUSPENDED,
     SUSPENDED_FROM,
+    SUSPENDING,
+    SUSPENDING_FROM,
     BackupRecord,
     Conflict,
     EventRecord,
+    LeftoverRecord,
     NotFound,
+    OperationRecord,
     Rejected,
     ResourceRecord,
     TenantRecord,
@@ -52,6 +63,7 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = "tenantry.tenantdb.migrate"
 _SCHEMA_LOCK = "tenantry.tenantdb.schema:"
 _RESOURCE_LOCK = "tenantry.tenantdb.resource:"
+_DOMAIN_LOCK = "tenantry.tenantdb.domain:"
 
 _REGISTRY_DDL = (
     "CREATE SCHEMA IF NOT EXISTS registry",
@@ -119,6 +131,30 @@ _REGISTRY_DDL = (
     """,
     # The facade pages a tenant's events by event id.
     "CREATE INDEX IF NOT EXISTS tenant_events_tenant ON registry.tenant_events (tenant_id, event_id)",
+    # Added with failure-proof runs: the run that owns the record (its first
+    # mark wrote it), what a failed run could not remove, the last run and
+    # how it ended (Tenant.last_operation as proto JSON), and the state an
+    # undelete of a deletion that stopped puts back.
+    "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS run_id text NOT NULL DEFAULT ''",
+    "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS leftover_resources jsonb NOT NULL DEFAULT '[]'",
+    "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS last_operation jsonb",
+    "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS state_before_deletion text NOT NULL DEFAULT ''",
+)
+
+# Operation kinds and outcomes, by their proto value names (Tenant.Operation).
+PROVISION, DEPROVISION, SUSPEND, RESUME, UNDELETE, CLEAN_UP = (
+    "KIND_PROVISION",
+    "KIND_DEPROVISION",
+    "KIND_SUSPEND",
+    "KIND_RESUME",
+    "KIND_UNDELETE",
+    "KIND_CLEAN_UP",
+)
+RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "OUTCOME_RUNNING",
+    "OUTCOME_SUCCEEDED",
+    "OUTCOME_FAILED",
+    "OUTCOME_CANCELLED",
 )
 
 # Version of the seed below; bump it with a new idempotent step when the seed grows.
@@ -147,30 +183,25 @@ class PostgresTenantData:
 
     # -- registry -----------------------------------------------------------
 
-    async def mark_provisioning(self, spec: TenantSpec, workflow_id: str) -> None:
+    async def mark_provisioning(
+        self, spec: TenantSpec, workflow_id: str, run_id: str = ""
+    ) -> tuple[LeftoverRecord, ...]:
+        """See the protocol; returns what an earlier failed run left (the run owes its undos)."""
         fields = {
-            "display_name": spec.display_name,
-            "plan_tier": spec.plan_tier,
-            "domains": list(spec.domains),
-            "admin_email": spec.admin_email,
-            "admin_given_name": spec.admin_given_name,
-            "admin_family_name": spec.admin_family_name,
+            **_spec_fields(spec),
             "state": PROVISIONING,
             "workflow_id": workflow_id,
+            "run_id": run_id,
         }
         async with self._pool.connection() as conn, conn.transaction():
-            columns = ["tenant_id", *fields]
-            insert = sql.SQL(
-                "INSERT INTO registry.tenants ({}) VALUES ({}) ON CONFLICT (tenant_id) DO NOTHING RETURNING 1"
-            ).format(
-                sql.SQL(", ").join(map(sql.Identifier, columns)),
-                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-            )
-            cur = await conn.execute(insert, [spec.tenant_id, *fields.values()])
-            if await cur.fetchone():
+            await _claim_domains(conn, spec.tenant_id, spec.domains)
+            operation = _operation(PROVISION, RUNNING, workflow_id, run_id)
+            if await _insert(conn, spec.tenant_id, {**fields, "last_operation": operation}):
                 log.info("tenant %s registered as %s by %s", spec.tenant_id, PROVISIONING, workflow_id)
-                return
-            state, current_workflow = await _locked_row(conn, spec.tenant_id, "state", "workflow_id")
+                return ()
+            state, current_workflow, current_op, left = await _locked_row(
+                conn, spec.tenant_id, "state", "workflow_id", "last_operation", "leftover_resources"
+            )
             retry = state in REPROVISION_FROM
             repeat = current_workflow == workflow_id and state in REPROVISION_SAME_WORKFLOW_FROM
             if not (retry or repeat):
@@ -178,73 +209,295 @@ class PostgresTenantData:
                     f"tenant {spec.tenant_id} already exists in {state} (workflow {current_workflow!r}); "
                     f"only a tenant in {PROVISION_FAILED} can be provisioned again"
                 )
-            fields.update(current_step="", failed_step="", failure_reason="")
+            fields.update(
+                current_step="",
+                failed_step="",
+                failure_reason="",
+                last_operation=_operation(PROVISION, RUNNING, workflow_id, run_id, since=current_op),
+            )
             if await _update(conn, spec.tenant_id, fields):
                 log.info("tenant %s set to %s again by %s", spec.tenant_id, PROVISIONING, workflow_id)
+        return tuple(_leftover(item) for item in left)
 
-    async def mark_provision_failed(self, tenant_id: str, failed_step: str, reason: str) -> None:
-        await self._transition(
-            tenant_id,
-            PROVISION_FAILED,
-            PROVISION_FAILED_FROM,
-            {"failed_step": failed_step, "failure_reason": reason, "current_step": ""},
-        )
+    async def mark_provision_failed(
+        self,
+        tenant_id: str,
+        failed_step: str,
+        reason: str,
+        *,
+        run_id: str = "",
+        spec: TenantSpec | None = None,
+        leftovers: Sequence[LeftoverRecord] = (),
+        cancelled: bool = False,
+        failure_type: str = "",
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await _locked_row_or_none(
+                conn, tenant_id, "state", "run_id", "workflow_id", "last_operation"
+            )
+            fields: dict[str, object] = {
+                "failed_step": failed_step,
+                "failure_reason": reason,
+                "current_step": "",
+                "leftover_resources": Jsonb([asdict(left) for left in leftovers]),
+            }
+            if row is None:
+                if spec is None:
+                    raise NotFound(f"tenant {tenant_id} is not in the registry")
+                # The run failed before MarkProvisioning wrote the record: the
+                # record is made now, to say why.
+                operation = _operation(
+                    PROVISION,
+                    CANCELLED if cancelled else FAILED,
+                    "",
+                    run_id,
+                    failure=(failed_step, reason, failure_type),
+                )
+                await _insert(
+                    conn,
+                    tenant_id,
+                    {
+                        **_spec_fields(spec),
+                        **fields,
+                        "state": PROVISION_FAILED,
+                        "run_id": run_id,
+                        "last_operation": operation,
+                    },
+                )
+                log.info(
+                    "tenant %s registered as %s (%s: %s)", tenant_id, PROVISION_FAILED, failed_step, reason
+                )
+                return
+            state, current_run, workflow_id, current_op = row
+            ours = not (run_id and current_run) or run_id == current_run
+            if state == ACTIVE:
+                # Only the run that made it ACTIVE takes it back (its MarkActive
+                # did its work and then failed, or a cancel came meanwhile).
+                ours = bool(run_id) and run_id == current_run
+            elif state not in PROVISION_FAILED_FROM:
+                ours = False
+            if not ours:
+                raise Conflict(
+                    f"tenant {tenant_id} is {state} under another run ({workflow_id!r}); "
+                    "this run's failure does not change it"
+                )
+            fields.update(
+                state=PROVISION_FAILED,
+                last_operation=_operation(
+                    PROVISION,
+                    CANCELLED if cancelled else FAILED,
+                    workflow_id,
+                    run_id or current_run,
+                    since=current_op,
+                    failure=(failed_step, reason, failure_type),
+                ),
+            )
+            if await _update(conn, tenant_id, fields):
+                log.info("tenant %s: %s -> %s at %s", tenant_id, state, PROVISION_FAILED, failed_step)
 
-    async def mark_active(self, tenant_id: str) -> None:
-        await self._transition(tenant_id, ACTIVE, ACTIVE_FROM, {"current_step": ""})
+    async def mark_active(self, tenant_id: str, run_id: str = "") -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            state, current_run, workflow_id, current_op = await _locked_row(
+                conn, tenant_id, "state", "run_id", "workflow_id", "last_operation"
+            )
+            if state == PROVISIONING and run_id and current_run and run_id != current_run:
+                raise Conflict(f"tenant {tenant_id} is being provisioned by another run")
+            fields: dict[str, object] = {
+                "current_step": "",
+                # What an earlier failed run left was taken over by this one.
+                "leftover_resources": Jsonb([]),
+                "last_operation": _operation(
+                    PROVISION, SUCCEEDED, workflow_id, current_run, since=current_op
+                ),
+            }
+            await self._transition_in(conn, tenant_id, ACTIVE, ACTIVE_FROM, fields, state=state)
 
     async def mark_deprovisioning(
-        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None
+        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None, run_id: str = ""
     ) -> None:
-        await self._transition(
-            tenant_id,
-            DEPROVISIONING,
-            DEPROVISIONING_FROM,
-            {"workflow_id": workflow_id, "purge_time": purge_time},
+        async with self._pool.connection() as conn, conn.transaction():
+            state, before, current_op = await _locked_row(
+                conn, tenant_id, "state", "state_before_deletion", "last_operation"
+            )
+            if state not in (DEPROVISIONING, DEPROVISION_FAILED):
+                before = state
+            fields: dict[str, object] = {
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "purge_time": purge_time,
+                "state_before_deletion": before,
+                "last_operation": _operation(DEPROVISION, RUNNING, workflow_id, run_id, since=current_op),
+            }
+            await self._transition_in(
+                conn, tenant_id, DEPROVISIONING, DEPROVISIONING_FROM, fields, state=state
+            )
+
+    async def mark_deprovision_failed(
+        self,
+        tenant_id: str,
+        run_id: str,
+        failed_step: str,
+        reason: str,
+        *,
+        failure_type: str = "",
+        backups: Sequence[BackupRecord] = (),
+        purge_begun: bool = False,
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            state, current_run, workflow_id, current_op = await _locked_row(
+                conn, tenant_id, "state", "run_id", "workflow_id", "last_operation"
+            )
+            if state == DEPROVISIONING and current_run and run_id != current_run:
+                raise Conflict(f"tenant {tenant_id} is being deprovisioned by another run")
+            fields: dict[str, object] = {
+                "failed_step": failed_step,
+                "failure_reason": reason,
+                "current_step": "",
+                "last_operation": _operation(
+                    DEPROVISION,
+                    FAILED,
+                    workflow_id,
+                    run_id,
+                    since=current_op,
+                    failure=(failed_step, reason, failure_type),
+                ),
+            }
+            if purge_begun:
+                fields["purge_time"] = None  # a resumed deletion does not wait again
+            await self._transition_in(
+                conn, tenant_id, DEPROVISION_FAILED, DEPROVISION_FAILED_FROM, fields, state=state
+            )
+            await _keep_backups(conn, tenant_id, backups)
+
+    async def mark_access_changing(
+        self, tenant_id: str, *, suspend: bool, workflow_id: str, run_id: str
+    ) -> tuple[TenantRecord | None, bool]:
+        source, changing, allowed = (
+            (ACTIVE, SUSPENDING, SUSPENDING_FROM) if suspend else (SUSPENDED, RESUMING, RESUMING_FROM)
         )
+        kind = SUSPEND if suspend else RESUME
+        claimed = False
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await _locked_row_or_none(conn, tenant_id, "state", "workflow_id", "last_operation")
+            if row is not None:
+                state, current_workflow, current_op = row
+                # The same workflow id (suspend and resume share one) takes over
+                # from a run of it that ended half-way.
+                if state == source or (state in allowed and current_workflow == workflow_id):
+                    claimed = True
+                    fields = {
+                        "state": changing,
+                        "workflow_id": workflow_id,
+                        "run_id": run_id,
+                        "last_operation": _operation(kind, RUNNING, workflow_id, run_id, since=current_op),
+                    }
+                    if await _update(conn, tenant_id, fields):
+                        log.info("tenant %s: %s -> %s", tenant_id, state, changing)
+        return await self.get_tenant(tenant_id), claimed
+
+    async def mark_access_change_failed(
+        self, tenant_id: str, run_id: str, failed_step: str, reason: str, failure_type: str = ""
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            state, current_run, workflow_id, current_op = await _locked_row(
+                conn, tenant_id, "state", "run_id", "workflow_id", "last_operation"
+            )
+            back = {SUSPENDING: ACTIVE, RESUMING: SUSPENDED}.get(state)
+            if back is None or (current_run and run_id != current_run):
+                if current_run == run_id and state in (ACTIVE, SUSPENDED):
+                    return  # marked already (a repeated activity)
+                raise Conflict(f"tenant {tenant_id} is {state}; no change of access of this run to undo")
+            kind = SUSPEND if state == SUSPENDING else RESUME
+            fields = {
+                "state": back,
+                "last_operation": _operation(
+                    kind,
+                    FAILED,
+                    workflow_id,
+                    run_id,
+                    since=current_op,
+                    failure=(failed_step, reason, failure_type),
+                ),
+            }
+            if await _update(conn, tenant_id, fields):
+                log.info("tenant %s: %s -> %s (%s failed)", tenant_id, state, back, failed_step)
+
+    async def record_leftovers(
+        self, tenant_id: str, workflow_id: str, run_id: str, leftovers: Sequence[LeftoverRecord]
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            (state,) = await _locked_row(conn, tenant_id, "state")
+            if state != PROVISION_FAILED:
+                raise Conflict(
+                    f"tenant {tenant_id} is {state}; only a {PROVISION_FAILED} tenant has leftovers"
+                )
+            shown = ", ".join(f"{left.kind} {left.resource_id}".strip() for left in leftovers)
+            operation = _operation(
+                CLEAN_UP,
+                FAILED if leftovers else SUCCEEDED,
+                workflow_id,
+                run_id,
+                failure=(leftovers[0].step, f"could not remove {shown}", "") if leftovers else None,
+                start=datetime.now(UTC),
+            )
+            fields = {
+                "leftover_resources": Jsonb([asdict(left) for left in leftovers]),
+                "last_operation": operation,
+            }
+            await _update(conn, tenant_id, fields)
+        log.info("tenant %s: %d leftover resource(s) after clean-up", tenant_id, len(leftovers))
+
+    async def record_failed_operation(self, tenant_id: str, operation: OperationRecord) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            await _locked_row(conn, tenant_id, "state")
+            await _update(conn, tenant_id, {"last_operation": Jsonb(_operation_json(operation))})
 
     async def mark_deprovisioned(self, tenant_id: str, backups: Sequence[BackupRecord] = ()) -> None:
-        # One record per object: a later entry for the same uri wins.
-        unique = sorted({b.uri: b for b in backups}.values(), key=lambda b: b.uri)
         async with self._pool.connection() as conn, conn.transaction():
-            await self._transition_in(
-                conn, tenant_id, DEPROVISIONED, DEPROVISIONED_FROM, {"current_step": "", "purge_time": None}
+            state, workflow_id, run_id, current_op = await _locked_row(
+                conn, tenant_id, "state", "workflow_id", "run_id", "last_operation"
             )
-            added = 0
-            for backup in unique:
-                # A retried backup overwrites its object: the record follows the object.
-                cur = await conn.execute(
-                    "INSERT INTO registry.tenant_backups AS b (tenant_id, kind, uri, size_bytes, sha256)"
-                    " VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (tenant_id, uri) DO UPDATE"
-                    " SET kind = excluded.kind, size_bytes = excluded.size_bytes, sha256 = excluded.sha256,"
-                    " create_time = now()"
-                    " WHERE (b.kind, b.size_bytes, b.sha256)"
-                    " IS DISTINCT FROM (excluded.kind, excluded.size_bytes, excluded.sha256)",
-                    [tenant_id, backup.kind, backup.uri, backup.size_bytes, backup.sha256],
-                )
-                added += cur.rowcount
-        if unique:
-            log.info("tenant %s: %d backup object(s) kept, %d new or changed", tenant_id, len(unique), added)
+            fields = {
+                "current_step": "",
+                "purge_time": None,
+                "last_operation": _operation(DEPROVISION, SUCCEEDED, workflow_id, run_id, since=current_op),
+            }
+            await self._transition_in(conn, tenant_id, DEPROVISIONED, DEPROVISIONED_FROM, fields, state=state)
+            await _keep_backups(conn, tenant_id, backups)
 
     async def mark_suspended(self, tenant_id: str) -> None:
-        await self._transition(tenant_id, SUSPENDED, SUSPENDED_FROM, {})
+        await self._access_changed(tenant_id, SUSPENDED, SUSPENDED_FROM, SUSPEND)
 
     async def mark_resumed(self, tenant_id: str) -> None:
-        await self._transition(tenant_id, ACTIVE, RESUMED_FROM, {})
+        await self._access_changed(tenant_id, ACTIVE, RESUMED_FROM, RESUME)
+
+    async def _access_changed(self, tenant_id: str, target: str, allowed: frozenset[str], kind: str) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            state, workflow_id, run_id, current_op = await _locked_row(
+                conn, tenant_id, "state", "workflow_id", "run_id", "last_operation"
+            )
+            if state == target:
+                return  # a repeated activity: the last operation is recorded already
+            operation = _operation(kind, SUCCEEDED, workflow_id, run_id, since=current_op)
+            await self._transition_in(
+                conn, tenant_id, target, allowed, {"last_operation": operation}, state=state
+            )
 
     async def mark_restored(self, tenant_id: str, state: str) -> None:
         if state not in RESTORABLE:
             raise Rejected(f"a tenant can be restored to {', '.join(sorted(RESTORABLE))}, not {state}")
-        await self._transition(
-            tenant_id, state, frozenset({DEPROVISIONING, state}), {"current_step": "", "purge_time": None}
-        )
-
-    async def _transition(
-        self, tenant_id: str, target: str, allowed_from: frozenset[str], extra: dict[str, object]
-    ) -> None:
         async with self._pool.connection() as conn, conn.transaction():
-            await self._transition_in(conn, tenant_id, target, allowed_from, extra)
+            current, workflow_id, run_id = await _locked_row(
+                conn, tenant_id, "state", "workflow_id", "run_id"
+            )
+            fields: dict[str, object] = {"current_step": "", "purge_time": None, "state_before_deletion": ""}
+            if current != state:
+                fields["last_operation"] = _operation(
+                    UNDELETE, SUCCEEDED, workflow_id, run_id, start=datetime.now(UTC)
+                )
+            await self._transition_in(
+                conn, tenant_id, state, frozenset({DEPROVISIONING, state}), fields, state=current
+            )
 
     async def _transition_in(
         self,
@@ -252,10 +505,11 @@ class PostgresTenantData:
         tenant_id: str,
         target: str,
         allowed_from: frozenset[str],
-        extra: dict[str, object],
+        extra: Mapping[str, object],
+        *,
+        state: str,
     ) -> None:
-        """Moves the tenant to `target` inside the caller's transaction."""
-        (state,) = await _locked_row(conn, tenant_id, "state")
+        """Moves the tenant, locked by the caller in its transaction and found in `state`, to `target`."""
         if state not in allowed_from:
             allowed = ", ".join(sorted(allowed_from - {target}))
             raise Conflict(f"tenant {tenant_id} is {state}; it can become {target} only from {allowed}")
@@ -281,6 +535,10 @@ class PostgresTenantData:
             )
             backups = tuple(BackupRecord(**b) for b in await cur.fetchall())
         return TenantRecord(
+            run_id=row["run_id"],
+            leftovers=tuple(_leftover(item) for item in row["leftover_resources"]),
+            last_operation=_operation_record(row["last_operation"]),
+            state_before_deletion=row["state_before_deletion"],
             spec=TenantSpec(
                 tenant_id=row["tenant_id"],
                 display_name=row["display_name"],
@@ -449,17 +707,166 @@ def _seed_ddl(schema: sql.Identifier) -> list[sql.Composed]:
 
 async def _locked_row(conn: AsyncConnection, tenant_id: str, *columns: str, share: bool = False) -> tuple:
     """Locks the tenant's registry row and returns `columns`; NotFound if there is none."""
+    row = await _locked_row_or_none(conn, tenant_id, *columns, share=share)
+    if row is None:
+        raise NotFound(f"tenant {tenant_id} is not in the registry")
+    return row
+
+
+async def _locked_row_or_none(
+    conn: AsyncConnection, tenant_id: str, *columns: str, share: bool = False
+) -> tuple | None:
     query = sql.SQL("SELECT {} FROM registry.tenants WHERE tenant_id = %s FOR {}").format(
         sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL("SHARE" if share else "UPDATE")
     )
     cur = await conn.execute(query, [tenant_id])
     row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"tenant {tenant_id} is not in the registry")
-    return tuple(row)
+    return tuple(row) if row is not None else None
 
 
-async def _update(conn: AsyncConnection, tenant_id: str, fields: dict[str, object]) -> bool:
+async def _insert(conn: AsyncConnection, tenant_id: str, fields: dict[str, object]) -> bool:
+    """Creates the tenant's record with `fields`; False when there is one already."""
+    columns = ["tenant_id", *fields]
+    insert = sql.SQL(
+        "INSERT INTO registry.tenants ({}) VALUES ({}) ON CONFLICT (tenant_id) DO NOTHING RETURNING 1"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
+    cur = await conn.execute(insert, [tenant_id, *fields.values()])
+    return await cur.fetchone() is not None
+
+
+def _spec_fields(spec: TenantSpec) -> dict[str, object]:
+    return {
+        "display_name": spec.display_name,
+        "plan_tier": spec.plan_tier,
+        "domains": list(spec.domains),
+        "admin_email": spec.admin_email,
+        "admin_given_name": spec.admin_given_name,
+        "admin_family_name": spec.admin_family_name,
+    }
+
+
+async def _claim_domains(conn: AsyncConnection, tenant_id: str, domains: Sequence[str]) -> None:
+    """Conflict if another live tenant holds one of `domains`; the locks (held
+    to the end of the transaction) make two tenants racing for one domain
+    take turns, so exactly one gets it."""
+    wanted = sorted({d.strip().lower().rstrip(".") for d in domains})
+    for domain in wanted:
+        await advisory_lock(conn, _DOMAIN_LOCK + domain)
+    if not wanted:
+        return
+    cur = await conn.execute(
+        "SELECT t.tenant_id, d FROM registry.tenants t, unnest(t.domains) AS d"
+        " WHERE t.tenant_id <> %s AND lower(rtrim(d, '.')) = ANY(%s) AND t.state = ANY(%s)"
+        " ORDER BY d LIMIT 1",
+        [tenant_id, wanted, sorted(DOMAIN_HOLDING)],
+    )
+    taken = await cur.fetchone()
+    if taken:
+        raise Conflict(f"domain {taken[1]} is already used by tenant {taken[0]}")
+
+
+async def _keep_backups(conn: AsyncConnection, tenant_id: str, backups: Sequence[BackupRecord]) -> None:
+    """Records the backup objects with the tenant, one per object (a later entry for a uri wins)."""
+    unique = sorted({b.uri: b for b in backups}.values(), key=lambda b: b.uri)
+    added = 0
+    for backup in unique:
+        # A retried backup overwrites its object: the record follows the object.
+        cur = await conn.execute(
+            "INSERT INTO registry.tenant_backups AS b (tenant_id, kind, uri, size_bytes, sha256)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (tenant_id, uri) DO UPDATE"
+            " SET kind = excluded.kind, size_bytes = excluded.size_bytes, sha256 = excluded.sha256,"
+            " create_time = now()"
+            " WHERE (b.kind, b.size_bytes, b.sha256)"
+            " IS DISTINCT FROM (excluded.kind, excluded.size_bytes, excluded.sha256)",
+            [tenant_id, backup.kind, backup.uri, backup.size_bytes, backup.sha256],
+        )
+        added += cur.rowcount
+    if unique:
+        log.info("tenant %s: %d backup object(s) kept, %d new or changed", tenant_id, len(unique), added)
+
+
+def _json_time(value: datetime | None) -> str | None:
+    """A timestamp as proto JSON writes it (RFC 3339, UTC, Z)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+
+
+def _operation(
+    kind: str,
+    outcome: str,
+    workflow_id: str,
+    run_id: str,
+    *,
+    since: dict[str, Any] | None = None,
+    failure: tuple[str, str, str] | None = None,
+    start: datetime | None = None,
+) -> Jsonb:
+    """The last_operation column: Tenant.Operation as proto JSON (field names as in proto).
+
+    `since` is the current value: the same run keeps its start time, so a
+    repeated activity writes the same value (and update_time stays).
+    """
+    now = datetime.now(UTC)
+    since = since or {}
+    same_run = (since.get("kind"), since.get("workflow_id", ""), since.get("run_id", "")) == (
+        kind,
+        workflow_id,
+        run_id,
+    )
+    started = since.get("start_time") if same_run else None
+    record = OperationRecord(
+        kind=kind,
+        outcome=outcome,
+        workflow_id=workflow_id,
+        run_id=run_id,
+        failed_step=failure[0] if failure else "",
+        failure_reason=failure[1] if failure else "",
+        failure_type=failure[2] if failure else "",
+        start_time=start or (datetime.fromisoformat(started) if started else now),
+        end_time=None if outcome == RUNNING else now,
+    )
+    value = _operation_json(record)
+    if same_run and outcome != RUNNING and since.get("outcome") == outcome and since.get("end_time"):
+        value["end_time"] = since["end_time"]  # repeated: the first end stands
+    return Jsonb(value)
+
+
+def _operation_json(record: OperationRecord) -> dict[str, Any]:
+    value = {k: v for k, v in asdict(record).items() if v not in ("", None)}
+    for key in ("start_time", "end_time"):
+        if record.__dict__[key] is not None:
+            value[key] = _json_time(record.__dict__[key])
+    return value
+
+
+def _operation_record(value: dict[str, Any] | None) -> OperationRecord | None:
+    if not value:
+        return None
+
+    def time(key: str) -> datetime | None:
+        return datetime.fromisoformat(value[key]) if value.get(key) else None
+
+    text = {
+        k: str(value.get(k, ""))
+        for k in ("workflow_id", "run_id", "failed_step", "failure_reason", "failure_type")
+    }
+    return OperationRecord(
+        kind=value["kind"],
+        outcome=value["outcome"],
+        start_time=time("start_time"),
+        end_time=time("end_time"),
+        **text,
+    )
+
+
+def _leftover(item: dict[str, Any]) -> LeftoverRecord:
+    return LeftoverRecord(**item)
+
+
+async def _update(conn: AsyncConnection, tenant_id: str, fields: Mapping[str, object]) -> bool:
     """Sets `fields`, touching update_time only when a value really changes."""
     names = [sql.Identifier(k) for k in fields]
     query = sql.SQL(

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tenantry.options.v1 import options_pb2 as _options_pb2
+from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -31,7 +32,7 @@ NOTICE_KIND_SUSPENDED: NoticeKind
 NOTICE_KIND_RESUMED: NoticeKind
 
 class SendNoticeRequest(_message.Message):
-    __slots__ = ("tenant_id", "kind", "recipient", "recipient_name", "tenant_display_name", "domains", "failed_step", "failure_reason", "idempotency_key", "purge_time")
+    __slots__ = ("tenant_id", "kind", "recipient", "recipient_name", "tenant_display_name", "domains", "failed_step", "failure_reason", "idempotency_key", "purge_time", "leftover_resources")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +43,7 @@ class SendNoticeRequest(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     kind: NoticeKind
     recipient: str
@@ -52,7 +54,8 @@ class SendNoticeRequest(_message.Message):
     failure_reason: str
     idempotency_key: str
     purge_time: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., recipient: _Optional[str] = ..., recipient_name: _Optional[str] = ..., tenant_display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    leftover_resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.LeftoverResource]
+    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., recipient: _Optional[str] = ..., recipient_name: _Optional[str] = ..., tenant_display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ...) -> None: ...
 
 class SendNoticeResponse(_message.Message):
     __slots__ = ("message_id",)

@@ -28,7 +28,7 @@ from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_o
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+tenantry/orchestrator/v1/orchestrator.proto\x12\x18tenantry.orchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Z\n\x16ProvisionTenantRequest\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"w\n\x17ProvisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\"\x89\x01\n\x18\x44\x65provisionTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bskip_backup\x18\x04 \x01(\x08\"\x7f\n\x19\x44\x65provisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x31\n\x07\x62\x61\x63kups\x18\x02 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\"\'\n\x0fUndeleteRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"(\n\x10\x44\x65leteNowRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"I\n\x16\x44\x65letionUpdateResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\'\n\x0f\x43\x61ncelRequested\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"?\n\x14SuspendTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"H\n\x15SuspendTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\">\n\x13ResumeTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"G\n\x14ResumeTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\xb6\x01\n\x0bRunProgress\x12/\n\x05steps\x18\x01 \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12\x15\n\rcurrent_steps\x18\x02 \x03(\t\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x83\x04\n\x0fTenantWorkflows\x12v\n\x0fProvisionTenant\x12\x30.tenantry.orchestrator.v1.ProvisionTenantRequest\x1a\x31.tenantry.orchestrator.v1.ProvisionTenantResponse\x12|\n\x11\x44\x65provisionTenant\x12\x32.tenantry.orchestrator.v1.DeprovisionTenantRequest\x1a\x33.tenantry.orchestrator.v1.DeprovisionTenantResponse\x12p\n\rSuspendTenant\x12..tenantry.orchestrator.v1.SuspendTenantRequest\x1a/.tenantry.orchestrator.v1.SuspendTenantResponse\x12m\n\x0cResumeTenant\x12-.tenantry.orchestrator.v1.ResumeTenantRequest\x1a..tenantry.orchestrator.v1.ResumeTenantResponse\x1a\x19\xca\xf3\x18\x15tenantry-orchestratorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+tenantry/orchestrator/v1/orchestrator.proto\x12\x18tenantry.orchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Z\n\x16ProvisionTenantRequest\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"w\n\x17ProvisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\"\x89\x01\n\x18\x44\x65provisionTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bskip_backup\x18\x04 \x01(\x08\"\x7f\n\x19\x44\x65provisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x31\n\x07\x62\x61\x63kups\x18\x02 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\"\'\n\x0fUndeleteRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"(\n\x10\x44\x65leteNowRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"I\n\x16\x44\x65letionUpdateResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\'\n\x0f\x43\x61ncelRequested\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"A\n\x0e\x43\x61ncelResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\x0e\n\x0c\x43laimRequest\"\xaf\x01\n\rClaimResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x05 \x01(\t\"?\n\x14\x43leanUpTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"Y\n\x15\x43leanUpTenantResponse\x12@\n\x12leftover_resources\x18\x01 \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\"?\n\x14SuspendTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"H\n\x15SuspendTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\">\n\x13ResumeTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"G\n\x14ResumeTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\xb6\x01\n\x0bRunProgress\x12/\n\x05steps\x18\x01 \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12\x15\n\rcurrent_steps\x18\x02 \x03(\t\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xf5\x04\n\x0fTenantWorkflows\x12v\n\x0fProvisionTenant\x12\x30.tenantry.orchestrator.v1.ProvisionTenantRequest\x1a\x31.tenantry.orchestrator.v1.ProvisionTenantResponse\x12|\n\x11\x44\x65provisionTenant\x12\x32.tenantry.orchestrator.v1.DeprovisionTenantRequest\x1a\x33.tenantry.orchestrator.v1.DeprovisionTenantResponse\x12p\n\rCleanUpTenant\x12..tenantry.orchestrator.v1.CleanUpTenantRequest\x1a/.tenantry.orchestrator.v1.CleanUpTenantResponse\x12p\n\rSuspendTenant\x12..tenantry.orchestrator.v1.SuspendTenantRequest\x1a/.tenantry.orchestrator.v1.SuspendTenantResponse\x12m\n\x0cResumeTenant\x12-.tenantry.orchestrator.v1.ResumeTenantRequest\x1a..tenantry.orchestrator.v1.ResumeTenantResponse\x1a\x19\xca\xf3\x18\x15tenantry-orchestratorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,16 +53,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETIONUPDATERESPONSE']._serialized_end=844
   _globals['_CANCELREQUESTED']._serialized_start=846
   _globals['_CANCELREQUESTED']._serialized_end=885
-  _globals['_SUSPENDTENANTREQUEST']._serialized_start=887
-  _globals['_SUSPENDTENANTREQUEST']._serialized_end=950
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=952
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1024
-  _globals['_RESUMETENANTREQUEST']._serialized_start=1026
-  _globals['_RESUMETENANTREQUEST']._serialized_end=1088
-  _globals['_RESUMETENANTRESPONSE']._serialized_start=1090
-  _globals['_RESUMETENANTRESPONSE']._serialized_end=1161
-  _globals['_RUNPROGRESS']._serialized_start=1164
-  _globals['_RUNPROGRESS']._serialized_end=1346
-  _globals['_TENANTWORKFLOWS']._serialized_start=1349
-  _globals['_TENANTWORKFLOWS']._serialized_end=1864
+  _globals['_CANCELRESPONSE']._serialized_start=887
+  _globals['_CANCELRESPONSE']._serialized_end=952
+  _globals['_CLAIMREQUEST']._serialized_start=954
+  _globals['_CLAIMREQUEST']._serialized_end=968
+  _globals['_CLAIMRESPONSE']._serialized_start=971
+  _globals['_CLAIMRESPONSE']._serialized_end=1146
+  _globals['_CLEANUPTENANTREQUEST']._serialized_start=1148
+  _globals['_CLEANUPTENANTREQUEST']._serialized_end=1211
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=1213
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=1302
+  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1304
+  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1367
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1369
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1441
+  _globals['_RESUMETENANTREQUEST']._serialized_start=1443
+  _globals['_RESUMETENANTREQUEST']._serialized_end=1505
+  _globals['_RESUMETENANTRESPONSE']._serialized_start=1507
+  _globals['_RESUMETENANTRESPONSE']._serialized_end=1578
+  _globals['_RUNPROGRESS']._serialized_start=1581
+  _globals['_RUNPROGRESS']._serialized_end=1763
+  _globals['_TENANTWORKFLOWS']._serialized_start=1766
+  _globals['_TENANTWORKFLOWS']._serialized_end=2395
 # @@protoc_insertion_point(module_scope)

@@ -74,6 +74,44 @@ class CancelRequested(_message.Message):
     requested_by: str
     def __init__(self, requested_by: _Optional[str] = ...) -> None: ...
 
+class CancelResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: _tenant_pb2.Tenant.State
+    def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+
+class ClaimRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClaimResponse(_message.Message):
+    __slots__ = ("claimed", "state", "purge_time", "failure_reason", "failure_type")
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    claimed: bool
+    state: _tenant_pb2.Tenant.State
+    purge_time: _timestamp_pb2.Timestamp
+    failure_reason: str
+    failure_type: str
+    def __init__(self, claimed: _Optional[bool] = ..., state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_reason: _Optional[str] = ..., failure_type: _Optional[str] = ...) -> None: ...
+
+class CleanUpTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "requested_by")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    requested_by: str
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class CleanUpTenantResponse(_message.Message):
+    __slots__ = ("leftover_resources",)
+    LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    leftover_resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.LeftoverResource]
+    def __init__(self, leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ...) -> None: ...
+
 class SuspendTenantRequest(_message.Message):
     __slots__ = ("tenant_id", "requested_by")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]

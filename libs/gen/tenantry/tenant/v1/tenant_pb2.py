@@ -25,31 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftenantry/tenant/v1/tenant.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x06\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\tplan_tier\x18\x04 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12/\n\x05\x61\x64min\x18\x06 \x01(\x0b\x32 .tenantry.tenant.v1.AdminContact\x12/\n\x05state\x18\x07 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\n \x01(\t\x12/\n\tresources\x18\x0b \x03(\x0b\x32\x1c.tenantry.tenant.v1.Resource\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05steps\x18\x0e \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12.\n\npurge_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x07\x62\x61\x63kups\x18\x10 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\"\xbf\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x16\n\x12STATE_PROVISIONING\x10\x02\x12\x10\n\x0cSTATE_ACTIVE\x10\x03\x12\x1a\n\x16STATE_PROVISION_FAILED\x10\x04\x12\x13\n\x0fSTATE_SUSPENDED\x10\x05\x12\x18\n\x14STATE_DEPROVISIONING\x10\x06\x12\x17\n\x13STATE_DEPROVISIONED\x10\x07\"F\n\x0c\x41\x64minContact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\"4\n\x08Resource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"[\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.tenantry.tenant.v1.StepStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"M\n\x0c\x42\x61\x63kupObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xba\x03\n\x0bTenantEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32$.tenantry.tenant.v1.TenantEvent.Kind\x12\x0c\n\x04step\x18\x04 \x01(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x10\n\x08sequence\x18\n \x01(\r\"\xa9\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_REQUESTED\x10\x01\x12\x16\n\x12KIND_STATE_CHANGED\x10\x02\x12\x15\n\x11KIND_STEP_STARTED\x10\x03\x12\x17\n\x13KIND_STEP_COMPLETED\x10\x04\x12\x14\n\x10KIND_STEP_FAILED\x10\x05\x12\x19\n\x15KIND_STEP_COMPENSATED\x10\x06*e\n\x08PlanTier\x12\x19\n\x15PLAN_TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10PLAN_TIER_POOLED\x10\x01\x12\x14\n\x10PLAN_TIER_BRIDGE\x10\x02\x12\x12\n\x0ePLAN_TIER_SILO\x10\x03*\xc4\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftenantry/tenant/v1/tenant.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x07\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\tplan_tier\x18\x04 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12/\n\x05\x61\x64min\x18\x06 \x01(\x0b\x32 .tenantry.tenant.v1.AdminContact\x12/\n\x05state\x18\x07 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\n \x01(\t\x12/\n\tresources\x18\x0b \x03(\x0b\x32\x1c.tenantry.tenant.v1.Resource\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05steps\x18\x0e \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12.\n\npurge_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x07\x62\x61\x63kups\x18\x10 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\x12@\n\x12leftover_resources\x18\x11 \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\x12\x35\n\x0elast_operation\x18\x12 \x01(\x0b\x32\x1d.tenantry.tenant.v1.Operation\"\x87\x02\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x16\n\x12STATE_PROVISIONING\x10\x02\x12\x10\n\x0cSTATE_ACTIVE\x10\x03\x12\x1a\n\x16STATE_PROVISION_FAILED\x10\x04\x12\x13\n\x0fSTATE_SUSPENDED\x10\x05\x12\x18\n\x14STATE_DEPROVISIONING\x10\x06\x12\x17\n\x13STATE_DEPROVISIONED\x10\x07\x12\x1c\n\x18STATE_DEPROVISION_FAILED\x10\x08\x12\x14\n\x10STATE_SUSPENDING\x10\t\x12\x12\n\x0eSTATE_RESUMING\x10\n\"F\n\x0c\x41\x64minContact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\"4\n\x08Resource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"[\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.tenantry.tenant.v1.StepStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"Z\n\x10LeftoverResource\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xc8\x04\n\tOperation\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".tenantry.tenant.v1.Operation.Kind\x12\x36\n\x07outcome\x18\x02 \x01(\x0e\x32%.tenantry.tenant.v1.Operation.Outcome\x12\x13\n\x0b\x66\x61iled_step\x18\x03 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x05 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x06 \x01(\t\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_PROVISION\x10\x01\x12\x14\n\x10KIND_DEPROVISION\x10\x02\x12\x10\n\x0cKIND_SUSPEND\x10\x03\x12\x0f\n\x0bKIND_RESUME\x10\x04\x12\x11\n\rKIND_UNDELETE\x10\x05\x12\x11\n\rKIND_CLEAN_UP\x10\x06\"y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_RUNNING\x10\x01\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\"M\n\x0c\x42\x61\x63kupObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xdd\x03\n\x0bTenantEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32$.tenantry.tenant.v1.TenantEvent.Kind\x12\x0c\n\x04step\x18\x04 \x01(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x10\n\x08sequence\x18\n \x01(\r\"\xcc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_REQUESTED\x10\x01\x12\x16\n\x12KIND_STATE_CHANGED\x10\x02\x12\x15\n\x11KIND_STEP_STARTED\x10\x03\x12\x17\n\x13KIND_STEP_COMPLETED\x10\x04\x12\x14\n\x10KIND_STEP_FAILED\x10\x05\x12\x19\n\x15KIND_STEP_COMPENSATED\x10\x06\x12!\n\x1dKIND_STEP_COMPENSATION_FAILED\x10\x07*e\n\x08PlanTier\x12\x19\n\x15PLAN_TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10PLAN_TIER_POOLED\x10\x01\x12\x14\n\x10PLAN_TIER_BRIDGE\x10\x02\x12\x12\n\x0ePLAN_TIER_SILO\x10\x03*\xe9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenantry.tenant.v1.tenant_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLANTIER']._serialized_start=1617
-  _globals['_PLANTIER']._serialized_end=1718
-  _globals['_STEPSTATUS']._serialized_start=1721
-  _globals['_STEPSTATUS']._serialized_end=1917
+  _globals['_PLANTIER']._serialized_start=2524
+  _globals['_PLANTIER']._serialized_end=2625
+  _globals['_STEPSTATUS']._serialized_start=2628
+  _globals['_STEPSTATUS']._serialized_end=2861
   _globals['_TENANT']._serialized_start=89
-  _globals['_TENANT']._serialized_end=872
-  _globals['_TENANT_STATE']._serialized_start=681
-  _globals['_TENANT_STATE']._serialized_end=872
-  _globals['_ADMINCONTACT']._serialized_start=874
-  _globals['_ADMINCONTACT']._serialized_end=944
-  _globals['_RESOURCE']._serialized_start=946
-  _globals['_RESOURCE']._serialized_end=998
-  _globals['_STEPPROGRESS']._serialized_start=1000
-  _globals['_STEPPROGRESS']._serialized_end=1091
-  _globals['_BACKUPOBJECT']._serialized_start=1093
-  _globals['_BACKUPOBJECT']._serialized_end=1170
-  _globals['_TENANTEVENT']._serialized_start=1173
-  _globals['_TENANTEVENT']._serialized_end=1615
-  _globals['_TENANTEVENT_KIND']._serialized_start=1446
-  _globals['_TENANTEVENT_KIND']._serialized_end=1615
+  _globals['_TENANT']._serialized_end=1065
+  _globals['_TENANT_STATE']._serialized_start=802
+  _globals['_TENANT_STATE']._serialized_end=1065
+  _globals['_ADMINCONTACT']._serialized_start=1067
+  _globals['_ADMINCONTACT']._serialized_end=1137
+  _globals['_RESOURCE']._serialized_start=1139
+  _globals['_RESOURCE']._serialized_end=1191
+  _globals['_STEPPROGRESS']._serialized_start=1193
+  _globals['_STEPPROGRESS']._serialized_end=1284
+  _globals['_LEFTOVERRESOURCE']._serialized_start=1286
+  _globals['_LEFTOVERRESOURCE']._serialized_end=1376
+  _globals['_OPERATION']._serialized_start=1379
+  _globals['_OPERATION']._serialized_end=1963
+  _globals['_OPERATION_KIND']._serialized_start=1697
+  _globals['_OPERATION_KIND']._serialized_end=1840
+  _globals['_OPERATION_OUTCOME']._serialized_start=1842
+  _globals['_OPERATION_OUTCOME']._serialized_end=1963
+  _globals['_BACKUPOBJECT']._serialized_start=1965
+  _globals['_BACKUPOBJECT']._serialized_end=2042
+  _globals['_TENANTEVENT']._serialized_start=2045
+  _globals['_TENANTEVENT']._serialized_end=2522
+  _globals['_TENANTEVENT_KIND']._serialized_start=2318
+  _globals['_TENANTEVENT_KIND']._serialized_end=2522
 # @@protoc_insertion_point(module_scope)

@@ -26,6 +26,7 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_COMPENSATED: _ClassVar[StepStatus]
     STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
+    STEP_STATUS_COMPENSATION_FAILED: _ClassVar[StepStatus]
 PLAN_TIER_UNSPECIFIED: PlanTier
 PLAN_TIER_POOLED: PlanTier
 PLAN_TIER_BRIDGE: PlanTier
@@ -37,9 +38,10 @@ STEP_STATUS_COMPLETED: StepStatus
 STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_COMPENSATED: StepStatus
 STEP_STATUS_SKIPPED: StepStatus
+STEP_STATUS_COMPENSATION_FAILED: StepStatus
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps", "purge_time", "backups")
+    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps", "purge_time", "backups", "leftover_resources", "last_operation")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Tenant.State]
@@ -50,6 +52,9 @@ class Tenant(_message.Message):
         STATE_SUSPENDED: _ClassVar[Tenant.State]
         STATE_DEPROVISIONING: _ClassVar[Tenant.State]
         STATE_DEPROVISIONED: _ClassVar[Tenant.State]
+        STATE_DEPROVISION_FAILED: _ClassVar[Tenant.State]
+        STATE_SUSPENDING: _ClassVar[Tenant.State]
+        STATE_RESUMING: _ClassVar[Tenant.State]
     STATE_UNSPECIFIED: Tenant.State
     STATE_PENDING: Tenant.State
     STATE_PROVISIONING: Tenant.State
@@ -58,6 +63,9 @@ class Tenant(_message.Message):
     STATE_SUSPENDED: Tenant.State
     STATE_DEPROVISIONING: Tenant.State
     STATE_DEPROVISIONED: Tenant.State
+    STATE_DEPROVISION_FAILED: Tenant.State
+    STATE_SUSPENDING: Tenant.State
+    STATE_RESUMING: Tenant.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +82,8 @@ class Tenant(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
     BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    LAST_OPERATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     tenant_id: str
     display_name: str
@@ -90,7 +100,9 @@ class Tenant(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[StepProgress]
     purge_time: _timestamp_pb2.Timestamp
     backups: _containers.RepeatedCompositeFieldContainer[BackupObject]
-    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backups: _Optional[_Iterable[_Union[BackupObject, _Mapping]]] = ...) -> None: ...
+    leftover_resources: _containers.RepeatedCompositeFieldContainer[LeftoverResource]
+    last_operation: Operation
+    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backups: _Optional[_Iterable[_Union[BackupObject, _Mapping]]] = ..., leftover_resources: _Optional[_Iterable[_Union[LeftoverResource, _Mapping]]] = ..., last_operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
 
 class AdminContact(_message.Message):
     __slots__ = ("email", "given_name", "family_name")
@@ -122,6 +134,70 @@ class StepProgress(_message.Message):
     error: str
     def __init__(self, step: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., error: _Optional[str] = ...) -> None: ...
 
+class LeftoverResource(_message.Message):
+    __slots__ = ("step", "kind", "id", "domain", "reason")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    kind: str
+    id: str
+    domain: str
+    reason: str
+    def __init__(self, step: _Optional[str] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., domain: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("kind", "outcome", "failed_step", "failure_reason", "failure_type", "workflow_id", "run_id", "start_time", "end_time")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Operation.Kind]
+        KIND_PROVISION: _ClassVar[Operation.Kind]
+        KIND_DEPROVISION: _ClassVar[Operation.Kind]
+        KIND_SUSPEND: _ClassVar[Operation.Kind]
+        KIND_RESUME: _ClassVar[Operation.Kind]
+        KIND_UNDELETE: _ClassVar[Operation.Kind]
+        KIND_CLEAN_UP: _ClassVar[Operation.Kind]
+    KIND_UNSPECIFIED: Operation.Kind
+    KIND_PROVISION: Operation.Kind
+    KIND_DEPROVISION: Operation.Kind
+    KIND_SUSPEND: Operation.Kind
+    KIND_RESUME: Operation.Kind
+    KIND_UNDELETE: Operation.Kind
+    KIND_CLEAN_UP: Operation.Kind
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[Operation.Outcome]
+        OUTCOME_RUNNING: _ClassVar[Operation.Outcome]
+        OUTCOME_SUCCEEDED: _ClassVar[Operation.Outcome]
+        OUTCOME_FAILED: _ClassVar[Operation.Outcome]
+        OUTCOME_CANCELLED: _ClassVar[Operation.Outcome]
+    OUTCOME_UNSPECIFIED: Operation.Outcome
+    OUTCOME_RUNNING: Operation.Outcome
+    OUTCOME_SUCCEEDED: Operation.Outcome
+    OUTCOME_FAILED: Operation.Outcome
+    OUTCOME_CANCELLED: Operation.Outcome
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    kind: Operation.Kind
+    outcome: Operation.Outcome
+    failed_step: str
+    failure_reason: str
+    failure_type: str
+    workflow_id: str
+    run_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, kind: _Optional[_Union[Operation.Kind, str]] = ..., outcome: _Optional[_Union[Operation.Outcome, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failure_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class BackupObject(_message.Message):
     __slots__ = ("kind", "uri", "size_bytes", "sha256")
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +221,7 @@ class TenantEvent(_message.Message):
         KIND_STEP_COMPLETED: _ClassVar[TenantEvent.Kind]
         KIND_STEP_FAILED: _ClassVar[TenantEvent.Kind]
         KIND_STEP_COMPENSATED: _ClassVar[TenantEvent.Kind]
+        KIND_STEP_COMPENSATION_FAILED: _ClassVar[TenantEvent.Kind]
     KIND_UNSPECIFIED: TenantEvent.Kind
     KIND_REQUESTED: TenantEvent.Kind
     KIND_STATE_CHANGED: TenantEvent.Kind
@@ -152,6 +229,7 @@ class TenantEvent(_message.Message):
     KIND_STEP_COMPLETED: TenantEvent.Kind
     KIND_STEP_FAILED: TenantEvent.Kind
     KIND_STEP_COMPENSATED: TenantEvent.Kind
+    KIND_STEP_COMPENSATION_FAILED: TenantEvent.Kind
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]

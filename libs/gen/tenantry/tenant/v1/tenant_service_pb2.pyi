@@ -161,3 +161,15 @@ class ListTenantEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.TenantEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[_tenant_pb2.TenantEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CleanUpTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CleanUpTenantResponse(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: _tenant_pb2.Tenant
+    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ...) -> None: ...

@@ -92,6 +92,11 @@ class TenantServiceStub:
                 request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningRequest.SerializeToString,
                 response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningResponse.FromString,
                 _registered_method=True)
+        self.CleanUpTenant = channel.unary_unary(
+                '/tenantry.tenant.v1.TenantService/CleanUpTenant',
+                request_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CleanUpTenantRequest.SerializeToString,
+                response_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CleanUpTenantResponse.FromString,
+                _registered_method=True)
 
 
 class TenantServiceServicer:
@@ -191,6 +196,15 @@ class TenantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CleanUpTenant(self, request, context):
+        """Tries again to remove what a failed provisioning run left behind
+        (Tenant.leftover_resources) and answers once that run has ended; the
+        tenant stays PROVISION_FAILED, with what is still left listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TenantServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +262,11 @@ def add_TenantServiceServicer_to_server(servicer, server):
                     servicer.RetryProvisioning,
                     request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningRequest.FromString,
                     response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningResponse.SerializeToString,
+            ),
+            'CleanUpTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CleanUpTenant,
+                    request_deserializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CleanUpTenantRequest.FromString,
+                    response_serializer=tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CleanUpTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -550,6 +569,33 @@ class TenantService:
             '/tenantry.tenant.v1.TenantService/RetryProvisioning',
             tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningRequest.SerializeToString,
             tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.RetryProvisioningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CleanUpTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantry.tenant.v1.TenantService/CleanUpTenant',
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CleanUpTenantRequest.SerializeToString,
+            tenantry_dot_tenant_dot_v1_dot_tenant__service__pb2.CleanUpTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

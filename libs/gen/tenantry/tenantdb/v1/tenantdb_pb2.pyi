@@ -12,52 +12,160 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class MarkProvisioningRequest(_message.Message):
-    __slots__ = ("tenant", "workflow_id")
+    __slots__ = ("tenant", "workflow_id", "run_id")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     tenant: _tenant_pb2.Tenant
     workflow_id: str
-    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class MarkProvisioningResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("leftover_resources",)
+    LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    leftover_resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.LeftoverResource]
+    def __init__(self, leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ...) -> None: ...
 
 class MarkProvisionFailedRequest(_message.Message):
-    __slots__ = ("tenant_id", "failed_step", "reason")
+    __slots__ = ("tenant_id", "failed_step", "reason", "tenant", "run_id", "leftover_resources", "cancelled", "failure_type")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TYPE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     failed_step: str
     reason: str
-    def __init__(self, tenant_id: _Optional[str] = ..., failed_step: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    tenant: _tenant_pb2.Tenant
+    run_id: str
+    leftover_resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.LeftoverResource]
+    cancelled: bool
+    failure_type: str
+    def __init__(self, tenant_id: _Optional[str] = ..., failed_step: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., run_id: _Optional[str] = ..., leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ..., cancelled: _Optional[bool] = ..., failure_type: _Optional[str] = ...) -> None: ...
 
 class MarkProvisionFailedResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class MarkActiveRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "run_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class MarkActiveResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class MarkDeprovisioningRequest(_message.Message):
-    __slots__ = ("tenant_id", "workflow_id", "purge_time")
+    __slots__ = ("tenant_id", "workflow_id", "purge_time", "run_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     workflow_id: str
     purge_time: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    run_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class MarkDeprovisioningResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkDeprovisionFailedRequest(_message.Message):
+    __slots__ = ("tenant_id", "run_id", "failed_step", "reason", "failure_type", "backups", "purge_begun")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_BEGUN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    run_id: str
+    failed_step: str
+    reason: str
+    failure_type: str
+    backups: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.BackupObject]
+    purge_begun: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., run_id: _Optional[str] = ..., failed_step: _Optional[str] = ..., reason: _Optional[str] = ..., failure_type: _Optional[str] = ..., backups: _Optional[_Iterable[_Union[_tenant_pb2.BackupObject, _Mapping]]] = ..., purge_begun: _Optional[bool] = ...) -> None: ...
+
+class MarkDeprovisionFailedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarkAccessChangingRequest(_message.Message):
+    __slots__ = ("tenant_id", "suspend", "workflow_id", "run_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    suspend: bool
+    workflow_id: str
+    run_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., suspend: _Optional[bool] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class MarkAccessChangingResponse(_message.Message):
+    __slots__ = ("found", "tenant", "claimed")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    tenant: _tenant_pb2.Tenant
+    claimed: bool
+    def __init__(self, found: _Optional[bool] = ..., tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., claimed: _Optional[bool] = ...) -> None: ...
+
+class MarkAccessChangeFailedRequest(_message.Message):
+    __slots__ = ("tenant_id", "run_id", "failed_step", "reason", "failure_type")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    run_id: str
+    failed_step: str
+    reason: str
+    failure_type: str
+    def __init__(self, tenant_id: _Optional[str] = ..., run_id: _Optional[str] = ..., failed_step: _Optional[str] = ..., reason: _Optional[str] = ..., failure_type: _Optional[str] = ...) -> None: ...
+
+class MarkAccessChangeFailedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RecordLeftoversRequest(_message.Message):
+    __slots__ = ("tenant_id", "workflow_id", "run_id", "leftover_resources")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    workflow_id: str
+    run_id: str
+    leftover_resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.LeftoverResource]
+    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ...) -> None: ...
+
+class RecordLeftoversResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RecordFailedOperationRequest(_message.Message):
+    __slots__ = ("tenant_id", "operation")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    operation: _tenant_pb2.Operation
+    def __init__(self, tenant_id: _Optional[str] = ..., operation: _Optional[_Union[_tenant_pb2.Operation, _Mapping]] = ...) -> None: ...
+
+class RecordFailedOperationResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
@@ -80,12 +188,14 @@ class GetTenantRecordRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
 
 class GetTenantRecordResponse(_message.Message):
-    __slots__ = ("found", "tenant")
+    __slots__ = ("found", "tenant", "state_before_deletion")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    STATE_BEFORE_DELETION_FIELD_NUMBER: _ClassVar[int]
     found: bool
     tenant: _tenant_pb2.Tenant
-    def __init__(self, found: _Optional[bool] = ..., tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ...) -> None: ...
+    state_before_deletion: _tenant_pb2.Tenant.State
+    def __init__(self, found: _Optional[bool] = ..., tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., state_before_deletion: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
 
 class CreateTenantSchemaRequest(_message.Message):
     __slots__ = ("tenant_id",)

@@ -1,0 +1,1 @@
+"""The lifecycle workflows, one module each. Deterministic: every effect is an activity."""

@@ -1,0 +1,253 @@
+"""The facade's gateway to Temporal: starting, meeting, updating and reading
+the lifecycle runs of a tenant. Handlers (servicer.py) speak in tenants and
+API errors; this module speaks in workflow ids, runs and their outcomes, and
+turns Temporal's errors into API errors once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from google.protobuf.message import Message
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from libs import lifecycle
+from libs.contracts import Rpc
+from services.tenant_api import errors
+from tenantry.orchestrator.v1 import orchestrator_pb2
+from tenantry.tenant.v1 import tenant_pb2
+
+log = logging.getLogger(__name__)
+State = tenant_pb2.Tenant.State
+Operation = tenant_pb2.Operation
+
+# Every Temporal call on a request path has a deadline: a frozen server is
+# an UNAVAILABLE answer, not a hung call.
+RPC_TIMEOUT = timedelta(seconds=5)
+QUERY_TIMEOUT = timedelta(seconds=2)
+# Suspend, resume, undelete and clean-up answer once their run has ended, if
+# it ends this soon; a deletion and a retry once their run has taken the tenant over.
+SETTLE_WAIT = 15.0
+
+# The workflow of each kind of run, and the kind that owns each in-flight state.
+_WORKFLOW_OF_KIND = {
+    Operation.KIND_PROVISION: lifecycle.provision_workflow_id,
+    Operation.KIND_CLEAN_UP: lifecycle.provision_workflow_id,
+    Operation.KIND_DEPROVISION: lifecycle.deprovision_workflow_id,
+    Operation.KIND_UNDELETE: lifecycle.deprovision_workflow_id,
+    Operation.KIND_SUSPEND: lifecycle.access_workflow_id,
+    Operation.KIND_RESUME: lifecycle.access_workflow_id,
+}
+_KIND_OF_STATE = {
+    State.STATE_PENDING: Operation.KIND_PROVISION,
+    State.STATE_PROVISIONING: Operation.KIND_PROVISION,
+    State.STATE_PROVISION_FAILED: Operation.KIND_PROVISION,
+    State.STATE_DEPROVISIONING: Operation.KIND_DEPROVISION,
+    State.STATE_DEPROVISION_FAILED: Operation.KIND_DEPROVISION,
+    State.STATE_DEPROVISIONED: Operation.KIND_DEPROVISION,
+    State.STATE_SUSPENDING: Operation.KIND_SUSPEND,
+    State.STATE_RESUMING: Operation.KIND_RESUME,
+}
+
+
+def workflow_of(tenant: tenant_pb2.Tenant) -> str:
+    """The workflow id of the tenant's run under way, or of its last run."""
+    kind = _KIND_OF_STATE.get(tenant.state) or tenant.last_operation.kind or Operation.KIND_PROVISION
+    return _WORKFLOW_OF_KIND.get(kind, lifecycle.provision_workflow_id)(tenant.tenant_id)
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a run ended: its status, and the failure's type and message when it failed."""
+
+    status: WorkflowExecutionStatus | None
+    failure_type: str = ""
+    message: str = ""
+    failed_step: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not None and self.status != WorkflowExecutionStatus.COMPLETED
+
+
+class Runs:
+    """Lifecycle runs of tenants, on one Temporal client."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def handle(self, workflow_id: str) -> WorkflowHandle:
+        return self._client.get_workflow_handle(workflow_id)
+
+    async def start(
+        self,
+        rpc: Rpc,
+        request: Message,
+        workflow_id: str,
+        *,
+        reuse: WorkflowIDReusePolicy,
+        execution_timeout: timedelta,
+        memo: dict[str, object] | None = None,
+    ) -> WorkflowHandle:
+        """Starts the run, or meets the one under way under that id (USE_EXISTING:
+        concurrent identical calls meet one run)."""
+        try:
+            return await self._client.start_workflow(
+                rpc.name,
+                request,
+                id=workflow_id,
+                task_queue=rpc.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=reuse,
+                memo=memo,
+                execution_timeout=execution_timeout,
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            # A closed run that may not be followed by another (REJECT_DUPLICATE).
+            return self.handle(workflow_id)
+        except RPCError as err:
+            log.warning("starting %s failed: %s", workflow_id, err.status)
+            raise errors.unavailable("temporal") from None
+
+    async def describe(self, workflow_id: str) -> WorkflowExecutionDescription | None:
+        """The latest run under the id; None when there is none."""
+        try:
+            return await self.handle(workflow_id).describe(rpc_timeout=RPC_TIMEOUT)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise errors.unavailable("temporal") from None
+
+    async def running(self, workflow_id: str) -> bool:
+        description = await self.describe(workflow_id)
+        return description is not None and description.status == WorkflowExecutionStatus.RUNNING
+
+    async def workflow_type(self, handle: WorkflowHandle) -> str:
+        description = await self.describe(handle.id)
+        return description.workflow_type if description else ""
+
+    async def memo(self, workflow_id: str, key: str, kind: type) -> object | None:
+        description = await self.describe(workflow_id)
+        if description is None:
+            return None
+        return await description.memo_value(key, None, type_hint=kind)
+
+    async def progress(self, workflow_id: str) -> orchestrator_pb2.RunProgress | None:
+        """The run's step progress; None when it cannot be read now (a nicety, never an error)."""
+        try:
+            return await self.handle(workflow_id).query(
+                lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress, rpc_timeout=QUERY_TIMEOUT
+            )
+        except Exception as err:  # the record stands without it
+            log.debug("progress of %s unavailable: %s", workflow_id, err)
+            return None
+
+    async def ended(self, workflow_id: str, *, wait: float = 0.0) -> Ended | None:
+        """How the latest run under the id ended, after waiting up to `wait` s
+        for it; None while it runs, or when there is no run."""
+        handle = self.handle(workflow_id)
+        if wait > 0:
+            try:
+                await asyncio.wait_for(handle.result(follow_runs=False), wait)
+            except (TimeoutError, WorkflowFailureError):
+                pass
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise errors.unavailable("temporal") from None
+        description = await self.describe(workflow_id)
+        if description is None or description.status in (None, WorkflowExecutionStatus.RUNNING):
+            return None
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            return Ended(description.status)
+        try:
+            await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+        except WorkflowFailureError as err:
+            return _failure(description.status, err.cause)
+        except RPCError:
+            raise errors.unavailable("temporal") from None
+        return Ended(description.status)
+
+    async def update(
+        self,
+        tid: str,
+        workflow_id: str,
+        update: str,
+        argument: Message,
+        result_type: type[Message],
+        *,
+        state: int,
+        wait: float | None = None,
+    ) -> Message | None:
+        """Sends an update to the run under way and waits for its answer (up
+        to `wait` s, then None: the run goes on). A refusal is the tenant's
+        `state` (FAILED_PRECONDITION); a run that has ended is FAILED_PRECONDITION too."""
+        handle = self.handle(workflow_id)
+        try:
+            started = await handle.start_update(
+                update,
+                argument,
+                result_type=result_type,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                rpc_timeout=RPC_TIMEOUT,
+            )
+            if wait is None:
+                return await started.result(rpc_timeout=RPC_TIMEOUT)
+            return await asyncio.wait_for(started.result(), wait)
+        except TimeoutError:
+            return None
+        except WorkflowUpdateFailedError as err:
+            raise _update_refused(tid, err.cause, state) from None
+        except RPCError as err:
+            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise errors.failed_precondition(
+                    tid, f"tenant {tid!r}: the run has just ended", State.Name(state)
+                ) from None
+            log.warning("%s of %s failed: %s", update, workflow_id, err.status)
+            raise errors.unavailable("temporal") from None
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Temporal's cancel of the run (its in-flight activities stop at their next heartbeat)."""
+        try:
+            await self.handle(workflow_id).cancel(rpc_timeout=RPC_TIMEOUT)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                log.warning("cancelling %s failed: %s", workflow_id, err.status)
+                raise errors.unavailable("temporal") from None
+
+
+def _failure(status: WorkflowExecutionStatus | None, cause: BaseException | None) -> Ended:
+    """A run's failure: the type and step its ApplicationError carries."""
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if not isinstance(cause, ApplicationError):
+        return Ended(status or WorkflowExecutionStatus.FAILED)
+    details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    return Ended(
+        status or WorkflowExecutionStatus.FAILED,
+        failure_type=cause.type or "",
+        message=cause.message,
+        failed_step=str(details.get("failed_step", "")),
+    )
+
+
+def _update_refused(tid: str, cause: BaseException | None, state: int) -> errors.ApiError:
+    """An update the run refused (its validator) or that failed (an undelete's restore)."""
+    if isinstance(cause, ApplicationError) and cause.type == lifecycle.UPDATE_REFUSED:
+        return errors.failed_precondition(tid, f"tenant {tid!r}: {cause.message}", State.Name(state))
+    ended = _failure(WorkflowExecutionStatus.FAILED, cause)
+    return errors.operation_failed(tid, "undelete", ended.failed_step, ended.failure_type, ended.message)
