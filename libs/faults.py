@@ -23,8 +23,11 @@ Modes, each the way a fault shows in production:
 `timeout_after`, `crash_after` and `delay_before` fire once per tenant, rpc
 and mode across every worker process (a marker file next to the rules), so
 the retry runs normally; `before` and `after` fire on every attempt unless
-the rule says `"once": true`. Everything else runs for real, so a test
-proves that the real compensations remove real resources. Never set in
+the rule says `"once": true`. A rule with `"when": {"<field>": <value>}`
+applies only to requests whose fields have those values (an enum by name or
+number): `{"rpc": "SendNotice", "when": {"kind": "NOTICE_KIND_DEPROVISIONED"}}`.
+Everything else runs for real, so a test proves that the real compensations
+remove real resources. Never set in
 production: the worker logs a warning.
 """
 
@@ -56,6 +59,7 @@ class Rule:
     mode: str = "before"
     once: bool = False
     seconds: float = 0.0
+    when: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def parse(cls, raw: object) -> Rule | None:
@@ -68,7 +72,17 @@ class Rule:
             log.warning("ignoring a fault rule with mode %r", mode)
             return None
         once = raw.get("once", mode in _ONCE_BY_DEFAULT)
-        return cls(rpc=raw["rpc"], mode=mode, once=bool(once), seconds=float(raw.get("seconds", 0)))
+        when = raw.get("when", {})
+        return cls(
+            rpc=raw["rpc"],
+            mode=mode,
+            once=bool(once),
+            seconds=float(raw.get("seconds", 0)),
+            when=tuple(sorted(when.items())) if isinstance(when, dict) else (),
+        )
+
+    def matches(self, rpc: str, request: Any) -> bool:
+        return rpc == self.rpc and all(_field_is(request, name, value) for name, value in self.when)
 
 
 def rules_for(path: Path, tenant_id: str) -> list[Rule]:
@@ -104,9 +118,9 @@ class _Inbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         rpc = activity.info().activity_type.rsplit(".", 1)[-1]
         tenant_id = _tenant_id(input.args[0]) if input.args else ""
-        rule = (
-            next((r for r in rules_for(self._rules, tenant_id) if r.rpc == rpc), None) if tenant_id else None
-        )
+        request = input.args[0] if input.args else None
+        rules = rules_for(self._rules, tenant_id) if tenant_id else []
+        rule = next((r for r in rules if r.matches(rpc, request)), None)
         if rule is None or (rule.once and not self._first_time(tenant_id, rule)):
             return await self.next.execute_activity(input)
         log.warning("injecting %s into %s for tenant %s", rule.mode, rpc, tenant_id)
@@ -150,6 +164,19 @@ async def _heartbeating_sleep(seconds: float) -> None:
     while (left := deadline - asyncio.get_running_loop().time()) > 0:
         activity.heartbeat()
         await asyncio.sleep(min(1.0, left))
+
+
+def _field_is(request: Any, name: str, value: object) -> bool:
+    """The request's field `name` has `value` (an enum field by its number or its name)."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    field = descriptor.fields_by_name.get(name) if descriptor is not None else None
+    if field is None:
+        return False
+    actual = getattr(request, name)
+    if field.enum_type is not None and isinstance(value, str):
+        known = field.enum_type.values_by_name.get(value)
+        return known is not None and known.number == actual
+    return bool(actual == value)
 
 
 def _tenant_id(request: Any) -> str:

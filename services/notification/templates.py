@@ -106,11 +106,24 @@ def _welcome(request: notification_pb2.SendNoticeRequest) -> Rendered:
 def _provision_failed(request: notification_pb2.SendNoticeRequest) -> Rendered:
     step = one_line(request.failed_step, 100) or "unknown"
     reason = bounded(request.failure_reason) or "no reason was given"
+    left = request.leftover_resources[:20]
+    if left:
+        listed = "\n".join(
+            f"  - {one_line(r.kind, 60)} {one_line(r.id, 200)} ({one_line(r.step, 60)}):"
+            f" {one_line(r.reason, 200)}"
+            for r in left
+        )
+        removed = (
+            "Everything else created for it has been removed; these could not be, and\n"
+            f"our operators have been asked to remove them:\n\n{listed}\n\n"
+        )
+    else:
+        removed = "Everything created for it so far has been removed. "
     body = (
         f"{_greeting(request)}\n\n"
         f'Setting up your tenant {_tenant(request)} failed at the step "{step}":\n\n'
         f"  {reason}\n\n"
-        "Everything created for it so far has been removed. You can request the\n"
+        f"{removed}You can request the\n"
         f"tenant again, or contact support quoting the tenant id {request.tenant_id}.\n\n"
         "-- Tenantry\n"
     )

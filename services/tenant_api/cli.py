@@ -15,7 +15,14 @@ from grpc_status import rpc_status
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
 State = tenant_pb2.Tenant.State
-DONE = (tenant_pb2.STEP_STATUS_COMPLETED, tenant_pb2.STEP_STATUS_COMPENSATED, tenant_pb2.STEP_STATUS_SKIPPED)
+DONE = (
+    tenant_pb2.STEP_STATUS_COMPLETED,
+    tenant_pb2.STEP_STATUS_COMPENSATED,
+    tenant_pb2.STEP_STATUS_SKIPPED,
+    tenant_pb2.STEP_STATUS_COMPENSATION_FAILED,
+)
+# States in which the last run failed: `create`, `watch`, `retry` and `delete --watch` exit 1.
+FAILED_STATES = (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED)
 TIERS = {
     "pooled": tenant_pb2.PLAN_TIER_POOLED,
     "bridge": tenant_pb2.PLAN_TIER_BRIDGE,
@@ -38,8 +45,20 @@ def describe(tenant: tenant_pb2.Tenant) -> str:
         f"  domains   {', '.join(tenant.domains) or '-'}",
         f"  admin     {tenant.admin.email}",
     ]
-    if tenant.failed_step:
-        lines.append(f"  failed    at {tenant.failed_step}: {tenant.failure_reason}")
+    if tenant.failed_step or tenant.failure_reason:
+        lines.append(f"  failed    at {tenant.failed_step or '?'}: {tenant.failure_reason}")
+    lines += [
+        f"  left      {r.domain}/{r.kind}  {r.id or '(id unknown)'}  from {r.step}: {r.reason}"
+        for r in tenant.leftover_resources
+    ]
+    if tenant.leftover_resources:
+        lines.append(f"            (`tenantry cleanup {tenant.tenant_id}` tries to remove them again)")
+    operation = tenant.last_operation
+    if operation.kind:
+        kind = _short(operation.kind, tenant_pb2.Operation.Kind, "KIND_").lower()
+        outcome = _short(operation.outcome, tenant_pb2.Operation.Outcome, "OUTCOME_").lower()
+        why = f" at {operation.failed_step}: {operation.failure_reason}" if operation.failure_reason else ""
+        lines.append(f"  last run  {kind} {outcome}{why}")
     if tenant.HasField("purge_time"):
         lines.append(
             f"  purge at  {tenant.purge_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC (undelete until then)"
@@ -116,9 +135,13 @@ def explain(err: grpc.RpcError) -> str:
     lines = [f"error: {err.code().name}: {err.details()}"]  # type: ignore[attr-defined]
     status = rpc_status.from_call(err)  # type: ignore[arg-type]
     for detail in status.details if status else ():
-        bad = error_details_pb2.BadRequest()
+        bad, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
         if detail.Unpack(bad):
             lines += [f"  {v.field}: {v.description}" for v in bad.field_violations]
+        elif detail.Unpack(info) and info.metadata.get("failed_step"):
+            lines.append(
+                f"  {info.reason} at {info.metadata['failed_step']} ({info.metadata.get('failure_type', '')})"
+            )
     return "\n".join(lines)
 
 
@@ -145,6 +168,7 @@ def parser() -> argparse.ArgumentParser:
         ("resume", "undo a suspend"),
         ("cancel", "cancel the provisioning run under way (what it did is undone)"),
         ("retry", "provision a PROVISION_FAILED tenant again"),
+        ("cleanup", "remove again what a failed provisioning left behind"),
         ("events", "show the tenant's audit log"),
     ):
         cmd = sub.add_parser(verb, help=text)
@@ -213,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.command == "retry":
             request_retry = tenant_service_pb2.RetryProvisioningRequest(name=_name(args.tenant_id))
             tenant = stub.RetryProvisioning(request_retry).tenant
+        elif args.command == "cleanup":
+            request_cleanup = tenant_service_pb2.CleanUpTenantRequest(name=_name(args.tenant_id))
+            tenant = stub.CleanUpTenant(request_cleanup).tenant
         elif args.command == "list":
             for listed in _pages(stub, args.page_size):
                 print(json_format.MessageToJson(listed) if args.json else progress_line(listed))
@@ -221,8 +248,10 @@ def run(args: argparse.Namespace) -> int:
             tenant = watch(stub, args.tenant_id)
         if tenant is not None:
             show(tenant)
-            failed = tenant.state == State.STATE_PROVISION_FAILED
-            return 1 if failed and args.command in ("create", "watch", "retry") else 0
+            failed = tenant.state in FAILED_STATES or (
+                args.command == "cleanup" and bool(tenant.leftover_resources)
+            )
+            return 1 if failed and args.command in ("create", "watch", "retry", "cleanup", "delete") else 0
     return 0
 
 

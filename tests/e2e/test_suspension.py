@@ -75,7 +75,12 @@ def test_suspend_and_resume_a_bridge_tenant_twice_each(
     log = events(api, tid)
     assert ("suspend", "billing@e2e") in [(e.step, e.actor) for e in log if e.kind == Kind.KIND_REQUESTED]
     states = [e.state for e in log if e.kind == Kind.KIND_STATE_CHANGED]
-    assert states[-2:] == [State.STATE_SUSPENDED, State.STATE_ACTIVE]
+    assert states[-4:] == [
+        State.STATE_SUSPENDING,
+        State.STATE_SUSPENDED,
+        State.STATE_RESUMING,
+        State.STATE_ACTIVE,
+    ]
     completed = [e.step for e in log if e.kind == Kind.KIND_STEP_COMPLETED]
     assert {"disable_access", "suspend_deployment", "resume_deployment", "enable_access"} <= set(completed)
 

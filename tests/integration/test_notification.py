@@ -21,6 +21,7 @@ from libs.devstack.processes import free_port
 from services.notification import providers, worker
 from services.notification.activities import NotificationActivities, message_id
 from tenantry.notification.v1 import notification_pb2
+from tenantry.tenant.v1 import tenant_pb2
 
 
 def activities_for(monkeypatch: pytest.MonkeyPatch, address: str) -> NotificationActivities:
@@ -118,6 +119,31 @@ def test_provision_failed_names_the_step_and_reason(
     body = message.get_content()
     assert 'failed at the step "dns"' in body
     assert "dns record already exists and points elsewhere" in body
+    assert "Everything created for it so far has been removed" in body
+
+
+def test_provision_failed_lists_what_could_not_be_removed(
+    notify: NotificationActivities, mail: Any, tenant_id: str
+) -> None:
+    request = welcome(
+        tenant_id,
+        kind=notification_pb2.NOTICE_KIND_PROVISION_FAILED,
+        failed_step="create_dns_records",
+        failure_reason="dns record already exists and points elsewhere",
+        leftover_resources=[
+            tenant_pb2.LeftoverResource(
+                step="create_bucket",
+                kind="s3_bucket",
+                id=f"tenantry-{tenant_id}",
+                domain="infra",
+                reason="access denied",
+            )
+        ],
+    )
+    [message] = received(mail.maildir, send(notify, request))
+    body = message.get_content()
+    assert "could not be" in body and "Everything created for it so far" not in body
+    assert f"s3_bucket tenantry-{tenant_id} (create_bucket): access denied" in body
 
 
 def test_deprovisioned_notice(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
