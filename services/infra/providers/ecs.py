@@ -11,13 +11,15 @@ listing's `familyPrefix` matches.
 What "stable" means (`rollout_of`): ECS starts a new PRIMARY deployment for
 every update and keeps the previous one ACTIVE until its tasks have drained;
 CreateService and UpdateService return before any task runs. A revision is
-stable when the PRIMARY deployment runs it, no other deployment is left, the
-deployment and the service each run as many tasks as they want, and the
-rollout (reported because the deployment circuit breaker is on) is not
-still IN_PROGRESS: that is what the `services-stable` waiter of the ECS API
-checks, plus the revision. A rollout the breaker FAILED is a failure at once.
-The poll loop checks this itself rather than calling the waiter, so that it
-heartbeats on every poll within the deploy timeout.
+stable when the PRIMARY deployment runs it, no other deployment is left, and
+the deployment and the service each run as many tasks as they want (what the
+`services-stable` waiter of the ECS API checks, plus the revision), and its
+`rolloutState` is COMPLETED: ECS moves it there once the new tasks have
+stayed up, so a task that starts and then fails is not taken for success
+(a deployment without a rollout state goes by the counts). A rollout the
+circuit breaker FAILED is a failure at once. The poll loop checks this
+itself rather than calling the waiter, so that it heartbeats on every poll
+within the deploy timeout.
 
 Suspension scales the service to zero and remembers the count it had in a
 tag on the service (SUSPENDED_COUNT_TAG), written before the scale-down so
