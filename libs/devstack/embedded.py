@@ -58,11 +58,19 @@ def _cluster_healthy(binary: str, port: int) -> bool:
 
 
 def moto_server(*, port: int, log_dir: Path) -> ManagedProcess:
-    """AWS APIs (S3, Route53, ECS, SES) from moto in server mode, over HTTP."""
+    """AWS APIs (S3, Route53, ECS, SES) from moto in server mode, over HTTP.
+
+    moto runs no tasks: MOTO_ECS_SERVICE_RUNNING is the running count it
+    gives every new ECS service (and its deployment, COMPLETED when that is
+    at least the desired count). 1 is the count the infra worker asks for
+    (services/infra/providers/ecs.py DESIRED_COUNT), so its services become
+    stable by the same check as on ECS; without it they would run 0 tasks.
+    """
     return ManagedProcess(
         "moto",
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         log_dir=log_dir,
+        env={**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1"},
         ready=lambda: port_open(port),
     )
 

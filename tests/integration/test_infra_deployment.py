@@ -1,7 +1,10 @@
 """The tenant's application deployment on ECS, against a real moto server over HTTP.
 
-moto runs no tasks and never moves a deployment on (see services/infra/providers/ecs.py):
-a new service is stable at once, an update to a new revision never is.
+moto runs no tasks; started by the fixtures with MOTO_ECS_SERVICE_RUNNING=1, it
+gives every new service one running task and never moves a deployment on (see
+services/infra/providers/ecs.py). So a new service of the default count is stable
+by the real check, one that wants two tasks never is, and an update to a new
+revision never is. The pure checks are tested in tests/unit/test_ecs_rollout.py.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from temporalio.testing import ActivityEnvironment
 
 from services.infra import providers
 from services.infra.activities import InfrastructureActivities
-from services.infra.providers.ecs import EcsDeployment, Rollout, is_steady, rollout_of
+from services.infra.providers.ecs import EcsDeployment, Rollout, rollout_of
 from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -43,12 +46,22 @@ def ecs(aws: Any) -> Any:
 
 
 def activities_with(
-    built: providers.Providers, settings: providers.InfraSettings, *, image: str = IMAGE, timeout: float = 5
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    *,
+    image: str = IMAGE,
+    timeout: float = 5,
+    desired_count: int = 1,
 ) -> InfrastructureActivities:
     from services.infra.providers import aws
 
     deployment = EcsDeployment(
-        aws.client("ecs"), cluster=settings.ecs_cluster, image=image, timeout=timeout, poll_interval=0.05
+        aws.client("ecs"),
+        cluster=settings.ecs_cluster,
+        image=image,
+        timeout=timeout,
+        poll_interval=0.05,
+        desired_count=desired_count,
     )
     return InfrastructureActivities(dataclasses.replace(built, deployment=deployment), settings)
 
@@ -88,6 +101,21 @@ def revisions(ecs: Any, tenant_id: str, status: str = "ACTIVE") -> list[str]:
     ]
 
 
+SUSPENDED_TAG = "tenantry:suspended-desired-count"
+
+
+def suspend(tenant_id: str) -> infra_pb2.SuspendDeploymentRequest:
+    return infra_pb2.SuspendDeploymentRequest(tenant_id=tenant_id)
+
+
+def resume(tenant_id: str) -> infra_pb2.ResumeDeploymentRequest:
+    return infra_pb2.ResumeDeploymentRequest(tenant_id=tenant_id)
+
+
+def tags_of(ecs: Any, arn: str) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]}
+
+
 def test_worker_start_creates_the_shared_cluster(
     ecs: Any, settings: providers.InfraSettings, built: Any
 ) -> None:
@@ -104,7 +132,7 @@ def test_deployment_is_created_stable_and_tagged(
     assert service is not None
     assert response.service == service["serviceArn"]
     assert service["serviceName"] == f"tenant-{tenant_id}"
-    assert service["desiredCount"] == 1
+    assert (service["desiredCount"], service["runningCount"]) == (1, 1)
     assert service["taskDefinition"] == response.revision
     assert rollout_of(service, response.revision) is Rollout.STABLE
     definition = ecs.describe_task_definition(taskDefinition=response.revision, include=["TAGS"])
@@ -143,12 +171,38 @@ def test_update_that_does_not_stabilise_rolls_back_to_the_previous_revision(
 
     assert caught.value.type == "InvalidArgument" and caught.value.non_retryable
     assert "rolled back to" in str(caught.value) and first.revision in str(caught.value)
+    assert "not stable yet" not in str(caught.value)
     service = service_of(ecs, settings.ecs_cluster, tenant_id)
     assert service is not None and service["taskDefinition"] == first.revision
+    # Back on the previous revision, and stable there by the real check.
+    assert rollout_of(service, first.revision) is Rollout.STABLE
     # The failed revision is deregistered; the good one is kept.
     assert revisions(ecs, tenant_id) == [first.revision]
     assert len(revisions(ecs, tenant_id, "INACTIVE")) == 1
     assert len(heartbeats) >= 2  # the wait heartbeats on every poll
+
+
+def test_new_service_that_never_becomes_stable_fails_and_is_left_for_the_compensation(
+    built: providers.Providers, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    # Two tasks wanted, and moto runs one: the rollout stays IN_PROGRESS.
+    starved = activities_with(built, settings, timeout=0.3, desired_count=2)
+    heartbeats: list[Any] = []
+
+    with pytest.raises(ApplicationError) as caught:
+        run(starved.create_deployment, create(tenant_id), heartbeats)
+
+    assert caught.value.type == "InvalidArgument" and caught.value.non_retryable
+    assert "did not become stable" in str(caught.value)
+    assert len(heartbeats) >= 2  # the wait heartbeats on every poll
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None
+    assert (service["desiredCount"], service["runningCount"]) == (2, 1)
+    assert rollout_of(service, service["taskDefinition"]) is Rollout.IN_PROGRESS
+    # What the workflow's compensation does: DeleteDeployment removes it all.
+    run(starved.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
+    assert service_of(ecs, settings.ecs_cluster, tenant_id) is None
+    assert revisions(ecs, tenant_id) == []
 
 
 def test_an_update_cut_short_is_rolled_back_by_the_next_attempt(
@@ -230,6 +284,57 @@ def test_another_tenants_service_is_a_conflict_and_survives_delete(
     assert service is not None and service["taskDefinition"] == arn
 
 
+def test_an_untagged_service_of_the_tenants_name_is_a_conflict_and_never_changed(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
+) -> None:
+    revision = ecs.register_task_definition(
+        family="someone-else", containerDefinitions=[{"name": "app", "image": "x:1", "memory": 64}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    arn = ecs.create_service(
+        cluster=settings.ecs_cluster,
+        serviceName=f"tenant-{tenant_id}",
+        taskDefinition=revision,
+        desiredCount=2,
+    )["service"]["serviceArn"]
+
+    for fn, request in (
+        (infra.create_deployment, create(tenant_id)),
+        (infra.suspend_deployment, suspend(tenant_id)),
+        (infra.resume_deployment, resume(tenant_id)),
+    ):
+        with pytest.raises(ApplicationError) as caught:
+            run(fn, request)
+        assert caught.value.type == "Conflict" and caught.value.non_retryable
+    # Removing the tenant leaves a service that is not its own in place.
+    run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
+
+    service = service_of(ecs, settings.ecs_cluster, tenant_id)
+    assert service is not None and service["serviceArn"] == arn
+    assert (service["taskDefinition"], service["desiredCount"]) == (revision, 2)
+    assert tags_of(ecs, arn) == {}
+    assert revisions(ecs, tenant_id) == []  # nothing registered for it either
+
+
+def test_a_tenant_whose_id_prefixes_anothers_never_touches_its_revisions(
+    infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings
+) -> None:
+    # moto matches `familyPrefix` exactly, as ECS documents it; the family
+    # filter that holds if it matched by prefix is tested in tests/unit.
+    ab = f"t-{uuid.uuid4().hex[:10]}"
+    abc = f"{ab}c"
+    longer = run(infra.create_deployment, create(abc))
+
+    shorter = run(infra.create_deployment, create(ab))
+    run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=ab))
+
+    # ab got a revision of its own family, not abc's latest.
+    assert f":task-definition/tenantry-{ab}:" in shorter.revision
+    assert revisions(ecs, ab) == [] and service_of(ecs, settings.ecs_cluster, ab) is None
+    assert revisions(ecs, abc) == [longer.revision]
+    service = service_of(ecs, settings.ecs_cluster, abc)
+    assert service is not None and service["taskDefinition"] == longer.revision
+
+
 def test_silo_deployment_goes_to_the_tenants_cluster_and_delete_removes_it(
     infra: InfrastructureActivities, ecs: Any, settings: providers.InfraSettings, tenant_id: str
 ) -> None:
@@ -254,45 +359,7 @@ def test_bad_cluster_name_is_invalid_argument(infra: InfrastructureActivities, t
     assert caught.value.type == "InvalidArgument" and caught.value.non_retryable
 
 
-@pytest.mark.parametrize(
-    ("deployments", "expected"),
-    [
-        ([{"status": "PRIMARY", "taskDefinition": "r2", "rolloutState": "FAILED"}], Rollout.FAILED),
-        ([{"status": "PRIMARY", "taskDefinition": "r2", "rolloutState": "COMPLETED"}], Rollout.STABLE),
-        (
-            [
-                {
-                    "status": "PRIMARY",
-                    "taskDefinition": "r2",
-                    "rolloutState": "IN_PROGRESS",
-                    "desiredCount": 1,
-                },
-                {"status": "ACTIVE", "taskDefinition": "r1", "desiredCount": 1},
-            ],
-            Rollout.IN_PROGRESS,
-        ),
-        ([{"status": "PRIMARY", "taskDefinition": "r1", "rolloutState": "COMPLETED"}], Rollout.IN_PROGRESS),
-    ],
-)
-def test_rollout_state_of_a_described_service(deployments: list[dict[str, Any]], expected: Rollout) -> None:
-    assert rollout_of({"desiredCount": 1, "deployments": deployments}, "r2") is expected
-
-
 # --- suspend and resume -------------------------------------------------------
-
-SUSPENDED_TAG = "tenantry:suspended-desired-count"
-
-
-def suspend(tenant_id: str) -> infra_pb2.SuspendDeploymentRequest:
-    return infra_pb2.SuspendDeploymentRequest(tenant_id=tenant_id)
-
-
-def resume(tenant_id: str) -> infra_pb2.ResumeDeploymentRequest:
-    return infra_pb2.ResumeDeploymentRequest(tenant_id=tenant_id)
-
-
-def tags_of(ecs: Any, arn: str) -> dict[str, str]:
-    return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]}
 
 
 def deployed(
@@ -463,23 +530,3 @@ def test_silo_deployment_is_suspended_and_resumed_on_the_tenants_cluster(
     run(infra.suspend_deployment, suspend(tenant_id))
     run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
     assert service_of(ecs, cluster, tenant_id) is None
-
-
-@pytest.mark.parametrize(
-    ("service", "expected"),
-    [
-        ({"desiredCount": 2, "runningCount": 2, "deployments": [{"status": "PRIMARY"}]}, True),
-        ({"desiredCount": 0, "runningCount": 0, "deployments": [{"status": "PRIMARY"}]}, True),
-        ({"desiredCount": 2, "runningCount": 1, "deployments": [{"status": "PRIMARY"}]}, False),
-        (
-            {
-                "desiredCount": 2,
-                "runningCount": 2,
-                "deployments": [{"status": "PRIMARY"}, {"status": "ACTIVE"}],
-            },
-            False,
-        ),
-    ],
-)
-def test_steady_state_of_a_described_service(service: dict[str, Any], expected: bool) -> None:
-    assert is_steady(service) is expected

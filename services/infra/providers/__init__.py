@@ -186,9 +186,16 @@ class InfraSettings:
 
     @classmethod
     def from_env(cls) -> InfraSettings:
-        # Imported here: iac imports this module for its protocols and errors.
-        from services.infra.providers import iac
+        # Imported here: they import this module for its protocols and errors.
+        from services.infra.providers import ecs, iac
 
+        ecs_cluster = _matching("TENANTRY_ECS_CLUSTER", "tenantry", ECS_NAME)
+        if ecs.is_silo_cluster_name(ecs_cluster):
+            # Else one tenant's own cluster would be the shared one, which its IaC would then hold.
+            raise config.ConfigError(
+                f"TENANTRY_ECS_CLUSTER={ecs_cluster!r} is the name a silo tenant's own cluster gets "
+                f"({ecs.silo_cluster_of('<tenant id>')}); choose another"
+            )
         return cls(
             storage_provider=config.choice("TENANTRY_STORAGE_PROVIDER", "s3", ("s3",)),
             dns_provider=config.choice("TENANTRY_DNS_PROVIDER", "route53", ("route53",)),
@@ -196,7 +203,7 @@ class InfraSettings:
             dns_zone=_matching("TENANTRY_DNS_ZONE", "tenants.tenantry.test", _HOSTNAME),
             app_hostname=_matching("TENANTRY_APP_HOSTNAME", "app.tenantry.test", _HOSTNAME),
             dns_ttl=config.integer("TENANTRY_DNS_TTL", 300),
-            ecs_cluster=_matching("TENANTRY_ECS_CLUSTER", "tenantry", ECS_NAME),
+            ecs_cluster=ecs_cluster,
             app_image=_image("TENANTRY_APP_IMAGE", "public.ecr.aws/tenantry/app:latest"),
             deploy_timeout=config.integer("TENANTRY_DEPLOY_TIMEOUT_SECONDS", 300),
             iac_binary=iac.find_binary(),

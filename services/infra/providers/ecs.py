@@ -3,30 +3,42 @@
 One task definition family `tenantry-<tenant>` and one service
 `tenant-<tenant>` per tenant, both tagged with the tenant id, on the shared
 cluster or on the tenant's own (silo). The tag is what makes a service of
-that name held by another tenant a conflict rather than something to take
-over or delete.
+that name held by anyone else (untagged, or tagged for another tenant) a
+conflict rather than something to take over, scale or delete. A family is
+only ever one tenant's: revisions are listed by exact family, whatever the
+listing's `familyPrefix` matches.
 
-What "stable" means, and what moto does: real ECS starts a new PRIMARY
-deployment for every update, keeps the previous one ACTIVE until the new
-tasks run, and (with the deployment circuit breaker on, as here) moves the
-PRIMARY deployment's `rolloutState` to COMPLETED or FAILED. moto in server
-mode runs no tasks: `runningCount` stays at MOTO_ECS_SERVICE_RUNNING (0 unless
-set on the moto process), `rolloutState` stays IN_PROGRESS for ever, and
-UpdateService does not start a new deployment (the PRIMARY one keeps the
-first task definition). So a revision counts as stable when the PRIMARY
-deployment runs it and either its rollout COMPLETED, or it is the only
-deployment left (nothing old draining) and has been given the service's
-desired count. On moto a new service is stable at once and an update to a
-new revision never is, which is how the tests exercise the rollback.
+What "stable" means (`rollout_of`): ECS starts a new PRIMARY deployment for
+every update and keeps the previous one ACTIVE until its tasks have drained;
+CreateService and UpdateService return before any task runs. A revision is
+stable when the PRIMARY deployment runs it, no other deployment is left, and
+the deployment and the service each run as many tasks as they want (what the
+`services-stable` waiter of the ECS API checks, plus the revision), and its
+`rolloutState` is COMPLETED: ECS moves it there once the new tasks have
+stayed up, so a task that starts and then fails is not taken for success
+(a deployment without a rollout state goes by the counts). A rollout the
+circuit breaker FAILED is a failure at once. The poll loop checks this
+itself rather than calling the waiter, so that it heartbeats on every poll
+within the deploy timeout.
 
 Suspension scales the service to zero and remembers the count it had in a
 tag on the service (SUSPENDED_COUNT_TAG), written before the scale-down so
 that an attempt cut short in between loses nothing. Resume scales back to
-that count, drops the tag and waits until the service is steady: a scale
-starts no new deployment, so the rollout state says nothing; steady is what
-the `services-stable` waiter of the ECS API checks, one deployment and as
-many running tasks as desired (moto sets `runningCount` to the desired count
-on UpdateService, so there a resume is steady at once).
+that count, drops the tag and waits until the service is steady
+(`is_steady`, the waiter's check): a scale starts no new deployment, so the
+rollout state says nothing.
+
+How moto (server mode, libs/devstack/embedded.py) behaves, from its source
+(moto/ecs/models.py): it runs no tasks, and it is started with
+MOTO_ECS_SERVICE_RUNNING set to the count a service gets (DESIRED_COUNT).
+CreateService then gives the service and its one PRIMARY deployment that
+many running tasks, with rolloutState COMPLETED when it is at least the
+desired count and IN_PROGRESS for ever otherwise. UpdateService never starts
+a deployment: the PRIMARY one keeps the first task definition and its
+counts; a new desired count sets the service's running count to it at once.
+So on moto a new service of the default count is stable at once, one that
+wants more tasks never is, an update to a new revision never is (the tests'
+rollback), and a resume is steady at once. None of that needs code here.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from typing import Any, NoReturn
 
 import botocore.exceptions
 
+from libs.lifecycle import valid_tenant_id
 from services.infra.providers import (
     TENANT_TAG,
     Conflict,
@@ -52,12 +65,15 @@ from services.infra.providers.aws import error_code, faults_as_unavailable
 log = logging.getLogger(__name__)
 
 CONTAINER_NAME = "app"
-# The count a service gets; the same for every tier today.
+# The count a service gets; the same for every tier today. The dev stack's
+# moto runs this many tasks per service (MOTO_ECS_SERVICE_RUNNING).
 DESIRED_COUNT = 1
 # On a suspended service: the desired count it had, which resume restores.
 SUSPENDED_COUNT_TAG = "tenantry:suspended-desired-count"
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 _COUNT = re.compile(r"[0-9]{1,6}")
+_REVISION_ARN = re.compile(r":task-definition/([A-Za-z0-9_-]{1,255}):[0-9]+$")
+_SILO_CLUSTER_PREFIX = "tenantry-"
 
 
 class Rollout(Enum):
@@ -75,9 +91,14 @@ def rollout_of(service: dict[str, Any], revision: str) -> Rollout:
     state = primary.get("rolloutState")
     if state == "FAILED":
         return Rollout.FAILED
-    if state == "COMPLETED":
-        return Rollout.STABLE
-    if len(deployments) == 1 and primary.get("desiredCount", 0) >= service.get("desiredCount", 0):
+    # An INACTIVE deployment has been replaced entirely; an ACTIVE one still drains.
+    draining = [d for d in deployments if d is not primary and d.get("status") != "INACTIVE"]
+    if (
+        not draining
+        and state in (None, "COMPLETED")
+        and primary.get("runningCount") == primary.get("desiredCount")
+        and service.get("runningCount") == service.get("desiredCount")
+    ):
         return Rollout.STABLE
     return Rollout.IN_PROGRESS
 
@@ -92,13 +113,26 @@ def family_of(tenant_id: str) -> str:
     return f"tenantry-{tenant_id}"
 
 
+def family_of_revision(arn: str) -> str | None:
+    """The family of a task definition ARN (`...:task-definition/<family>:<revision>`)."""
+    found = _REVISION_ARN.search(arn)
+    return found.group(1) if found else None
+
+
 def service_name_of(tenant_id: str) -> str:
     return f"tenant-{tenant_id}"
 
 
 def silo_cluster_of(tenant_id: str) -> str:
     """The cluster name the silo module (deploy/iac/tenant) gives a tenant."""
-    return f"tenantry-{tenant_id}"
+    return f"{_SILO_CLUSTER_PREFIX}{tenant_id}"
+
+
+def is_silo_cluster_name(cluster: str) -> bool:
+    """Whether `silo_cluster_of` gives this name to some possible tenant."""
+    return cluster.startswith(_SILO_CLUSTER_PREFIX) and valid_tenant_id(
+        cluster.removeprefix(_SILO_CLUSTER_PREFIX)
+    )
 
 
 def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
@@ -106,16 +140,28 @@ def _tags(tags: list[dict[str, str]] | None) -> dict[str, str]:
 
 
 class EcsDeployment:
-    """`Deployment` on ECS: a task definition family and a service per tenant."""
+    """`Deployment` on ECS: a task definition family and a service per tenant.
+
+    `timeout` bounds each wait for a stable (or steady) service, polled every
+    `poll_interval` seconds; `desired_count` is the count a service gets.
+    """
 
     def __init__(
-        self, client: Any, *, cluster: str, image: str, timeout: float, poll_interval: float = 5.0
+        self,
+        client: Any,
+        *,
+        cluster: str,
+        image: str,
+        timeout: float,
+        poll_interval: float = 5.0,
+        desired_count: int = DESIRED_COUNT,
     ) -> None:
         self._ecs = client
         self._cluster = cluster
         self._image = image
         self._timeout = timeout
         self._poll_interval = poll_interval
+        self._desired_count = desired_count
 
     @property
     def cluster(self) -> str:
@@ -145,19 +191,16 @@ class EcsDeployment:
             if cluster != self._cluster:
                 self._ensure_cluster(cluster, tenant_id=tenant_id)
             current = self._describe(cluster, name)
-            if current is not None:
-                owner = _tags(current.get("tags")).get(TENANT_TAG)
-                if owner != tenant_id:
-                    raise Conflict(
-                        f"ECS service {name} on {cluster} already exists and belongs to another tenant"
-                    )
+            if current is not None and _tags(current.get("tags")).get(TENANT_TAG) != tenant_id:
+                # Untagged or another tenant's: never taken over.
+                raise Conflict(f"ECS service {name} on {cluster} already exists and is not this tenant's")
             revision = self._revision(tenant_id, running=current["taskDefinition"] if current else None)
             if current is None:
                 return self._create(cluster, name, tenant_id, revision, progress)
             if current["taskDefinition"] != revision:
                 return self._update(cluster, current, revision, progress)
-            if current.get("desiredCount") != DESIRED_COUNT:
-                self._ecs.update_service(cluster=cluster, service=name, desiredCount=DESIRED_COUNT)
+            if current.get("desiredCount") != self._desired_count:
+                self._ecs.update_service(cluster=cluster, service=name, desiredCount=self._desired_count)
             if self._wait(cluster, name, revision, progress):
                 return DeployedService(service=current["serviceArn"], revision=revision)
             # An earlier attempt started this update and was cut short: the
@@ -186,7 +229,7 @@ class EcsDeployment:
                 cluster=cluster,
                 serviceName=name,
                 taskDefinition=revision,
-                desiredCount=DESIRED_COUNT,
+                desiredCount=self._desired_count,
                 deploymentConfiguration={
                     # The breaker tells us (rolloutState FAILED) instead of
                     # retrying for ever; the rollback is ours, so that it is
@@ -216,7 +259,7 @@ class EcsDeployment:
         name, previous = current["serviceName"], current["taskDefinition"]
         log.info("updating ECS service %s from %s to %s", name, previous, revision)
         self._ecs.update_service(
-            cluster=cluster, service=name, taskDefinition=revision, desiredCount=DESIRED_COUNT
+            cluster=cluster, service=name, taskDefinition=revision, desiredCount=self._desired_count
         )
         if self._wait(cluster, name, revision, progress):
             return DeployedService(service=current["serviceArn"], revision=revision)
@@ -257,13 +300,7 @@ class EcsDeployment:
         """The running revision or the family's latest if it is what we want, else a new one."""
         family = family_of(tenant_id)
         candidates = [running] if running else []
-        active = [
-            arn
-            for page in self._ecs.get_paginator("list_task_definitions").paginate(
-                familyPrefix=family, status="ACTIVE"
-            )
-            for arn in page["taskDefinitionArns"]
-        ]
+        active = self._active_revisions(family)
         if active:
             # Sorted here: moto ignores `sort`.
             candidates.append(max(active, key=lambda arn: int(arn.rsplit(":", 1)[-1])))
@@ -328,14 +365,12 @@ class EcsDeployment:
         log.info("deleted ECS service %s on %s", name, cluster)
 
     def _deregister_family(self, tenant_id: str, progress: Callable[[], None]) -> None:
-        paginator = self._ecs.get_paginator("list_task_definitions")
-        for page in paginator.paginate(familyPrefix=family_of(tenant_id), status="ACTIVE"):
-            for arn in page["taskDefinitionArns"]:
-                try:
-                    self._ecs.deregister_task_definition(taskDefinition=arn)
-                except botocore.exceptions.ClientError as err:
-                    if error_code(err) != "ClientException":  # already gone
-                        raise
+        for arn in self._active_revisions(family_of(tenant_id)):
+            try:
+                self._ecs.deregister_task_definition(taskDefinition=arn)
+            except botocore.exceptions.ClientError as err:
+                if error_code(err) != "ClientException":  # already gone
+                    raise
             progress()
 
     def _delete_silo_cluster(self, cluster: str, tenant_id: str) -> None:
@@ -396,7 +431,7 @@ class EcsDeployment:
             for cluster, current in found:
                 count = int(current.get("desiredCount", 0))
                 remembered = _tags(current.get("tags")).get(SUSPENDED_COUNT_TAG)
-                wanted = _count_to_restore(remembered, current=count)
+                wanted = _count_to_restore(remembered, current=count, default=self._desired_count)
                 if wanted != count:
                     self._ecs.update_service(cluster=cluster, service=name, desiredCount=wanted)
                 if remembered is not None:
@@ -409,7 +444,7 @@ class EcsDeployment:
         """The tenant's service on the shared cluster and on its own (silo), those that exist.
 
         Raises `Conflict` before anything is changed if a service of that name
-        on either is another tenant's.
+        on either is not the tenant's (untagged, or another tenant's).
         """
         name = service_name_of(tenant_id)
         found = []
@@ -418,7 +453,7 @@ class EcsDeployment:
             if current is None:
                 continue
             if _tags(current.get("tags")).get(TENANT_TAG) != tenant_id:
-                raise Conflict(f"ECS service {name} on {cluster} belongs to another tenant; not changed")
+                raise Conflict(f"ECS service {name} on {cluster} is not this tenant's; not changed")
             found.append((cluster, current))
         if not found:
             # Pooled tenants have no service, and a removed one has nothing left to scale.
@@ -444,6 +479,22 @@ class EcsDeployment:
             time.sleep(min(self._poll_interval, remaining))
 
     # --- shared ------------------------------------------------------------
+
+    def _active_revisions(self, family: str) -> list[str]:
+        """The ARNs of the family's ACTIVE revisions, and of no other family's.
+
+        The filter is ours: `familyPrefix` is documented as the full family
+        name (moto matches it exactly), but its name says prefix, and a
+        prefix match would hand tenant `ab` the revisions of tenant `abc`.
+        """
+        return [
+            arn
+            for page in self._ecs.get_paginator("list_task_definitions").paginate(
+                familyPrefix=family, status="ACTIVE"
+            )
+            for arn in page["taskDefinitionArns"]
+            if family_of_revision(arn) == family
+        ]
 
     def _ensure_cluster(self, cluster: str, *, tenant_id: str | None) -> None:
         """Finds the cluster or creates it; a tenant's own cluster is tagged, and must be its."""
@@ -478,12 +529,12 @@ class EcsDeployment:
         return live[0] if live else None
 
 
-def _count_to_restore(remembered: str | None, *, current: int) -> int:
+def _count_to_restore(remembered: str | None, *, current: int, default: int) -> int:
     """The desired count a resumed service gets.
 
     The remembered one when it is a positive count. Otherwise (no tag, a
     service that was at zero already when suspended, a tag edited by hand) a
-    service at zero gets the default, since a resumed tenant must serve, and
+    service at zero gets `default`, since a resumed tenant must serve, and
     a running one keeps its own (it is resumed already, or was never
     suspended), so a second resume changes nothing.
     """
@@ -491,4 +542,4 @@ def _count_to_restore(remembered: str | None, *, current: int) -> int:
         return int(remembered)
     if remembered not in (None, "0"):
         log.warning("ignoring remembered desired count %r", remembered[:32])
-    return current if current > 0 else DESIRED_COUNT
+    return current if current > 0 else default
