@@ -129,6 +129,11 @@ class LifecycleRun:
                 self._owe(spec)
             raise
         except ActivityError as err:
+            if self.cancel_pending() and isinstance(err.cause, CancelledError):
+                # The activity stopped on the run's cancel (at a heartbeat): the
+                # run unwinds as cancelled, with this step's undo owed.
+                self._set(name, Status.STEP_STATUS_FAILED, "cancelled")
+                raise asyncio.CancelledError(f"{name} cancelled") from err
             failure = StepFailed(name, describe(err), error_type(err))
             self._set(name, Status.STEP_STATUS_FAILED, failure.reason)
             self.failure = self.failure or failure

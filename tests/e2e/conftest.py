@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,11 +44,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterat
     started.stop()
 
 
-def inject_failure(rules: Path, tenant_id: str, rpc: str) -> None:
-    """Makes `rpc` fail for good for this tenant, in every worker."""
-    current = json.loads(rules.read_text())
-    current[tenant_id] = rpc
-    rules.write_text(json.dumps(current))
+_RULES_LOCK = threading.Lock()
+
+
+def inject_failure(rules: Path, tenant_id: str, rpc: str | list[dict[str, object]] | None) -> None:
+    """Sets the fault rules of this tenant in every worker (see libs/faults.py):
+    an rpc name makes it fail for good before it runs; None removes them."""
+    with _RULES_LOCK:
+        current = json.loads(rules.read_text())
+        if rpc is None:
+            current.pop(tenant_id, None)
+        else:
+            current[tenant_id] = rpc
+        # Workers read the file before every activity: replace it whole, never half-written.
+        partial = rules.with_name(rules.name + ".partial")
+        partial.write_text(json.dumps(current))
+        os.replace(partial, rules)
 
 
 @pytest.fixture(scope="session")
