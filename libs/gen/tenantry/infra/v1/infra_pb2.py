@@ -26,7 +26,7 @@ from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_o
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtenantry/infra/v1/infra.proto\x12\x11tenantry.infra.v1\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Y\n\x13\x43reateBucketRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tplan_tier\x18\x02 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"&\n\x14\x43reateBucketResponse\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\"(\n\x13\x44\x65leteBucketRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteBucketResponse\"=\n\x17UpsertDnsRecordsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\"0\n\x18UpsertDnsRecordsResponse\x12\x14\n\x0crecord_names\x18\x01 \x03(\t\"=\n\x17\x44\x65leteDnsRecordsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\"\x1a\n\x18\x44\x65leteDnsRecordsResponse\"`\n\x1a\x41pplyInfrastructureRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tplan_tier\x18\x02 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"\x9b\x01\n\x1b\x41pplyInfrastructureResponse\x12L\n\x07outputs\x18\x01 \x03(\x0b\x32;.tenantry.infra.v1.ApplyInfrastructureResponse.OutputsEntry\x1a.\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x1c\x44\x65stroyInfrastructureRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65stroyInfrastructureResponse\"\xec\x01\n\x17\x43reateDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tplan_tier\x18\x02 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\x12V\n\x0einfrastructure\x18\x03 \x03(\x0b\x32>.tenantry.infra.v1.CreateDeploymentRequest.InfrastructureEntry\x1a\x35\n\x13InfrastructureEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x18\x43reateDeploymentResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\",\n\x17\x44\x65leteDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"-\n\x18SuspendDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1b\n\x19SuspendDeploymentResponse\",\n\x17ResumeDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18ResumeDeploymentResponse2\xf3\x08\n\x18InfrastructureActivities\x12_\n\x0c\x43reateBucket\x12&.tenantry.infra.v1.CreateBucketRequest\x1a\'.tenantry.infra.v1.CreateBucketResponse\x12_\n\x0c\x44\x65leteBucket\x12&.tenantry.infra.v1.DeleteBucketRequest\x1a\'.tenantry.infra.v1.DeleteBucketResponse\x12k\n\x10UpsertDnsRecords\x12*.tenantry.infra.v1.UpsertDnsRecordsRequest\x1a+.tenantry.infra.v1.UpsertDnsRecordsResponse\x12k\n\x10\x44\x65leteDnsRecords\x12*.tenantry.infra.v1.DeleteDnsRecordsRequest\x1a+.tenantry.infra.v1.DeleteDnsRecordsResponse\x12t\n\x13\x41pplyInfrastructure\x12-.tenantry.infra.v1.ApplyInfrastructureRequest\x1a..tenantry.infra.v1.ApplyInfrastructureResponse\x12z\n\x15\x44\x65stroyInfrastructure\x12/.tenantry.infra.v1.DestroyInfrastructureRequest\x1a\x30.tenantry.infra.v1.DestroyInfrastructureResponse\x12k\n\x10\x43reateDeployment\x12*.tenantry.infra.v1.CreateDeploymentRequest\x1a+.tenantry.infra.v1.CreateDeploymentResponse\x12k\n\x10\x44\x65leteDeployment\x12*.tenantry.infra.v1.DeleteDeploymentRequest\x1a+.tenantry.infra.v1.DeleteDeploymentResponse\x12n\n\x11SuspendDeployment\x12+.tenantry.infra.v1.SuspendDeploymentRequest\x1a,.tenantry.infra.v1.SuspendDeploymentResponse\x12k\n\x10ResumeDeployment\x12*.tenantry.infra.v1.ResumeDeploymentRequest\x1a+.tenantry.infra.v1.ResumeDeploymentResponse\x1a\x12\xca\xf3\x18\x0etenantry-infrab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtenantry/infra/v1/infra.proto\x12\x11tenantry.infra.v1\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Y\n\x13\x43reateBucketRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tplan_tier\x18\x02 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"&\n\x14\x43reateBucketResponse\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\"(\n\x13\x44\x65leteBucketRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteBucketResponse\"=\n\x17UpsertDnsRecordsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\"0\n\x18UpsertDnsRecordsResponse\x12\x14\n\x0crecord_names\x18\x01 \x03(\t\"=\n\x17\x44\x65leteDnsRecordsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\"\x1a\n\x18\x44\x65leteDnsRecordsResponse\"`\n\x1a\x41pplyInfrastructureRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tplan_tier\x18\x02 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"\x9b\x01\n\x1b\x41pplyInfrastructureResponse\x12L\n\x07outputs\x18\x01 \x03(\x0b\x32;.tenantry.infra.v1.ApplyInfrastructureResponse.OutputsEntry\x1a.\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x1c\x44\x65stroyInfrastructureRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpect_state\x18\x02 \x01(\x08\"\x1f\n\x1d\x44\x65stroyInfrastructureResponse\"\xec\x01\n\x17\x43reateDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\tplan_tier\x18\x02 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\x12V\n\x0einfrastructure\x18\x03 \x03(\x0b\x32>.tenantry.infra.v1.CreateDeploymentRequest.InfrastructureEntry\x1a\x35\n\x13InfrastructureEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x18\x43reateDeploymentResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\",\n\x17\x44\x65leteDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"-\n\x18SuspendDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1b\n\x19SuspendDeploymentResponse\",\n\x17ResumeDeploymentRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18ResumeDeploymentResponse2\xf3\x08\n\x18InfrastructureActivities\x12_\n\x0c\x43reateBucket\x12&.tenantry.infra.v1.CreateBucketRequest\x1a\'.tenantry.infra.v1.CreateBucketResponse\x12_\n\x0c\x44\x65leteBucket\x12&.tenantry.infra.v1.DeleteBucketRequest\x1a\'.tenantry.infra.v1.DeleteBucketResponse\x12k\n\x10UpsertDnsRecords\x12*.tenantry.infra.v1.UpsertDnsRecordsRequest\x1a+.tenantry.infra.v1.UpsertDnsRecordsResponse\x12k\n\x10\x44\x65leteDnsRecords\x12*.tenantry.infra.v1.DeleteDnsRecordsRequest\x1a+.tenantry.infra.v1.DeleteDnsRecordsResponse\x12t\n\x13\x41pplyInfrastructure\x12-.tenantry.infra.v1.ApplyInfrastructureRequest\x1a..tenantry.infra.v1.ApplyInfrastructureResponse\x12z\n\x15\x44\x65stroyInfrastructure\x12/.tenantry.infra.v1.DestroyInfrastructureRequest\x1a\x30.tenantry.infra.v1.DestroyInfrastructureResponse\x12k\n\x10\x43reateDeployment\x12*.tenantry.infra.v1.CreateDeploymentRequest\x1a+.tenantry.infra.v1.CreateDeploymentResponse\x12k\n\x10\x44\x65leteDeployment\x12*.tenantry.infra.v1.DeleteDeploymentRequest\x1a+.tenantry.infra.v1.DeleteDeploymentResponse\x12n\n\x11SuspendDeployment\x12+.tenantry.infra.v1.SuspendDeploymentRequest\x1a,.tenantry.infra.v1.SuspendDeploymentResponse\x12k\n\x10ResumeDeployment\x12*.tenantry.infra.v1.ResumeDeploymentRequest\x1a+.tenantry.infra.v1.ResumeDeploymentResponse\x1a\x12\xca\xf3\x18\x0etenantry-infrab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,27 +62,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLYINFRASTRUCTURERESPONSE_OUTPUTSENTRY']._serialized_start=729
   _globals['_APPLYINFRASTRUCTURERESPONSE_OUTPUTSENTRY']._serialized_end=775
   _globals['_DESTROYINFRASTRUCTUREREQUEST']._serialized_start=777
-  _globals['_DESTROYINFRASTRUCTUREREQUEST']._serialized_end=826
-  _globals['_DESTROYINFRASTRUCTURERESPONSE']._serialized_start=828
-  _globals['_DESTROYINFRASTRUCTURERESPONSE']._serialized_end=859
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=862
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=1098
-  _globals['_CREATEDEPLOYMENTREQUEST_INFRASTRUCTUREENTRY']._serialized_start=1045
-  _globals['_CREATEDEPLOYMENTREQUEST_INFRASTRUCTUREENTRY']._serialized_end=1098
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=1100
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=1161
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=1163
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=1207
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=1209
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=1235
-  _globals['_SUSPENDDEPLOYMENTREQUEST']._serialized_start=1237
-  _globals['_SUSPENDDEPLOYMENTREQUEST']._serialized_end=1282
-  _globals['_SUSPENDDEPLOYMENTRESPONSE']._serialized_start=1284
-  _globals['_SUSPENDDEPLOYMENTRESPONSE']._serialized_end=1311
-  _globals['_RESUMEDEPLOYMENTREQUEST']._serialized_start=1313
-  _globals['_RESUMEDEPLOYMENTREQUEST']._serialized_end=1357
-  _globals['_RESUMEDEPLOYMENTRESPONSE']._serialized_start=1359
-  _globals['_RESUMEDEPLOYMENTRESPONSE']._serialized_end=1385
-  _globals['_INFRASTRUCTUREACTIVITIES']._serialized_start=1388
-  _globals['_INFRASTRUCTUREACTIVITIES']._serialized_end=2527
+  _globals['_DESTROYINFRASTRUCTUREREQUEST']._serialized_end=848
+  _globals['_DESTROYINFRASTRUCTURERESPONSE']._serialized_start=850
+  _globals['_DESTROYINFRASTRUCTURERESPONSE']._serialized_end=881
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=884
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=1120
+  _globals['_CREATEDEPLOYMENTREQUEST_INFRASTRUCTUREENTRY']._serialized_start=1067
+  _globals['_CREATEDEPLOYMENTREQUEST_INFRASTRUCTUREENTRY']._serialized_end=1120
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=1122
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=1183
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=1185
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=1229
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=1231
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=1257
+  _globals['_SUSPENDDEPLOYMENTREQUEST']._serialized_start=1259
+  _globals['_SUSPENDDEPLOYMENTREQUEST']._serialized_end=1304
+  _globals['_SUSPENDDEPLOYMENTRESPONSE']._serialized_start=1306
+  _globals['_SUSPENDDEPLOYMENTRESPONSE']._serialized_end=1333
+  _globals['_RESUMEDEPLOYMENTREQUEST']._serialized_start=1335
+  _globals['_RESUMEDEPLOYMENTREQUEST']._serialized_end=1379
+  _globals['_RESUMEDEPLOYMENTRESPONSE']._serialized_start=1381
+  _globals['_RESUMEDEPLOYMENTRESPONSE']._serialized_end=1407
+  _globals['_INFRASTRUCTUREACTIVITIES']._serialized_start=1410
+  _globals['_INFRASTRUCTUREACTIVITIES']._serialized_end=2549
 # @@protoc_insertion_point(module_scope)

@@ -80,10 +80,12 @@ class ApplyInfrastructureResponse(_message.Message):
     def __init__(self, outputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DestroyInfrastructureRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "expect_state")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_STATE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    expect_state: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., expect_state: _Optional[bool] = ...) -> None: ...
 
 class DestroyInfrastructureResponse(_message.Message):
     __slots__ = ()
