@@ -373,6 +373,11 @@ class S3State:
             raise IacFailed(f"the IaC state of tenant {tenant_id} is not a state document")
         return state
 
+    def resources(self, tenant_id: str) -> list[str] | None:
+        """Addresses of the managed resources in the tenant's state; [] once destroyed, None without state."""
+        state = self.read(tenant_id)
+        return None if state is None else _resource_addresses(state)
+
     def lock_holder(self, tenant_id: str) -> str | None:
         """Who holds the tenant's lock, as the tool recorded it; None when it is free."""
         raw = self._get(self.lock_key(tenant_id), "reading the IaC state lock")
@@ -569,8 +574,7 @@ class TofuInfrastructure:
 
         [] once destroyed, None when there is no state object at all.
         """
-        state = self._state.read(tenant_id)
-        return None if state is None else _resource_addresses(state)
+        return self._state.resources(tenant_id)
 
     def scratch_dirs(self, tenant_id: str) -> list[Path]:
         """The tenant's scratch folders that exist now (a run's, while it goes on)."""
