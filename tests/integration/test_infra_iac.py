@@ -255,6 +255,21 @@ def test_a_held_lock_makes_apply_wait_then_fail_retryable(
     assert len(waiting.state_resources(tenant_id) or []) == 2
 
 
+def test_a_lock_older_than_any_command_is_broken(
+    iac_dir: Path, state: S3State, s3: Any, tenant_id: str
+) -> None:
+    # The lock of a CLI whose worker was killed: nobody will release it.
+    state.ensure_bucket()
+    s3.put_object(Bucket=state.bucket, Key=state.lock_key(tenant_id), Body=b'{"ID": "of-a-killed-run"}')
+    # Every lock counts as older than a command lasts here (by default: the timeout and a minute).
+    iac = runner(iac_dir, state, lock_timeout=1, stale_lock_after=0)
+
+    assert iac.apply(tenant_id, variables={}).changed
+
+    assert state.lock_holder(tenant_id) is None
+    assert len(iac.state_resources(tenant_id) or []) == 2
+
+
 def test_the_state_bucket_is_created_private_encrypted_versioned(aws: Any, s3: Any) -> None:
     bucket = f"iac-state.{uuid.uuid4().hex[:12]}"
     S3State(s3, bucket=bucket, key_prefix="tenants", region="us-east-1", path_style=True).ensure_bucket()

@@ -7,7 +7,8 @@ download) keeps one object per tenant,
 TENANTRY_IAC_STATE_BUCKET, and locks it with S3-native lock objects
 (`use_lockfile`: a conditional PutObject of `<key>.tflock`), so two runs of
 one tenant on two replicas never interleave; a run that finds the lock held
-waits `lock_timeout` and then fails with `IacStateLocked` (retried). The
+waits `lock_timeout` and then fails with `IacStateLocked` (retried). A lock
+older than any command lasts is a killed worker's and is broken. The
 bucket is created on first use: private, encrypted, versioned. Bucket, key,
 region and locking are `-backend-config` arguments to `init`; the endpoint
 and credentials reach the CLI through its environment only (the worker's AWS
@@ -392,6 +393,35 @@ class S3State:
             f" since {info.get('Created', '?')}"
         )
 
+    def break_stale_lock(self, tenant_id: str, *, older_than: float) -> bool:
+        """Deletes the tenant's lock if it was taken more than `older_than` s ago (S3's clock).
+
+        A CLI whose worker was killed (SIGKILL, a lost host) never releases
+        its lock, and no command of a live run holds it that long. Only the
+        version read is deleted, so a lock taken meanwhile by another run
+        stays. True if a lock was broken.
+        """
+        key = self.lock_key(tenant_id)
+        with faults_as_unavailable("checking the IaC state lock"):
+            try:
+                head = self._s3.head_object(Bucket=self.bucket, Key=key)
+            except botocore.exceptions.ClientError as err:
+                if error_code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                    return False
+                raise
+            age = time.time() - head["LastModified"].timestamp()
+            if age < older_than:
+                return False
+            version = head.get("VersionId")
+            if version and version != "null":
+                self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+            else:
+                self._s3.delete_object(Bucket=self.bucket, Key=key)
+        log.warning(
+            "broke the IaC state lock of tenant %s, taken %.0fs ago by a run that is gone", tenant_id, age
+        )
+        return True
+
     def put_if_absent(self, tenant_id: str, body: bytes) -> bool:
         """Writes the tenant's state unless an object is there; True if it was written."""
         self.ensure_bucket()
@@ -475,6 +505,7 @@ class TofuInfrastructure:
         state: S3State,
         timeout: float,
         lock_timeout: float = 60.0,
+        stale_lock_after: float | None = None,
         heartbeat_every: float = 5.0,
         kill_grace: float = 10.0,
     ) -> None:
@@ -488,6 +519,8 @@ class TofuInfrastructure:
         self._kill_grace = kill_grace
         # No run lasts longer than this, so an older scratch folder is a killed run's.
         self._stale_after = _COMMANDS_PER_RUN * (timeout + kill_grace) + 60
+        # Each command takes and releases the lock itself and is stopped after `timeout`.
+        self._stale_lock_after = timeout + kill_grace + 60 if stale_lock_after is None else stale_lock_after
 
     @property
     def state(self) -> S3State:
@@ -498,6 +531,7 @@ class TofuInfrastructure:
     ) -> IacResult:
         self._state.ensure_bucket()
         self._adopt_local_state(tenant_id)
+        self._state.break_stale_lock(tenant_id, older_than=self._stale_lock_after)
         env = self._env({**variables, "tenant_id": tenant_id})
         lock_timeout = f"-lock-timeout={self._lock_timeout:g}s"
         with self._scratch(tenant_id) as workdir:
@@ -550,6 +584,7 @@ class TofuInfrastructure:
             # Destroyed before: the empty state is the proof.
             log.info("the IaC state of tenant %s is empty: already destroyed", tenant_id)
             return
+        self._state.break_stale_lock(tenant_id, older_than=self._stale_lock_after)
         env = self._env({"tenant_id": tenant_id})
         with self._scratch(tenant_id) as workdir:
             self._init(tenant_id, workdir, env, progress)
