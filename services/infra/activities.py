@@ -131,9 +131,16 @@ class InfrastructureActivities:
     def destroy_infrastructure(
         self, request: infra_pb2.DestroyInfrastructureRequest
     ) -> infra_pb2.DestroyInfrastructureResponse:
+        """Destroys the tenant's stack; its empty state stays behind as the proof.
+
+        With `expect_state` (the tenant's record lists a stack), no state at
+        all is a non-retryable NotFound: the state was lost and the
+        infrastructure may still exist. Without it (a compensation), no state
+        is success.
+        """
         tenant_id = checked_tenant_id(request.tenant_id)
         with provider_errors():
-            self._infrastructure.destroy(tenant_id, progress=_heartbeat)
+            self._infrastructure.destroy(tenant_id, expect_state=request.expect_state, progress=_heartbeat)
         return infra_pb2.DestroyInfrastructureResponse()
 
     def _record_names(self, tenant_id: str, domains: list[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Dedicated infrastructure through a real OpenTofu / Terraform binary and the module in deploy/iac/tenant.
 
-The module uses built-in resources only, so nothing is downloaded. The
+The module uses built-in resources only, so nothing is downloaded; its state
+lives in moto's S3 (the CLI's own s3 backend, S3-native locking). The
 runner's process handling (heartbeats, cancellation, SIGTERM then SIGKILL)
 is also tested on plain long-running commands.
 """
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -25,7 +27,7 @@ from libs.config import ConfigError
 from services.infra import providers, worker
 from services.infra.activities import InfrastructureActivities
 from services.infra.providers import IacFailed
-from services.infra.providers.iac import DEFAULT_MODULE_DIR, TofuInfrastructure, find_binary, run_cli
+from services.infra.providers.iac import DEFAULT_MODULE_DIR, S3State, TofuInfrastructure, find_binary, run_cli
 from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -35,6 +37,8 @@ def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.In
     with pytest.MonkeyPatch.context() as env:
         # Not the default ./.state/iac: tests leave nothing in the work tree.
         env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
+        # A state bucket of this module's own in the session's moto.
+        env.setenv("TENANTRY_IAC_STATE_BUCKET", f"iac-state.{uuid.uuid4().hex[:12]}")
         return providers.InfraSettings.from_env()
 
 
@@ -43,9 +47,29 @@ def built(settings: providers.InfraSettings) -> providers.Providers:
     return providers.from_env(settings)
 
 
-def runner(iac_dir: Path, module_dir: Path = DEFAULT_MODULE_DIR) -> TofuInfrastructure:
+@pytest.fixture(scope="module")
+def s3(aws: Any) -> Any:
+    return boto3.client("s3")
+
+
+@pytest.fixture(scope="module")
+def state(built: providers.Providers) -> S3State:
+    assert isinstance(built.infrastructure, TofuInfrastructure)
+    return built.infrastructure.state
+
+
+def runner(
+    work_dir: Path, state: S3State, module_dir: Path = DEFAULT_MODULE_DIR, **options: Any
+) -> TofuInfrastructure:
+    work_dir.mkdir(parents=True, exist_ok=True)
     return TofuInfrastructure(
-        binary=find_binary(), module_dir=module_dir, state_dir=iac_dir, timeout=120, heartbeat_every=0.2
+        binary=find_binary(),
+        module_dir=module_dir,
+        work_dir=work_dir,
+        state=state,
+        timeout=120,
+        heartbeat_every=0.2,
+        **options,
     )
 
 
@@ -55,11 +79,15 @@ def iac_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def iac(iac_dir: Path, state: S3State) -> TofuInfrastructure:
+    return runner(iac_dir, state)
+
+
+@pytest.fixture
 def infra(
-    built: providers.Providers, settings: providers.InfraSettings, iac_dir: Path
+    built: providers.Providers, settings: providers.InfraSettings, iac: TofuInfrastructure
 ) -> InfrastructureActivities:
-    iac_dir.mkdir()
-    return InfrastructureActivities(dataclasses.replace(built, infrastructure=runner(iac_dir)), settings)
+    return InfrastructureActivities(dataclasses.replace(built, infrastructure=iac), settings)
 
 
 @pytest.fixture
@@ -71,6 +99,10 @@ def apply(tenant_id: str) -> infra_pb2.ApplyInfrastructureRequest:
     return infra_pb2.ApplyInfrastructureRequest(tenant_id=tenant_id, plan_tier=tenant_pb2.PLAN_TIER_SILO)
 
 
+def destroy(tenant_id: str, *, expect_state: bool) -> infra_pb2.DestroyInfrastructureRequest:
+    return infra_pb2.DestroyInfrastructureRequest(tenant_id=tenant_id, expect_state=expect_state)
+
+
 def run(fn: Any, request: Any, heartbeats: list[Any] | None = None) -> Any:
     env = ActivityEnvironment()
     if heartbeats is not None:
@@ -78,12 +110,21 @@ def run(fn: Any, request: Any, heartbeats: list[Any] | None = None) -> Any:
     return env.run(fn, request)
 
 
-def state_of(iac_dir: Path, tenant_id: str) -> dict[str, Any]:
-    return json.loads((iac_dir / tenant_id / "terraform.tfstate").read_text())
+def versions(s3: Any, state: S3State, tenant_id: str) -> list[tuple[str, str]]:
+    """(key, version id) of every object version and delete marker under the tenant's prefix."""
+    listed = s3.list_object_versions(Bucket=state.bucket, Prefix=f"{state.key_prefix}/{tenant_id}/")
+    return sorted(
+        (item["Key"], item["VersionId"])
+        for item in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
+    )
 
 
-def test_apply_creates_state_in_the_tenants_directory_and_returns_plain_outputs(
-    infra: InfrastructureActivities, iac_dir: Path, tenant_id: str
+def files_in(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def test_apply_keeps_the_state_in_s3_nothing_on_disk_and_returns_plain_outputs(
+    infra: InfrastructureActivities, iac: TofuInfrastructure, state: S3State, iac_dir: Path, tenant_id: str
 ) -> None:
     heartbeats: list[Any] = []
     response = run(infra.apply_infrastructure, apply(tenant_id), heartbeats)
@@ -93,53 +134,196 @@ def test_apply_creates_state_in_the_tenants_directory_and_returns_plain_outputs(
         "cluster": f"tenantry-{tenant_id}",
         "network": f"tenantry-{tenant_id}-net",
     }
-    state = state_of(iac_dir, tenant_id)
-    assert {r["name"] for r in state["resources"]} == {"cluster", "network"}
-    assert not (iac_dir / tenant_id / "tfplan").exists()
+    assert sorted(iac.state_resources(tenant_id) or []) == [
+        "terraform_data.cluster",
+        "terraform_data.network",
+    ]
+    # The run's scratch folder (module copy, .terraform, plan file) is gone:
+    # another replica needs nothing from this disk.
+    assert files_in(iac_dir) == []
+    assert state.lock_holder(tenant_id) is None
     assert len(heartbeats) >= 4  # at least one per command: init, plan, apply, output
 
 
-def test_apply_twice_changes_nothing(iac_dir: Path, tenant_id: str) -> None:
-    iac = runner(iac_dir)
+def test_apply_twice_changes_nothing(iac: TofuInfrastructure, state: S3State, tenant_id: str) -> None:
     first = iac.apply(tenant_id, variables={"plan_tier": "PLAN_TIER_SILO"})
-    serial = state_of(iac_dir, tenant_id)["serial"]
+    serial = (state.read(tenant_id) or {})["serial"]
 
     second = iac.apply(tenant_id, variables={"plan_tier": "PLAN_TIER_SILO"})
 
     assert first.changed and not second.changed  # the plan found no changes
     assert second.outputs == first.outputs
-    assert state_of(iac_dir, tenant_id)["serial"] == serial
+    assert (state.read(tenant_id) or {})["serial"] == serial
 
 
-def test_state_survives_a_new_runner(iac_dir: Path, tenant_id: str) -> None:
-    # A restarted worker is a new runner on the same directory.
-    runner(iac_dir).apply(tenant_id, variables={})
-    assert not runner(iac_dir).apply(tenant_id, variables={}).changed
+def test_another_replica_on_another_disk_finds_the_state(
+    tmp_path: Path, state: S3State, tenant_id: str
+) -> None:
+    runner(tmp_path / "replica-a", state).apply(tenant_id, variables={})
+    other = runner(tmp_path / "replica-b", state)
+
+    assert not other.apply(tenant_id, variables={}).changed
+    other.destroy(tenant_id, expect_state=True)
+    assert other.state_resources(tenant_id) == []
 
 
-def test_destroy_removes_resources_and_state_twice_ok(
-    infra: InfrastructureActivities, iac_dir: Path, tenant_id: str
+def test_destroy_keeps_an_empty_state_releases_the_lock_and_succeeds_again(
+    infra: InfrastructureActivities, iac: TofuInfrastructure, state: S3State, s3: Any, tenant_id: str
 ) -> None:
     other = f"o-{uuid.uuid4().hex[:12]}"
     run(infra.apply_infrastructure, apply(tenant_id))
     run(infra.apply_infrastructure, apply(other))
+    others_versions = versions(s3, state, other)
 
-    run(infra.destroy_infrastructure, infra_pb2.DestroyInfrastructureRequest(tenant_id=tenant_id))
-    run(infra.destroy_infrastructure, infra_pb2.DestroyInfrastructureRequest(tenant_id=tenant_id))
+    run(infra.destroy_infrastructure, destroy(tenant_id, expect_state=True))
 
-    assert not (iac_dir / tenant_id).exists()
-    # Another tenant's state is untouched.
-    assert len(state_of(iac_dir, other)["resources"]) == 2
+    # The empty state is the proof of the destroy, so a retried deletion succeeds.
+    assert iac.state_resources(tenant_id) == []
+    assert state.lock_holder(tenant_id) is None
+    run(infra.destroy_infrastructure, destroy(tenant_id, expect_state=True))
+    assert iac.state_resources(tenant_id) == []
+    # Tenant A's runs never wrote under tenant B's key.
+    assert versions(s3, state, other) == others_versions
+    assert len(iac.state_resources(other) or []) == 2
+
+
+def test_destroy_expecting_state_that_is_missing_fails_for_good(
+    infra: InfrastructureActivities, iac: TofuInfrastructure, tenant_id: str
+) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        run(infra.destroy_infrastructure, destroy(tenant_id, expect_state=True))
+
+    assert caught.value.type == "NotFound" and caught.value.non_retryable
+    assert "missing" in str(caught.value) and "may still exist" in str(caught.value)
+    assert iac.state_resources(tenant_id) is None  # nothing was written in its place
+
+
+def test_a_compensating_destroy_without_state_succeeds_and_writes_none(
+    infra: InfrastructureActivities, iac: TofuInfrastructure, s3: Any, state: S3State, tenant_id: str
+) -> None:
+    run(infra.destroy_infrastructure, destroy(tenant_id, expect_state=False))
+
+    assert iac.state_resources(tenant_id) is None
+    assert versions(s3, state, tenant_id) == []
+
+
+def test_a_missing_state_bucket_is_missing_state(
+    iac_dir: Path, settings: providers.InfraSettings, s3: Any, tenant_id: str
+) -> None:
+    # A worker pointed at the wrong bucket must not report "destroyed".
+    nowhere = S3State(
+        s3,
+        bucket=f"no-such.{uuid.uuid4().hex[:8]}",
+        key_prefix="tenants",
+        region="us-east-1",
+        path_style=True,
+    )
+    with pytest.raises(providers.IacStateMissing):
+        runner(iac_dir, nowhere).destroy(tenant_id, expect_state=True)
+
+
+def test_a_held_lock_makes_apply_wait_then_fail_retryable(
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    iac_dir: Path,
+    state: S3State,
+    s3: Any,
+    tenant_id: str,
+) -> None:
+    # The lock object another run's CLI would hold, written the way it writes it.
+    lock = {"ID": "held-by-replica-b", "Operation": "OperationTypeApply", "Who": "infra@replica-b",
+            "Version": "1.11.4", "Created": "2026-01-01T00:00:00Z", "Info": "", "Path": ""}  # fmt: skip
+    state.ensure_bucket()
+    s3.put_object(
+        Bucket=state.bucket, Key=state.lock_key(tenant_id), Body=json.dumps(lock).encode(), IfNoneMatch="*"
+    )
+    waiting = runner(iac_dir, state, lock_timeout=2)
+    infra = InfrastructureActivities(dataclasses.replace(built, infrastructure=waiting), settings)
+
+    started = time.monotonic()
+    with pytest.raises(ApplicationError) as caught:
+        run(infra.apply_infrastructure, apply(tenant_id))
+    elapsed = time.monotonic() - started
+
+    assert 2 <= elapsed < 30  # waited for the lock, then gave up
+    assert caught.value.type == "ProviderUnavailable" and not caught.value.non_retryable
+    assert "locked by another run" in str(caught.value) and "held-by-replica-b" in str(caught.value)
+    assert waiting.state_resources(tenant_id) is None  # nothing applied meanwhile
+
+    s3.delete_object(Bucket=state.bucket, Key=state.lock_key(tenant_id))
+    run(infra.apply_infrastructure, apply(tenant_id))  # the retry, once the lock is free
+    assert len(waiting.state_resources(tenant_id) or []) == 2
+
+
+def test_a_lock_older_than_any_command_is_broken(
+    iac_dir: Path, state: S3State, s3: Any, tenant_id: str
+) -> None:
+    # The lock of a CLI whose worker was killed: nobody will release it.
+    state.ensure_bucket()
+    s3.put_object(Bucket=state.bucket, Key=state.lock_key(tenant_id), Body=b'{"ID": "of-a-killed-run"}')
+    # Every lock counts as older than a command lasts here (by default: the timeout and a minute).
+    iac = runner(iac_dir, state, lock_timeout=1, stale_lock_after=0)
+
+    assert iac.apply(tenant_id, variables={}).changed
+
+    assert state.lock_holder(tenant_id) is None
+    assert len(iac.state_resources(tenant_id) or []) == 2
+
+
+def test_the_state_bucket_is_created_private_encrypted_versioned(aws: Any, s3: Any) -> None:
+    bucket = f"iac-state.{uuid.uuid4().hex[:12]}"
+    S3State(s3, bucket=bucket, key_prefix="tenants", region="us-east-1", path_style=True).ensure_bucket()
+
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+
+def test_local_state_of_an_older_version_moves_to_s3(
+    iac: TofuInfrastructure, iac_dir: Path, state: S3State, s3: Any, tenant_id: str
+) -> None:
+    # A stack applied by a version that kept state in <work dir>/<tenant>/.
+    iac.apply(tenant_id, variables={})
+    document = state.read(tenant_id)
+    for key, version in versions(s3, state, tenant_id):
+        s3.delete_object(Bucket=state.bucket, Key=key, VersionId=version)
+    legacy = iac_dir / tenant_id
+    legacy.mkdir()
+    (legacy / "terraform.tfstate").write_text(json.dumps(document))
+
+    iac.destroy(tenant_id, expect_state=True)
+
+    assert iac.state_resources(tenant_id) == []
+    assert not legacy.exists()
+
+
+def test_a_killed_runs_scratch_folder_is_swept(iac_dir: Path, state: S3State, tenant_id: str) -> None:
+    iac = runner(iac_dir, state, kill_grace=0)
+    old = iac_dir / f"{tenant_id}.killed"
+    (old / ".terraform").mkdir(parents=True)
+    (old / "tfplan").write_text("plan of a run whose worker was killed")
+    os.utime(old, (0, 0))
+
+    iac.apply(tenant_id, variables={})
+
+    assert not old.exists()
+    assert iac.scratch_dirs(tenant_id) == []
 
 
 def test_a_failing_plan_is_permanent_with_the_tools_error(
-    built: providers.Providers, settings: providers.InfraSettings, tmp_path: Path, tenant_id: str
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    state: S3State,
+    tmp_path: Path,
+    tenant_id: str,
 ) -> None:
     module = tmp_path / "broken"
     module.mkdir()
     (module / "main.tf").write_text('output "x" { value = var.missing }\n')
     infra = InfrastructureActivities(
-        dataclasses.replace(built, infrastructure=runner(tmp_path / "state", module)), settings
+        dataclasses.replace(built, infrastructure=runner(tmp_path / "work", state, module)), settings
     )
 
     with pytest.raises(ApplicationError) as caught:
@@ -150,8 +334,24 @@ def test_a_failing_plan_is_permanent_with_the_tools_error(
     assert "Reference to undeclared input variable" in str(caught.value)
 
 
+def test_a_module_without_a_backend_still_keeps_its_state_in_s3(
+    state: S3State, tmp_path: Path, tenant_id: str
+) -> None:
+    module = tmp_path / "plain"
+    module.mkdir()
+    (module / "main.tf").write_text(
+        'variable "tenant_id" {}\nresource "terraform_data" "only" { input = var.tenant_id }\n'
+    )
+    iac = runner(tmp_path / "work", state, module)
+
+    iac.apply(tenant_id, variables={})
+
+    assert iac.state_resources(tenant_id) == ["terraform_data.only"]
+    assert files_in(tmp_path / "work") == []
+
+
 def test_cancelling_the_activity_stops_the_tool(
-    infra: InfrastructureActivities, iac_dir: Path, tenant_id: str
+    infra: InfrastructureActivities, iac: TofuInfrastructure, state: S3State, iac_dir: Path, tenant_id: str
 ) -> None:
     env = ActivityEnvironment()
     # Cancel on the first heartbeat, right after the first command started.
@@ -160,17 +360,18 @@ def test_cancelling_the_activity_stops_the_tool(
     with pytest.raises(CancelledError):
         env.run(infra.apply_infrastructure, apply(tenant_id))
 
-    assert not (iac_dir / tenant_id / "terraform.tfstate").exists()
-    assert not (iac_dir / tenant_id / "tfplan").exists()
-    assert not _processes_in(iac_dir / tenant_id)
+    assert iac.state_resources(tenant_id) is None
+    assert state.lock_holder(tenant_id) is None
+    assert iac.scratch_dirs(tenant_id) == []
+    assert not _processes_under(iac_dir)
 
 
-def _processes_in(workdir: Path) -> list[int]:
+def _processes_under(folder: Path) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if Path(os.readlink(proc / "cwd")) == workdir:
+                if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
                     found.append(int(proc.name))
             except OSError:
                 continue
@@ -281,6 +482,14 @@ async def test_worker_refuses_a_missing_binary(monkeypatch: pytest.MonkeyPatch, 
         ("TENANTRY_ECS_CLUSTER", "not a cluster"),
         ("TENANTRY_APP_IMAGE", "has spaces:1"),
         ("TENANTRY_IAC_MODULE_DIR", "/nonexistent"),
+        ("TENANTRY_IAC_STATE_BUCKET", "Not_A_Bucket"),
+        ("TENANTRY_IAC_STATE_BUCKET", "two..dots"),
+        ("TENANTRY_IAC_STATE_BUCKET", "192.168.1.10"),
+        ("TENANTRY_IAC_STATE_BUCKET", "xn--state"),
+        # A name some tenant's bucket (<prefix>-<tenant id>) could take.
+        ("TENANTRY_IAC_STATE_BUCKET", "tenantry-iac-state"),
+        ("TENANTRY_IAC_STATE_KEY_PREFIX", "has space"),
+        ("TENANTRY_IAC_STATE_REGION", "mars"),
     ],
 )
 def test_bad_settings_name_their_variable(
@@ -292,7 +501,23 @@ def test_bad_settings_name_their_variable(
         providers.InfraSettings.from_env()
 
 
-def test_state_dir_defaults_and_is_created(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_work_dir_defaults_and_is_created(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path / "deep" / "iac"))
-    assert providers.InfraSettings.from_env().iac_state_dir == tmp_path / "deep" / "iac"
+    assert providers.InfraSettings.from_env().iac_work_dir == tmp_path / "deep" / "iac"
     assert (tmp_path / "deep" / "iac").is_dir()
+
+
+def test_state_settings_default_outside_the_tenant_bucket_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    defaults = providers.InfraSettings.from_env()
+    assert (defaults.iac_state_bucket, defaults.iac_state_key_prefix) == ("tenantry.iac-state", "tenants")
+    assert defaults.iac_state_region == "eu-west-1"
+
+    monkeypatch.setenv("TENANTRY_BUCKET_PREFIX", "acme-saas")
+    monkeypatch.setenv("TENANTRY_IAC_STATE_KEY_PREFIX", "/iac/tenants/")
+    changed = providers.InfraSettings.from_env()
+    assert (changed.iac_state_bucket, changed.iac_state_key_prefix) == ("acme-saas.iac-state", "iac/tenants")

@@ -1,14 +1,20 @@
 # Dedicated infrastructure of one silo tenant.
 #
-# Built-in resources only (terraform_data, locals): `init` downloads nothing,
-# so the module runs with OpenTofu >= 1.6 or Terraform >= 1.4 on a machine
-# without registry access. The ECS cluster named here is created by the
+# Built-in resources only (terraform_data, locals) and the built-in s3
+# backend: `init` downloads nothing, so the module runs on a machine without
+# registry access. The ECS cluster named here is created by the
 # CreateDeployment activity (it reads the `cluster` output), tagged with the
 # tenant; swap these terraform_data resources for provider resources
 # (aws_ecs_cluster, aws_vpc, ...) where a provider mirror is available.
 
 terraform {
-  required_version = ">= 1.4"
+  required_version = ">= 1.10"
+
+  # State in S3, one object per tenant, locked (use_lockfile: Terraform >= 1.10,
+  # OpenTofu >= 1.10). The infra worker passes bucket, key, region and locking
+  # as -backend-config arguments to init, and the credentials in the CLI's
+  # environment; it also adds this block to its copy, whatever the module says.
+  backend "s3" {}
 }
 
 variable "tenant_id" {

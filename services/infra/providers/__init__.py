@@ -7,6 +7,7 @@ the shared error vocabulary. Anything else propagates and Temporal retries.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from libs import config
 from libs.errors import Conflict as Conflict
 from libs.errors import ErrorType, ProviderError
 from libs.errors import Unavailable as Unavailable
+from libs.lifecycle import TENANT_ID_PATTERN
 
 # Tags that mark a bucket as ours and say for whom.
 TENANT_TAG = "tenantry:tenant-id"
@@ -27,6 +29,15 @@ PLAN_TIER_TAG = "tenantry:plan-tier"
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
 # With "-" and a tenant id of up to 32 characters, a bucket name stays within S3's 63.
 _BUCKET_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{1,28}[a-z0-9]")
+# S3's rules for a general purpose bucket name (3 to 63 characters, no "..",
+# not an IP address, none of the reserved prefixes and suffixes).
+_BUCKET_NAME = re.compile(
+    r"(?!xn--|sthree-|amzn-s3-demo-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)"
+    r"(?!.*(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+)
+# Object key prefixes: path segments of safe characters, no leading or trailing "/".
+_KEY_PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,3}")
 # ECS cluster names; lower case here so that a setting's case cannot matter.
 ECS_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,254}")
 # registry/path:tag or @digest, no spaces; the registry checks the rest.
@@ -143,8 +154,16 @@ class Infrastructure(Protocol):
         """
         ...
 
-    def destroy(self, tenant_id: str, *, progress: Callable[[], None] = lambda: None) -> None:
-        """Destroys the tenant's resources and removes its state; nothing there is success."""
+    def destroy(
+        self, tenant_id: str, *, expect_state: bool = False, progress: Callable[[], None] = lambda: None
+    ) -> None:
+        """Destroys the tenant's resources, keeping its (then empty) state as the proof.
+
+        No state at all is success unless `expect_state` (the tenant's record
+        lists a stack): then it raises `IacStateMissing`, since the state was
+        lost and the infrastructure may still exist. An empty state (destroyed
+        before) is success either way.
+        """
         ...
 
 
@@ -158,6 +177,16 @@ class IacFailed(ProviderError):
     """The IaC tool exited with an error (a bad module, a refused change)."""
 
     error_type = ErrorType.INVALID_ARGUMENT
+
+
+class IacStateLocked(Unavailable):
+    """Another run holds the tenant's state lock and did not release it in time; a retry waits again."""
+
+
+class IacStateMissing(ProviderError):
+    """A stack the tenant's record lists has no state: it was lost, its infrastructure may remain."""
+
+    error_type = ErrorType.NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -180,9 +209,14 @@ class InfraSettings:
     app_image: str
     deploy_timeout: int
     iac_binary: Path
-    iac_state_dir: Path
+    # Scratch space only: every run gets a fresh folder, removed when it ends.
+    iac_work_dir: Path
     iac_module_dir: Path
     iac_timeout: int
+    # Where the state lives: one object per tenant, `<prefix>/<tenant>/terraform.tfstate`.
+    iac_state_bucket: str
+    iac_state_key_prefix: str
+    iac_state_region: str
 
     @classmethod
     def from_env(cls) -> InfraSettings:
@@ -196,10 +230,11 @@ class InfraSettings:
                 f"TENANTRY_ECS_CLUSTER={ecs_cluster!r} is the name a silo tenant's own cluster gets "
                 f"({ecs.silo_cluster_of('<tenant id>')}); choose another"
             )
+        bucket_prefix = _matching("TENANTRY_BUCKET_PREFIX", "tenantry", _BUCKET_PREFIX)
         return cls(
             storage_provider=config.choice("TENANTRY_STORAGE_PROVIDER", "s3", ("s3",)),
             dns_provider=config.choice("TENANTRY_DNS_PROVIDER", "route53", ("route53",)),
-            bucket_prefix=_matching("TENANTRY_BUCKET_PREFIX", "tenantry", _BUCKET_PREFIX),
+            bucket_prefix=bucket_prefix,
             dns_zone=_matching("TENANTRY_DNS_ZONE", "tenants.tenantry.test", _HOSTNAME),
             app_hostname=_matching("TENANTRY_APP_HOSTNAME", "app.tenantry.test", _HOSTNAME),
             dns_ttl=config.integer("TENANTRY_DNS_TTL", 300),
@@ -207,16 +242,46 @@ class InfraSettings:
             app_image=_image("TENANTRY_APP_IMAGE", "public.ecr.aws/tenantry/app:latest"),
             deploy_timeout=config.integer("TENANTRY_DEPLOY_TIMEOUT_SECONDS", 300),
             iac_binary=iac.find_binary(),
-            iac_state_dir=iac.state_dir(),
+            iac_work_dir=iac.work_dir(),
             iac_module_dir=iac.module_dir(),
             iac_timeout=config.integer("TENANTRY_IAC_TIMEOUT_SECONDS", 1800),
+            iac_state_bucket=_state_bucket(bucket_prefix),
+            iac_state_key_prefix=_key_prefix("TENANTRY_IAC_STATE_KEY_PREFIX", "tenants"),
+            iac_state_region=_matching(
+                "TENANTRY_IAC_STATE_REGION",
+                os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                _REGION,
+            ),
         )
+
+
+def _state_bucket(bucket_prefix: str) -> str:
+    """TENANTRY_IAC_STATE_BUCKET, by default `<bucket prefix>.iac-state`: never a tenant's bucket name.
+
+    A tenant's bucket is `<prefix>-<tenant id>` and neither part can hold a
+    dot, so a name with a dot is outside that namespace whatever the tenant
+    ids; a configured name that a tenant bucket could take is refused.
+    """
+    name = "TENANTRY_IAC_STATE_BUCKET"
+    value = _matching(name, f"{bucket_prefix}.iac-state", _BUCKET_NAME)
+    if re.fullmatch(f"{re.escape(bucket_prefix)}-{TENANT_ID_PATTERN.pattern}", value):
+        raise config.ConfigError(
+            f"{name}={value!r} could be the bucket of tenant {value[len(bucket_prefix) + 1 :]!r}"
+        )
+    return value
 
 
 def _matching(name: str, default: str, pattern: re.Pattern[str]) -> str:
     value = config.required(name, default).lower().rstrip(".")
     if not pattern.fullmatch(value):
         raise config.ConfigError(f"{name}={value!r} is not a valid name")
+    return value
+
+
+def _key_prefix(name: str, default: str) -> str:
+    value = config.required(name, default).strip("/")
+    if not _KEY_PREFIX.fullmatch(value):
+        raise config.ConfigError(f"{name}={value!r} is not a key prefix of lower-case path segments")
     return value
 
 
@@ -236,9 +301,19 @@ def from_env(settings: InfraSettings) -> Providers:
     """Builds the configured adapters; the DNS one finds (or creates) its zone now."""
     # Only one adapter of each kind exists today; the settings name them so
     # that adding one (GCS, Cloudflare) is a choice, not a code change here.
+    import boto3
+
     from services.infra.providers import aws, ecs, iac, route53, s3
 
     s3_client, route53_client = aws.clients()
+    state = iac.S3State(
+        # The state bucket's own region: a tenant bucket's may differ one day.
+        boto3.session.Session().client("s3", region_name=settings.iac_state_region, config=aws.CLIENT_CONFIG),
+        bucket=settings.iac_state_bucket,
+        key_prefix=settings.iac_state_key_prefix,
+        region=settings.iac_state_region,
+        path_style=bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")),
+    )
     return Providers(
         storage=s3.S3Storage(s3_client),
         dns=route53.Route53Dns.find_or_create_zone(route53_client, settings.dns_zone),
@@ -251,7 +326,8 @@ def from_env(settings: InfraSettings) -> Providers:
         infrastructure=iac.TofuInfrastructure(
             binary=settings.iac_binary,
             module_dir=settings.iac_module_dir,
-            state_dir=settings.iac_state_dir,
+            work_dir=settings.iac_work_dir,
+            state=state,
             timeout=settings.iac_timeout,
         ),
     )
