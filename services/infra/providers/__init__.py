@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from libs import config
+from libs import config, namespace
 
 # The shared provider errors, re-exported for this domain's adapters.
 from libs.errors import Conflict as Conflict
@@ -24,9 +24,7 @@ from libs.errors import Unavailable as Unavailable
 TENANT_TAG = "tenantry:tenant-id"
 PLAN_TIER_TAG = "tenantry:plan-tier"
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
-# With "-" and a tenant id of up to 32 characters, a bucket name stays within S3's 63.
-_BUCKET_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{1,28}[a-z0-9]")
+_HOSTNAME = namespace.HOSTNAME
 # ECS cluster names; lower case here so that a setting's case cannot matter.
 ECS_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,254}")
 # registry/path:tag or @digest, no spaces; the registry checks the rest.
@@ -184,6 +182,10 @@ class InfraSettings:
     iac_module_dir: Path
     iac_timeout: int
 
+    def __post_init__(self) -> None:
+        # The application's host name must not be one a tenant can claim.
+        namespace.check_app_hostname(self.app_hostname, self.dns_zone)
+
     @classmethod
     def from_env(cls) -> InfraSettings:
         # Imported here: iac imports this module for its protocols and errors.
@@ -192,8 +194,9 @@ class InfraSettings:
         return cls(
             storage_provider=config.choice("TENANTRY_STORAGE_PROVIDER", "s3", ("s3",)),
             dns_provider=config.choice("TENANTRY_DNS_PROVIDER", "route53", ("route53",)),
-            bucket_prefix=_matching("TENANTRY_BUCKET_PREFIX", "tenantry", _BUCKET_PREFIX),
-            dns_zone=_matching("TENANTRY_DNS_ZONE", "tenants.tenantry.test", _HOSTNAME),
+            # Shared with the workers that read the backup bucket and the API that checks domains.
+            bucket_prefix=namespace.bucket_prefix(),
+            dns_zone=namespace.dns_zone(),
             app_hostname=_matching("TENANTRY_APP_HOSTNAME", "app.tenantry.test", _HOSTNAME),
             dns_ttl=config.integer("TENANTRY_DNS_TTL", 300),
             ecs_cluster=_matching("TENANTRY_ECS_CLUSTER", "tenantry", ECS_NAME),
@@ -207,10 +210,7 @@ class InfraSettings:
 
 
 def _matching(name: str, default: str, pattern: re.Pattern[str]) -> str:
-    value = config.required(name, default).lower().rstrip(".")
-    if not pattern.fullmatch(value):
-        raise config.ConfigError(f"{name}={value!r} is not a valid name")
-    return value
+    return namespace.setting(name, default, pattern)
 
 
 def _image(name: str, default: str) -> str:
