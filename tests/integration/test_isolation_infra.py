@@ -8,7 +8,10 @@ tenant holds only `<id>.<zone>` and names under it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,11 +20,13 @@ from typing import Any
 import boto3
 import botocore.exceptions
 import pytest
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.workflow import ActivityCancellationType
 
 from libs import contracts, lifecycle
 from libs.backup import BackupSettings, BackupStore
@@ -42,6 +47,7 @@ from tests.integration.test_infra import (
 )
 
 CREATE_BUCKET = contracts.INFRASTRUCTURE.rpc("CreateBucket")
+DELETE_BUCKET = contracts.INFRASTRUCTURE.rpc("DeleteBucket")
 
 
 @pytest.fixture(scope="module")
@@ -385,6 +391,107 @@ async def _run_create_bucket(
             task_queue=queue,
             execution_timeout=timedelta(seconds=60),
         )
+
+
+class _TaggingWaitsForCancel:
+    """The real S3 client, whose PutBucketTagging waits until the activity is told to cancel."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.reached = threading.Event()
+
+    def put_bucket_tagging(self, **kwargs: Any) -> Any:
+        self.reached.set()
+        deadline = time.monotonic() + 20
+        while not activity.is_cancelled() and time.monotonic() < deadline:
+            activity.heartbeat()  # how a threaded activity learns of the cancel
+            time.sleep(0.1)
+        return self._client.put_bucket_tagging(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@workflow.defn(name="IsolationCancelCreateBucket", sandboxed=False)
+class CancelCreateBucket:
+    """CreateBucket, cancelled on a signal while it runs, then undone as provisioning undoes it."""
+
+    def __init__(self) -> None:
+        self._cancel = False
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self._cancel = True
+
+    @workflow.run
+    async def run(self, tenant_id: str) -> str:
+        step = workflow.start_activity(
+            CREATE_BUCKET.name,
+            create(tenant_id),
+            result_type=infra_pb2.CreateBucketResponse,
+            start_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=2),
+            retry_policy=RetryPolicy(maximum_attempts=1),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.wait_condition(lambda: self._cancel)
+        step.cancel()
+        try:
+            await step
+            outcome = "completed"
+        except ActivityError as err:
+            if not isinstance(err.cause, CancelledError):
+                raise
+            outcome = "cancelled"
+        await workflow.execute_activity(
+            DELETE_BUCKET.name,
+            infra_pb2.DeleteBucketRequest(tenant_id=tenant_id),
+            result_type=infra_pb2.DeleteBucketResponse,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        return outcome
+
+
+async def test_a_cancel_during_creation_leaves_no_bucket_behind(
+    temporal_address: str,
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    s3: Any,
+    tenant_id: str,
+) -> None:
+    # Temporal raises a cancel inside the activity's thread; between
+    # CreateBucket and PutBucketTagging it would leave an untagged bucket
+    # that the undo (rightly) does not delete. The step finishes instead
+    # (a workflow undoes only completed steps) and its undo removes the bucket.
+    waiting = _TaggingWaitsForCancel(boto3.client("s3"))
+    activities = InfrastructureActivities(
+        dataclasses.replace(built, storage=s3_adapter.S3Storage(waiting)), settings
+    )
+    queue = f"isolation-{uuid.uuid4()}"
+    client = await Client.connect(temporal_address)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[CancelCreateBucket],
+            activities=contracts.bind_activities(contracts.INFRASTRUCTURE, activities),
+            activity_executor=pool,
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            handle = await client.start_workflow(
+                CancelCreateBucket.run,
+                tenant_id,
+                id=f"isolation-cancel-{tenant_id}",
+                task_queue=queue,
+                execution_timeout=timedelta(seconds=60),
+            )
+            assert await asyncio.to_thread(waiting.reached.wait, 20)
+            await handle.signal(CancelCreateBucket.cancel)
+            outcome = await handle.result()
+
+    assert outcome == "completed"
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert f"tenantry-{tenant_id}" not in names
 
 
 # --- DNS ---------------------------------------------------------------------

@@ -17,11 +17,13 @@ untagged bucket (see `_created_by_earlier_attempt`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import botocore.exceptions
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from services.infra.providers import TENANT_TAG, Conflict, Unavailable
 from services.infra.providers.aws import error_code, faults_as_unavailable
@@ -41,7 +43,8 @@ class S3Storage:
         self._s3 = client
 
     def ensure_bucket(self, name: str, *, tenant_id: str, tags: Mapping[str, str]) -> None:
-        with faults_as_unavailable(f"creating bucket {name}"):
+        # Finished once begun, even when the run is cancelled meanwhile (see `_not_cut_short`).
+        with _not_cut_short(name), faults_as_unavailable(f"creating bucket {name}"):
             current = self._tags(name)
             created = False
             if current is None:
@@ -183,3 +186,31 @@ def _record_created(name: str) -> None:
     first heartbeat of an attempt goes to the server at once)."""
     if activity.in_activity():
         activity.heartbeat({CREATED_DETAIL: name})
+
+
+@contextmanager
+def _not_cut_short(name: str) -> Iterator[None]:
+    """Runs the block to its end even if the activity is cancelled meanwhile.
+
+    Temporal raises a cancellation inside a threaded activity's thread once a
+    heartbeat (`_record_created`) has let it in. Between CreateBucket and
+    PutBucketTagging it would leave an untagged bucket that no delete may
+    remove; and a step that stops on a cancel is not undone by the workflow
+    (only a completed one is). So the cancel is held back and dropped: the
+    few calls here finish, the step completes, and its undo deletes the bucket.
+    """
+    if not activity.in_activity():
+        yield
+        return
+    failed: BaseException | None = None
+    try:
+        with activity.shield_thread_cancel_exception():
+            try:
+                yield
+            except BaseException as err:  # the block's own outcome wins over the cancel
+                failed = err
+    except CancelledError:
+        if failed is None:
+            log.info("bucket %s: finished despite a cancel, so that its undo can remove it", name)
+    if failed is not None:
+        raise failed
