@@ -37,14 +37,15 @@ class Storage(Protocol):
     def ensure_bucket(self, name: str, *, tenant_id: str, tags: Mapping[str, str]) -> None:
         """Creates the bucket (private, encrypted, versioned, tagged) or re-applies that to ours.
 
-        Raises `Conflict` if the name is taken by another account or tenant.
+        Raises `Conflict`, changing nothing, if the name is taken by another
+        account or tenant or by a bucket without this tenant's tag.
         """
         ...
 
     def delete_bucket(
         self, name: str, *, tenant_id: str, progress: Callable[[], None] = lambda: None
     ) -> None:
-        """Deletes every object version and the bucket; a missing or foreign bucket is left alone.
+        """Deletes every object version and the bucket; a missing, untagged or foreign one is left alone.
 
         `progress` is called after each batch of deletions (the activity heartbeats).
         """
