@@ -182,8 +182,8 @@ def _created_by_earlier_attempt(name: str) -> bool:
 
 
 def _record_created(name: str) -> None:
-    """Records in the activity's heartbeat that this attempt made `name` (the
-    first heartbeat of an attempt goes to the server at once)."""
+    """Records in the activity's heartbeat that this attempt made `name` (an
+    attempt's first heartbeat is not throttled: it reaches the server at once)."""
     if activity.in_activity():
         activity.heartbeat({CREATED_DETAIL: name})
 
