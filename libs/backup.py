@@ -22,7 +22,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from libs import config
+from libs import config, namespace
 from libs.errors import Unavailable
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -40,8 +40,10 @@ class BackupSettings:
 
     @classmethod
     def from_env(cls) -> BackupSettings:
+        """TENANTRY_BACKUP_BUCKET and the retention; a bucket name some tenant's
+        bucket could have is a ConfigError (see `libs.namespace`)."""
         return cls(
-            bucket=config.required("TENANTRY_BACKUP_BUCKET", "tenantry-backups"),
+            bucket=namespace.backup_bucket(),
             retention_days=config.integer("TENANTRY_BACKUP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
         )
 

@@ -15,6 +15,70 @@ TENANT_ID_RULE = (
     "3 to 32 lowercase letters, digits or hyphens, starting with a letter, not ending with a hyphen"
 )
 
+# Ids no tenant may have, because its names would be the platform's or read
+# as the platform's: `<bucket prefix>-<id>` is the tenant's bucket (and
+# `tenantry-backups` the backup bucket), `<id>.<zone>` the tenant's host name
+# (where a platform serves its web, API, sign-in, status and mail hosts), and
+# `tenants/<id>` its name in the API. Names of two letters (ns, mx, id) need
+# no entry: a tenant id has at least three.
+RESERVED_TENANT_IDS = frozenset(
+    {
+        # Resources and roles of the platform itself.
+        "backups",
+        "backup",
+        "tenantry",
+        "tenants",
+        "tenant",
+        "platform",
+        "system",
+        "internal",
+        "shared",
+        "registry",
+        "audit",
+        "root",
+        "admin",
+        "administrator",
+        "master",  # Keycloak's administration realm
+        "default",  # Temporal's namespace, ECS's cluster
+        "public",  # PostgreSQL's schema
+        # Host names a platform serves in its own zone.
+        "www",
+        "api",
+        "app",
+        "auth",
+        "login",
+        "sso",
+        "oauth",
+        "account",
+        "accounts",
+        "console",
+        "dashboard",
+        "portal",
+        "status",
+        "static",
+        "assets",
+        "cdn",
+        "docs",
+        "help",
+        "support",
+        "billing",
+        # Mail and DNS.
+        "mail",
+        "email",
+        "smtp",
+        "imap",
+        "pop3",
+        "autoconfig",
+        "autodiscover",
+        "dns",
+        "ns1",
+        "ns2",
+        "ns3",
+        "ns4",
+        "localhost",
+    }
+)
+
 # The query every lifecycle workflow answers with a RunProgress message.
 PROGRESS_QUERY = "progress"
 # Updates of the deprovisioning run (orchestrator.v1 UndeleteRequest,
@@ -68,20 +132,44 @@ MAX_GRACE_PERIOD = timedelta(days=365)
 
 
 def valid_tenant_id(tenant_id: str) -> bool:
+    """Whether `tenant_id` has the form of a tenant id (reserved ones included)."""
     return TENANT_ID_PATTERN.fullmatch(tenant_id) is not None
 
 
+def reserved_tenant_id(tenant_id: str) -> bool:
+    return tenant_id in RESERVED_TENANT_IDS
+
+
 def checked_tenant_id(value: str) -> str:
-    """`value` if it is a valid tenant id, else a non-retryable InvalidArgument.
+    """`value` if it is a valid tenant id a tenant may have, else a non-retryable InvalidArgument.
 
     Workers check again what the API checked: not every caller goes through it.
     """
+    shown = value if len(value) <= 40 else value[:40] + "..."
     if not valid_tenant_id(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
         raise errors.permanent(
             ErrorType.INVALID_ARGUMENT, f"tenant id {shown!r} is not a DNS label of {TENANT_ID_RULE}"
         )
+    if reserved_tenant_id(value):
+        raise errors.permanent(
+            ErrorType.INVALID_ARGUMENT, f"tenant id {shown!r} is reserved for the platform"
+        )
     return value
+
+
+def tenant_id_naming(name: str, *, prefix: str = "", suffix: str = "") -> str | None:
+    """The tenant whose resource `prefix + id + suffix` would be called `name`, if any.
+
+    A platform resource named in a tenant namespace (the backup bucket among
+    the `<prefix>-<id>` buckets, say) must get None here: else that tenant
+    could create, adopt or delete it.
+    """
+    if len(name) < len(prefix) + len(suffix) or not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    candidate = name[len(prefix) : len(name) - len(suffix)]
+    if valid_tenant_id(candidate) and not reserved_tenant_id(candidate):
+        return candidate
+    return None
 
 
 def provision_workflow_id(tenant_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from libs import errors
+from libs import errors, namespace
 from libs.errors import ErrorType, provider_errors
 from libs.lifecycle import checked_tenant_id
 from services.infra.providers import PLAN_TIER_TAG, TENANT_TAG, InfraSettings, Providers, is_hostname
@@ -69,7 +69,7 @@ class InfrastructureActivities:
         self, request: infra_pb2.DeleteDnsRecordsRequest
     ) -> infra_pb2.DeleteDnsRecordsResponse:
         tenant_id = checked_tenant_id(request.tenant_id)
-        names = self._record_names(tenant_id, request.domains)
+        names = self._record_names(tenant_id, request.domains, claiming=False)
         with provider_errors():
             self._dns.delete_cnames(names, tenant_id=tenant_id)
         return infra_pb2.DeleteDnsRecordsResponse()
@@ -143,14 +143,24 @@ class InfrastructureActivities:
             self._infrastructure.destroy(tenant_id, expect_state=request.expect_state, progress=_heartbeat)
         return infra_pb2.DestroyInfrastructureResponse()
 
-    def _record_names(self, tenant_id: str, domains: list[str]) -> list[str]:
-        """`<tenant>.<zone>` and each of the tenant's domains that lies strictly inside the zone."""
+    def _record_names(self, tenant_id: str, domains: list[str], *, claiming: bool = True) -> list[str]:
+        """`<tenant>.<zone>` and each of the tenant's domains that lies strictly inside the zone.
+
+        A domain in the zone outside `<tenant>.<zone>` and its subtree is an
+        InvalidArgument when `claiming` (the API refuses it too; not every
+        caller goes through it). A deletion keeps it (a tenant made before
+        the rule may hold one), as only records carrying this tenant's owner
+        record are ever deleted.
+        """
         zone = self._dns.zone
         names = [f"{tenant_id}.{zone}"]
         for raw in domains:
-            domain = raw.strip().lower().rstrip(".")
+            domain = namespace.normal_domain(raw)
             if not is_hostname(domain):
                 raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domain {raw[:253]!r} is not a host name")
+            problem = namespace.zone_domain_problem(domain, tenant_id=tenant_id, zone=zone)
+            if problem and claiming:
+                raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domain {domain}: {problem}")
             if domain.endswith(f".{zone}") and domain not in names:
                 names.append(domain)
         return names

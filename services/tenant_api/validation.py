@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from libs.lifecycle import DEFAULT_GRACE_PERIOD, MAX_GRACE_PERIOD, TENANT_ID_RULE, valid_tenant_id
+from libs import namespace
+from libs.lifecycle import (
+    DEFAULT_GRACE_PERIOD,
+    MAX_GRACE_PERIOD,
+    TENANT_ID_RULE,
+    reserved_tenant_id,
+    valid_tenant_id,
+)
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2
 
 MAX_DISPLAY_NAME = 200
@@ -42,11 +49,18 @@ def valid_email(address: str) -> bool:
     )
 
 
-def tenant_id(value: str, field: str, violations: Violations) -> None:
+def tenant_id(value: str, field: str, violations: Violations, *, new: bool = False) -> None:
+    """Checks a tenant id; a `new` one (a tenant to create) must not be reserved.
+
+    Names of existing tenants are only checked for form, so that one made
+    before an id was reserved can still be read and deleted.
+    """
     if not value:
         violations.append((field, "required"))
     elif not valid_tenant_id(value):
         violations.append((field, f"must be {TENANT_ID_RULE}"))
+    elif new and reserved_tenant_id(value):
+        violations.append((field, "is reserved for the platform; choose another"))
 
 
 def tenant_id_from_name(name: str, violations: Violations, *, field: str = "name") -> str:
@@ -58,10 +72,18 @@ def tenant_id_from_name(name: str, violations: Violations, *, field: str = "name
     return tid
 
 
-def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tenant_pb2.Tenant, Violations]:
-    """Returns the normalised tenant to create and what is wrong with the request."""
+def create_tenant(
+    request: tenant_service_pb2.CreateTenantRequest, *, dns_zone: str | None = None
+) -> tuple[tenant_pb2.Tenant, Violations]:
+    """Returns the normalised tenant to create and what is wrong with the request.
+
+    `dns_zone` is the managed DNS zone (default: TENANTRY_DNS_ZONE, read as
+    the infrastructure worker reads it): inside it a tenant's domains must be
+    its own `<id>.<zone>` or names under it.
+    """
+    zone = namespace.dns_zone() if dns_zone is None else dns_zone
     violations: Violations = []
-    tenant_id(request.tenant_id, "tenant_id", violations)
+    tenant_id(request.tenant_id, "tenant_id", violations, new=True)
     given = request.tenant
     if not request.HasField("tenant"):
         violations.append(("tenant", "required"))
@@ -79,7 +101,7 @@ def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tena
         violations.append(
             ("tenant.plan_tier", "required: one of PLAN_TIER_POOLED, PLAN_TIER_BRIDGE, PLAN_TIER_SILO")
         )
-    domains = [d.strip().lower().rstrip(".") for d in given.domains]
+    domains = [namespace.normal_domain(d) for d in given.domains]
     if len(domains) > MAX_DOMAINS:
         violations.append(("tenant.domains", f"at most {MAX_DOMAINS} domains"))
     for i, domain in enumerate(domains):
@@ -87,6 +109,8 @@ def create_tenant(request: tenant_service_pb2.CreateTenantRequest) -> tuple[tena
             violations.append((f"tenant.domains[{i}]", "must be a hostname such as app.example.com"))
         elif domain in domains[:i]:
             violations.append((f"tenant.domains[{i}]", "duplicate"))
+        elif problem := namespace.zone_domain_problem(domain, tenant_id=request.tenant_id, zone=zone):
+            violations.append((f"tenant.domains[{i}]", problem))
     # Email is the admin's user name: compared and stored lowercase.
     email = given.admin.email.strip().lower()
     if not email:

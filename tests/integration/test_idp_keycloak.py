@@ -329,6 +329,30 @@ async def test_what_another_tenant_owns_conflicts(
         assert_permanent(err, "Conflict")
 
 
+async def test_an_org_admin_role_made_by_someone_else_is_never_adopted_or_deleted(
+    acts: Activities, provider: KeycloakIdentityProvider, kc: Admin
+) -> None:
+    if provider.mode != "organization":
+        pytest.skip("the role per tenant exists in organization mode only")
+    tid = new_id()
+    role_name = f"org-admin-{tid}"
+    shared = kc(SHARED_REALM)
+    shared.create_realm_role({"name": role_name, "description": "made by hand"})
+    try:
+        await acts.create_realm(pb.CreateRealmRequest(tenant_id=tid, domains=[f"{tid}.example.com"]))
+        with pytest.raises(ApplicationError) as err:
+            await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin_contact(tid)))
+        assert_permanent(err, "Conflict")
+
+        await acts.delete_realm(pb.DeleteRealmRequest(tenant_id=tid))
+
+        assert organizations(kc, tid) == []
+        role = shared.get_realm_role(role_name)
+        assert (role["description"], role.get("attributes") or {}) == ("made by hand", {})
+    finally:
+        shared.delete_realm_role(role_name)
+
+
 async def test_keycloak_unreachable_is_retryable(keycloak: KeycloakServer, mail: MailCatcher) -> None:
     for mode in ("realm", "organization"):
         down = provider_for(keycloak, mail, mode, url=f"http://127.0.0.1:{free_port()}")

@@ -309,12 +309,27 @@ class KeycloakIdentityProvider:
                 if _owner(user) == tenant_id:
                     await self._ignore_missing(admin.a_delete_user(user["id"]))
             await self._delete_client(tenant_id)
-            await self._ignore_missing(admin.a_delete_realm_role(org_admin_role_of(tenant_id)))
+            await self._delete_org_admin_role(admin, tenant_id)
             if org is None:
                 log.info("tenant %s: organization already gone", tenant_id)
                 return
             await self._ignore_missing(admin.a_delete_organization(org["id"]))
             log.info("tenant %s: organization %s deleted", tenant_id, org["id"])
+
+    async def _delete_org_admin_role(self, admin: KeycloakAdmin, tenant_id: str) -> None:
+        """Deletes the tenant's role in the shared realm; one of that name made by
+        anyone else (no or another tenant attribute) is left in place."""
+        name = org_admin_role_of(tenant_id)
+        try:
+            role = await admin.a_get_realm_role(name)
+        except KeycloakError as err:
+            if err.response_code != 404:
+                raise
+            return
+        if _owner(role) != tenant_id:
+            log.warning("role %s is not tenant %s's; leaving it in place", name, tenant_id)
+            return
+        await self._ignore_missing(admin.a_delete_realm_role(name))
 
     async def _ensure_realm(self, realm: str, wanted: dict[str, Any], *, owner: str | None) -> None:
         """Creates the realm, or verifies it is `owner`'s and converges its settings."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from libs import config
+from libs import config, namespace
 
 # The shared provider errors, re-exported for this domain's adapters.
 from libs.errors import Conflict as Conflict
@@ -26,9 +26,7 @@ from libs.lifecycle import TENANT_ID_PATTERN
 TENANT_TAG = "tenantry:tenant-id"
 PLAN_TIER_TAG = "tenantry:plan-tier"
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
-# With "-" and a tenant id of up to 32 characters, a bucket name stays within S3's 63.
-_BUCKET_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{1,28}[a-z0-9]")
+_HOSTNAME = namespace.HOSTNAME
 # S3's rules for a general purpose bucket name (3 to 63 characters, no "..",
 # not an IP address, none of the reserved prefixes and suffixes).
 _BUCKET_NAME = re.compile(
@@ -50,14 +48,15 @@ class Storage(Protocol):
     def ensure_bucket(self, name: str, *, tenant_id: str, tags: Mapping[str, str]) -> None:
         """Creates the bucket (private, encrypted, versioned, tagged) or re-applies that to ours.
 
-        Raises `Conflict` if the name is taken by another account or tenant.
+        Raises `Conflict`, changing nothing, if the name is taken by another
+        account or tenant or by a bucket without this tenant's tag.
         """
         ...
 
     def delete_bucket(
         self, name: str, *, tenant_id: str, progress: Callable[[], None] = lambda: None
     ) -> None:
-        """Deletes every object version and the bucket; a missing or foreign bucket is left alone.
+        """Deletes every object version and the bucket; a missing, untagged or foreign one is left alone.
 
         `progress` is called after each batch of deletions (the activity heartbeats).
         """
@@ -218,6 +217,10 @@ class InfraSettings:
     iac_state_key_prefix: str
     iac_state_region: str
 
+    def __post_init__(self) -> None:
+        # The application's host name must not be one a tenant can claim.
+        namespace.check_app_hostname(self.app_hostname, self.dns_zone)
+
     @classmethod
     def from_env(cls) -> InfraSettings:
         # Imported here: they import this module for its protocols and errors.
@@ -230,12 +233,13 @@ class InfraSettings:
                 f"TENANTRY_ECS_CLUSTER={ecs_cluster!r} is the name a silo tenant's own cluster gets "
                 f"({ecs.silo_cluster_of('<tenant id>')}); choose another"
             )
-        bucket_prefix = _matching("TENANTRY_BUCKET_PREFIX", "tenantry", _BUCKET_PREFIX)
+        bucket_prefix = namespace.bucket_prefix()
         return cls(
             storage_provider=config.choice("TENANTRY_STORAGE_PROVIDER", "s3", ("s3",)),
             dns_provider=config.choice("TENANTRY_DNS_PROVIDER", "route53", ("route53",)),
+            # Shared with the workers that read the backup bucket and the API that checks domains.
             bucket_prefix=bucket_prefix,
-            dns_zone=_matching("TENANTRY_DNS_ZONE", "tenants.tenantry.test", _HOSTNAME),
+            dns_zone=namespace.dns_zone(),
             app_hostname=_matching("TENANTRY_APP_HOSTNAME", "app.tenantry.test", _HOSTNAME),
             dns_ttl=config.integer("TENANTRY_DNS_TTL", 300),
             ecs_cluster=ecs_cluster,
@@ -272,10 +276,7 @@ def _state_bucket(bucket_prefix: str) -> str:
 
 
 def _matching(name: str, default: str, pattern: re.Pattern[str]) -> str:
-    value = config.required(name, default).lower().rstrip(".")
-    if not pattern.fullmatch(value):
-        raise config.ConfigError(f"{name}={value!r} is not a valid name")
-    return value
+    return namespace.setting(name, default, pattern)
 
 
 def _key_prefix(name: str, default: str) -> str:

@@ -109,10 +109,14 @@ class Route53Dns:
             records = self._record_sets(name)
             owner = self._owner(name)
             cname = records.pop("CNAME", None)
-            if records or (cname is not None and _cname_value(cname) != _fqdn(target)):
-                raise Conflict(f"dns record {name} already exists and points elsewhere")
             if owner is not None and owner != _owner_value(tenant_id):
                 raise Conflict(f"dns record {name} already exists and belongs to another tenant")
+            if records or (cname is not None and _cname_value(cname) != _fqdn(target)):
+                raise Conflict(f"dns record {name} already exists and points elsewhere")
+            if cname is not None and owner is None:
+                # Ours would have its owner record: the two are written in one
+                # batch. Whoever put this one there, it is not this tenant's.
+                raise Conflict(f"dns record {name} already exists and has no owner record")
             wanted = {
                 "Name": _fqdn(name),
                 "Type": "CNAME",
@@ -121,8 +125,7 @@ class Route53Dns:
             }
             if cname is None:
                 changes.append({"Action": create, "ResourceRecordSet": wanted})
-            elif cname.get("TTL") != ttl or owner is None:
-                # Ours already, or the same value put there by hand: (re)claim it.
+            elif cname.get("TTL") != ttl:
                 changes.append({"Action": "UPSERT", "ResourceRecordSet": wanted})
             if owner is None:
                 changes.append({"Action": create, "ResourceRecordSet": self._owner_record(name, tenant_id)})
