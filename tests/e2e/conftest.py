@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from libs import contracts, lifecycle
 from libs.devstack.stack import Stack
+from services.infra.providers.iac import S3State
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
 DNS_ZONE = "tenants.tenantry.test"
@@ -148,7 +149,10 @@ class Providers:
         self.s3 = boto3.client("s3", **aws)
         self.route53 = boto3.client("route53", **aws)
         self.ecs = boto3.client("ecs", **aws)
-        self.iac_state: Path = stack.state_dir / "iac"
+        # The infra worker's defaults: TENANTRY_IAC_STATE_BUCKET, _KEY_PREFIX, _REGION.
+        self.iac_state = S3State(
+            self.s3, bucket="tenantry.iac-state", key_prefix="tenants", region="us-east-1", path_style=True
+        )
         self.maildir: Path = stack.maildir
 
     def sql(self, query: str, *params: object) -> list[tuple[object, ...]]:
@@ -199,9 +203,9 @@ class Providers:
         listed = self.ecs.list_task_definitions(familyPrefix=f"tenantry-{tenant_id}", status="ACTIVE")
         return list(listed["taskDefinitionArns"])
 
-    def iac_files(self, tenant_id: str) -> list[str]:
-        folder = self.iac_state / tenant_id
-        return [str(p) for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+    def iac_resources(self, tenant_id: str) -> list[str]:
+        """The resources the tenant's IaC state still holds (a destroyed stack's state is empty)."""
+        return self.iac_state.resources(tenant_id) or []
 
     def orphans(self, tenant_id: str) -> dict[str, object]:
         """Everything any provider still holds for the tenant (empty when clean)."""
@@ -212,7 +216,7 @@ class Providers:
             "identity rows": self.identity_rows(tenant_id),
             "ecs services": self.ecs_services(tenant_id),
             "task definitions": self.task_definitions(tenant_id),
-            "iac state": self.iac_files(tenant_id),
+            "iac state": self.iac_resources(tenant_id),
             "resource records": self.sql(
                 "SELECT kind FROM registry.tenant_resources WHERE tenant_id = %s", tenant_id
             ),
