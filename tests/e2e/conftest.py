@@ -192,7 +192,10 @@ class Providers:
         for cluster in self.ecs.list_clusters()["clusterArns"]:
             arns = self.ecs.list_services(cluster=cluster)["serviceArns"]
             if arns:
-                described = self.ecs.describe_services(cluster=cluster, services=arns)["services"]
+                # With TAGS, as every caller: moto toggles the tags of its answers per request, for all.
+                described = self.ecs.describe_services(cluster=cluster, services=arns, include=["TAGS"])[
+                    "services"
+                ]
                 mine = f"tenant-{tenant_id}"
                 found += [
                     s["serviceArn"] for s in described if s["serviceName"] == mine and s["status"] == "ACTIVE"

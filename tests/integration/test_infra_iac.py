@@ -270,6 +270,66 @@ def test_a_lock_older_than_any_command_is_broken(
     assert len(iac.state_resources(tenant_id) or []) == 2
 
 
+def attempt(n: int, activity_id: str = "7") -> ActivityEnvironment:
+    """An activity environment for attempt `n` of one activity of one workflow run."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=n,
+        activity_id=activity_id,
+        workflow_id="tenant/x/provision",
+        workflow_run_id="run-1",
+    )
+    return env
+
+
+def test_a_lock_left_by_an_earlier_attempt_is_broken_at_once(
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    iac_dir: Path,
+    state: S3State,
+    s3: Any,
+    tenant_id: str,
+) -> None:
+    # Attempt 1's worker died while its CLI held the lock (taken, never released).
+    state.ensure_bucket()
+    state.write_holder(
+        tenant_id, {"workflow_id": "tenant/x/provision", "run_id": "run-1", "activity_id": "7", "attempt": 1}
+    )
+    s3.put_object(Bucket=state.bucket, Key=state.lock_key(tenant_id), Body=b'{"ID": "of-attempt-1"}')
+    # A long lock timeout and no age rule: only the holder record can free it.
+    waiting = runner(iac_dir, state, lock_timeout=60)
+    infra = InfrastructureActivities(dataclasses.replace(built, infrastructure=waiting), settings)
+
+    started = time.monotonic()
+    attempt(2).run(infra.apply_infrastructure, apply(tenant_id))
+    assert time.monotonic() - started < 30  # no wait for a lock nobody holds any more
+    assert state.lock_holder(tenant_id) is None
+    assert len(waiting.state_resources(tenant_id) or []) == 2
+
+
+def test_a_lock_of_the_same_attempt_is_not_broken(
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    iac_dir: Path,
+    state: S3State,
+    s3: Any,
+    tenant_id: str,
+) -> None:
+    # The holder record says the running attempt itself holds it: a command of
+    # this attempt is under way, so the lock stands and the apply waits, then fails.
+    holder = {"workflow_id": "tenant/x/provision", "run_id": "run-1", "activity_id": "7", "attempt": 2}
+    state.ensure_bucket()
+    state.write_holder(tenant_id, holder)
+    s3.put_object(Bucket=state.bucket, Key=state.lock_key(tenant_id), Body=b'{"ID": "of-attempt-2"}')
+    waiting = runner(iac_dir, state, lock_timeout=1)
+    infra = InfrastructureActivities(dataclasses.replace(built, infrastructure=waiting), settings)
+    with pytest.raises(ApplicationError) as caught:
+        attempt(2).run(infra.apply_infrastructure, apply(tenant_id))
+    assert "locked by another run" in str(caught.value)
+    assert state.lock_holder(tenant_id) is not None
+
+
 def test_the_state_bucket_is_created_private_encrypted_versioned(aws: Any, s3: Any) -> None:
     bucket = f"iac-state.{uuid.uuid4().hex[:12]}"
     S3State(s3, bucket=bucket, key_prefix="tenants", region="us-east-1", path_style=True).ensure_bucket()

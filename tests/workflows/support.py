@@ -48,6 +48,8 @@ class FakeDomains:
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.record_tier = record_tier
         self.record_state: int = tenant_pb2.Tenant.STATE_UNSPECIFIED
+        # What the registry's record lists as left by a failed run (a clean-up reads it).
+        self.record_leftovers: list[tenant_pb2.LeftoverResource] = []
 
     def activities(self, contract: contracts.Contract) -> list[Callable[..., Any]]:
         return [self._fake(rpc) for rpc in contract.rpcs.values()]
@@ -68,6 +70,7 @@ class FakeDomains:
             if rpc.method in ("GetTenantRecord", "MarkAccessChanging"):
                 out.tenant.plan_tier = self.record_tier
                 out.tenant.state = self.record_state
+                out.tenant.leftover_resources.extend(self.record_leftovers)
             if rpc.method == "MarkAccessChanging":
                 source = (
                     tenant_pb2.Tenant.STATE_ACTIVE if request.suspend else tenant_pb2.Tenant.STATE_SUSPENDED

@@ -393,6 +393,61 @@ class S3State:
             f" since {info.get('Created', '?')}"
         )
 
+    def holder_key(self, tenant_id: str) -> str:
+        # Which activity attempt ran the tenant's last command: next to the lock.
+        return f"{self.key(tenant_id)}.holder"
+
+    def write_holder(self, tenant_id: str, holder: Mapping[str, object]) -> None:
+        """Records which activity attempt runs the tenant's commands now (before it takes the lock)."""
+        with faults_as_unavailable("writing the IaC state holder"):
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self.holder_key(tenant_id),
+                Body=json.dumps(dict(holder), sort_keys=True).encode(),
+                ServerSideEncryption="AES256",
+                ContentType="application/json",
+            )
+
+    def break_lock_of_a_gone_attempt(self, tenant_id: str, holder: Mapping[str, object]) -> bool:
+        """Deletes the tenant's lock when the holder record names another
+        activity attempt than `holder` (the current one). True if a lock was broken.
+
+        The orchestrator runs one IaC activity of a tenant at a time: a retry
+        starts only once Temporal has given the previous attempt up (its
+        heartbeat timed out: its worker died), an undo only once its step has
+        settled, and one tenant's runs never overlap. So a lock taken by any
+        other attempt is one that a dead worker's CLI never released. (A worker
+        frozen rather than dead, whose CLI went on, is the one case this rule
+        cannot tell apart; the CLI stops at its next write to the frozen
+        worker's pipe.)
+        """
+        key = self.lock_key(tenant_id)
+        with faults_as_unavailable("checking the IaC state lock"):
+            try:
+                head = self._s3.head_object(Bucket=self.bucket, Key=key)
+            except botocore.exceptions.ClientError as err:
+                if error_code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                    return False
+                raise
+            raw = self._get(self.holder_key(tenant_id), "reading the IaC state holder")
+            try:
+                previous = json.loads(raw) if raw else None
+            except json.JSONDecodeError:
+                previous = None
+            if not isinstance(previous, dict) or previous == dict(holder):
+                return False
+            version = head.get("VersionId")
+            if version and version != "null":
+                self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+            else:
+                self._s3.delete_object(Bucket=self.bucket, Key=key)
+        log.warning(
+            "broke the IaC state lock of tenant %s left by %s, which is gone",
+            tenant_id,
+            _attempt_of(previous),
+        )
+        return True
+
     def break_stale_lock(self, tenant_id: str, *, older_than: float) -> bool:
         """Deletes the tenant's lock if it was taken more than `older_than` s ago (S3's clock).
 
@@ -526,12 +581,23 @@ class TofuInfrastructure:
     def state(self) -> S3State:
         return self._state
 
+    def _take_over(self, tenant_id: str) -> None:
+        """Breaks a lock that a gone run or attempt left (see S3State), then
+        records this activity attempt as the one running the tenant's commands."""
+        holder = _current_attempt()
+        if holder is None:  # not in an activity: only the age rule applies
+            self._state.break_stale_lock(tenant_id, older_than=self._stale_lock_after)
+            return
+        if not self._state.break_lock_of_a_gone_attempt(tenant_id, holder):
+            self._state.break_stale_lock(tenant_id, older_than=self._stale_lock_after)
+        self._state.write_holder(tenant_id, holder)
+
     def apply(
         self, tenant_id: str, *, variables: Mapping[str, str], progress: Callable[[], None] = lambda: None
     ) -> IacResult:
         self._state.ensure_bucket()
         self._adopt_local_state(tenant_id)
-        self._state.break_stale_lock(tenant_id, older_than=self._stale_lock_after)
+        self._take_over(tenant_id)
         env = self._env({**variables, "tenant_id": tenant_id})
         lock_timeout = f"-lock-timeout={self._lock_timeout:g}s"
         with self._scratch(tenant_id) as workdir:
@@ -584,7 +650,7 @@ class TofuInfrastructure:
             # Destroyed before: the empty state is the proof.
             log.info("the IaC state of tenant %s is empty: already destroyed", tenant_id)
             return
-        self._state.break_stale_lock(tenant_id, older_than=self._stale_lock_after)
+        self._take_over(tenant_id)
         env = self._env({"tenant_id": tenant_id})
         with self._scratch(tenant_id) as workdir:
             self._init(tenant_id, workdir, env, progress)
@@ -737,6 +803,26 @@ def _resource_addresses(state: Mapping[str, Any]) -> list[str]:
         module = resource.get("module")
         found.append(f"{module}.{address}" if module else address)
     return found
+
+
+def _current_attempt() -> dict[str, object] | None:
+    """The activity attempt this code runs in: workflow run, activity and attempt; None outside one."""
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    return {
+        "workflow_id": info.workflow_id,
+        "run_id": info.workflow_run_id,
+        "activity_id": info.activity_id,
+        "attempt": info.attempt,
+    }
+
+
+def _attempt_of(holder: Mapping[str, object]) -> str:
+    return (
+        f"attempt {holder.get('attempt', '?')} of activity {holder.get('activity_id', '?')}"
+        f" of {holder.get('workflow_id', '?')}"
+    )
 
 
 if __name__ == "__main__":
