@@ -7,15 +7,19 @@ proto value names.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from libs import config
 from libs.lifecycle import tenant_name
+from services.tenant_api import errors
 from tenantry.tenant.v1 import tenant_pb2
 
 _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
@@ -29,14 +33,72 @@ _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
                               ORDER BY b.kind, b.uri)
               FROM registry.tenant_backups b WHERE b.tenant_id = t.tenant_id), '[]'::json) AS backups"""
 
+log = logging.getLogger(__name__)
+# Seconds the pool keeps retrying a lost connection in the background.
+RECONNECT_TIMEOUT = 1.0
+
 _EVENT_COLUMNS = """e.event_id, e.tenant_id, e."time", e.kind, e.step, e.state, e.actor,
     e.workflow_id, e.run_id, e.detail, e.sequence"""
 
 
+class _Broken(Exception):
+    """The connection died under a read (a restart or failover ends every session)."""
+
+
 class Registry:
-    def __init__(self, dsn: str, *, max_size: int = 10) -> None:
+    """The registry reads of the facade. A read the database cannot answer
+    raises `errors.unavailable("registry")`."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        pool_timeout: float = 2.0,
+        connect_timeout: int = 2,
+        statement_timeout: float = 5.0,
+    ) -> None:
+        """Args:
+        dsn: The registry database.
+        max_size: Most connections kept open.
+        pool_timeout: Seconds a read waits for a pooled connection.
+        connect_timeout: Seconds a new connection may take (libpq counts
+            whole seconds, 2 at least).
+        statement_timeout: Seconds a query may run in the server; the facade
+            stops waiting a second later, should the server not answer at all.
+        """
+        options = conninfo_to_dict(dsn).get("options") or ""
+        self._dsn = dsn
+        self._kwargs: dict[str, Any] = {
+            "row_factory": dict_row,
+            "autocommit": True,
+            "connect_timeout": connect_timeout,
+            "options": f"{options} -c statement_timeout={round(statement_timeout * 1000)}".strip(),
+        }
         self._pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            kwargs=self._kwargs,
+            timeout=pool_timeout,
+            # While the database is down the pool retries in the background
+            # with a growing backoff; a short one lets a request start a
+            # new attempt once the database is back, instead of waiting out
+            # the backoff.
+            reconnect_timeout=RECONNECT_TIMEOUT,
+            open=False,
+            name="registry",
+        )
+
+    @classmethod
+    def from_env(cls) -> Registry:
+        """The registry of TENANTRY_DATABASE_URL with the TENANTRY_DATABASE_* limits."""
+        return cls(
+            config.database_url(),
+            max_size=config.integer("TENANTRY_DATABASE_POOL_SIZE", 10),
+            pool_timeout=config.integer("TENANTRY_DATABASE_POOL_TIMEOUT_SECONDS", 2),
+            connect_timeout=config.integer("TENANTRY_DATABASE_CONNECT_TIMEOUT_SECONDS", 2),
+            statement_timeout=config.integer("TENANTRY_DATABASE_STATEMENT_TIMEOUT_SECONDS", 5),
         )
 
     async def open(self) -> None:
@@ -82,14 +144,35 @@ class Registry:
         return [row["d"] for row in rows]
 
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn:
+        try:
             try:
-                cursor = await conn.execute(sql, params)
-            except psycopg.errors.UndefinedTable:
-                # The tenant-data worker creates the registry at its first
-                # start; until then there are no tenants.
-                return []
+                async with self._pool.connection() as conn:
+                    return await self._read(conn, sql, params)
+            except _Broken:
+                # The other pooled sessions are likely dead too: read once
+                # more on a connection of its own (every read may be repeated).
+                async with await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs) as conn:
+                    return await self._read(conn, sql, params)
+        except (psycopg.OperationalError, _Broken, TimeoutError) as err:
+            # Down, restarting, failing over, overloaded or too slow
+            # (PoolTimeout and QueryCanceled are OperationalErrors too).
+            log.warning("registry read failed: %s: %s", type(err).__name__, err)
+            raise errors.unavailable("registry") from None
+
+    async def _read(
+        self, conn: psycopg.AsyncConnection[Any], sql: str, params: tuple[Any, ...]
+    ) -> list[dict[str, Any]]:
+        try:
+            cursor = await conn.execute(sql, params)
             return await cursor.fetchall()  # type: ignore[return-value]
+        except psycopg.errors.UndefinedTable:
+            # The tenant-data worker creates the registry at its first
+            # start; until then there are no tenants.
+            return []
+        except psycopg.OperationalError as err:
+            if conn.broken:
+                raise _Broken(str(err)) from err
+            raise
 
 
 def _timestamp(value: datetime) -> Timestamp:
