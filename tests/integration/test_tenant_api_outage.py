@@ -1,7 +1,7 @@
-"""The facade while its registry database restarts or is down: every call
-answers UNAVAILABLE (ErrorInfo DEPENDENCY_UNAVAILABLE with a RetryInfo) within
-a bound, never INTERNAL, and the calls succeed again as soon as the database
-is back.
+"""The facade while its registry database restarts, is down, hangs or is
+slow: every call answers UNAVAILABLE (ErrorInfo DEPENDENCY_UNAVAILABLE with a
+RetryInfo) within a bound, never INTERNAL, and calls succeed again as soon as
+the database is back.
 
 The module runs its own embedded PostgreSQL (the session one is shared and
 must not be restarted), the real gRPC server on a free port, and a Temporal
@@ -11,15 +11,19 @@ client of the session's dev server.
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import grpc
+import psutil
+import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -30,16 +34,20 @@ from services.tenant_api.registry import Registry
 from services.tenant_api.server import create_server
 from services.tenantdb.providers import EventRecord, TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
-from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
 ACTIVE = "outage-active"
 GONE = "outage-gone"
 THREADS = 8
-# What a call may take while the database is down, and how soon after it is
-# back every call must succeed again.
+# What a call may take while the database is down (the pool waits 2 s for
+# a connection), and how soon after it is back every call must succeed.
 OUTAGE_BOUND = 3.0
 RECOVERY_BOUND = 2.0
+# Long enough for the pool's reconnection attempts to back off (1 s, 2 s, ...).
 OUTAGE = 4.0
+# A deadline far past the bounds, so the server's answer is what is measured.
+CALL_DEADLINE = 30.0
+Stub = tenant_service_pb2_grpc.TenantServiceStub
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +85,32 @@ async def records(database: Postgres) -> None:
         await store.close()
 
 
-@pytest.fixture
-async def address(database: Postgres, records: None, temporal_address: str) -> AsyncIterator[str]:
-    """The real facade on a free port, reading the module's database."""
-    database.start_server()  # in case an earlier test failed while it was down
-    client = await Client.connect(temporal_address)
-    registry = Registry(database.url)
+@pytest.fixture(scope="module")
+async def temporal(temporal_address: str) -> Client:
+    return await Client.connect(temporal_address)
+
+
+@asynccontextmanager
+async def facade(database: Postgres, client: Client, **options: Any) -> AsyncIterator[str]:
+    """The real facade on a free port, reading the module's database with
+    the Registry `options`; yields its address."""
+    database.start_server()  # should an earlier test have failed while it was down
+    registry = Registry(database.url, **options)
     await registry.open()
     server, port, _ = create_server("127.0.0.1:0", client, registry)
     await server.start()
-    yield f"127.0.0.1:{port}"
-    await server.stop(grace=None)
-    await registry.close()
-    database.start_server()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=None)
+        await registry.close()
+        database.start_server()
+
+
+@pytest.fixture
+async def address(database: Postgres, records: None, temporal: Client) -> AsyncIterator[str]:
+    async with facade(database, temporal) as running:
+        yield running
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,10 @@ class Answer:
     reason: str = ""
     dependency: str = ""
     retry_delay: float | None = None
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
 
 
 def answer(method: str, call: Callable[[], object]) -> Answer:
@@ -138,16 +163,24 @@ def error_details(
     return info, retry
 
 
-def calls(stub: tenant_service_pb2_grpc.TenantServiceStub) -> list[tuple[str, Callable[[], object]]]:
-    """The reads a client makes, in turn; each with a deadline well past the bounds."""
+def reads(stub: Stub) -> list[tuple[str, Callable[[], object]]]:
+    """The reads a client makes, in turn: an ACTIVE tenant (its record and a
+    Temporal describe), a DEPROVISIONED one (its record only), a page of
+    tenants, a tenant's events."""
+    get = tenant_service_pb2.GetTenantRequest
     return [
-        ("GetTenant", lambda: stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{ACTIVE}"), timeout=30)),
-        ("GetTenant", lambda: stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{GONE}"), timeout=30)),
-        ("ListTenants", lambda: stub.ListTenants(tenant_service_pb2.ListTenantsRequest(page_size=10), timeout=30)),
+        ("GetTenant", lambda: stub.GetTenant(get(name=f"tenants/{ACTIVE}"), timeout=CALL_DEADLINE)),
+        ("GetTenant", lambda: stub.GetTenant(get(name=f"tenants/{GONE}"), timeout=CALL_DEADLINE)),
+        (
+            "ListTenants",
+            lambda: stub.ListTenants(
+                tenant_service_pb2.ListTenantsRequest(page_size=10), timeout=CALL_DEADLINE
+            ),
+        ),
         (
             "ListTenantEvents",
             lambda: stub.ListTenantEvents(
-                tenant_service_pb2.ListTenantEventsRequest(parent=f"tenants/{ACTIVE}"), timeout=30
+                tenant_service_pb2.ListTenantEventsRequest(parent=f"tenants/{ACTIVE}"), timeout=CALL_DEADLINE
             ),
         ),
     ]
@@ -175,12 +208,12 @@ class Clients:
 
     def _join(self) -> None:
         for thread in self.threads:
-            thread.join(timeout=40)
+            thread.join(timeout=CALL_DEADLINE + 10)
         assert not any(t.is_alive() for t in self.threads), "a client thread did not end"
 
     def _run(self, index: int) -> None:
         with grpc.insecure_channel(self.address) as channel:
-            turns = calls(tenant_service_pb2_grpc.TenantServiceStub(channel))
+            turns = reads(Stub(channel))
             n = index
             while not self.stop.is_set():
                 method, call = turns[n % len(turns)]
@@ -194,22 +227,22 @@ class Clients:
         return all(sum(1 for a in list(mine) if check(a)) >= count for mine in self.answers)
 
 
-async def until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], bool], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
     while not check():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        assert time.monotonic() < deadline, f"{what} did not happen within {within}s"
         await asyncio.sleep(0.05)
 
 
 def summary(label: str, answers: list[Answer]) -> str:
-    codes = Counter(a.code.name for a in answers)
     if not answers:
         return f"{label}: no calls"
+    codes = Counter(a.code.name for a in answers)
     seconds = sorted(a.seconds for a in answers)
     p99 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.99))]
     return (
-        f"{label}: {len(answers)} calls {dict(codes)}"
-        f" p50 {statistics.median(seconds) * 1000:.1f} ms p99 {p99 * 1000:.1f} ms max {seconds[-1] * 1000:.1f} ms"
+        f"{label}: {len(answers)} calls {dict(codes)} p50 {statistics.median(seconds) * 1000:.1f} ms"
+        f" p99 {p99 * 1000:.1f} ms max {seconds[-1] * 1000:.1f} ms"
     )
 
 
@@ -222,48 +255,186 @@ def assert_unavailable(a: Answer) -> None:
     assert a.retry_delay is not None and a.retry_delay > 0, a
 
 
+def ok(a: Answer) -> bool:
+    return a.code == grpc.StatusCode.OK
+
+
 async def test_a_restart_under_load_is_unavailable_then_recovers_at_once(
     address: str, database: Postgres
 ) -> None:
     async with Clients(address) as clients:
-        await until(lambda: clients.each_has(lambda a: a.code == grpc.StatusCode.OK, 20), timeout=30, what="warm-up")
+        await until(lambda: clients.each_has(ok, 20), within=30, what="warm-up")
         stopped = time.monotonic()
         await asyncio.to_thread(database.stop_server)
         await until(
-            lambda: clients.each_has(lambda a: a.start > stopped and a.code != grpc.StatusCode.OK, 2),
-            timeout=OUTAGE_BOUND * 3,
+            lambda: clients.each_has(lambda a: a.start > stopped and not ok(a), 2),
+            within=OUTAGE_BOUND * 3,
             what="errors during the outage",
         )
-        # Long enough for the pool's reconnection attempts to back off.
         await asyncio.sleep(max(0.0, stopped + OUTAGE - time.monotonic()))
         starting = time.monotonic()
         await asyncio.to_thread(database.start_server)
         back = time.monotonic()
         await until(
-            lambda: clients.each_has(lambda a: a.start > back + RECOVERY_BOUND and a.code == grpc.StatusCode.OK, 20),
-            timeout=30,
+            lambda: clients.each_has(lambda a: a.start > back + RECOVERY_BOUND and ok(a), 20),
+            within=30,
             what="recovery",
         )
     answers = clients.all()
     before = [a for a in answers if a.start < stopped]
     during = [a for a in answers if stopped <= a.start < back]
     after = [a for a in answers if a.start >= back]
-    print()
-    print(f"PostgreSQL down {starting - stopped:.2f} s, start took {back - starting:.2f} s")
+    print(f"\nPostgreSQL down {starting - stopped:.2f} s (its start took {back - starting:.2f} s)")
     for label, part in (("before", before), ("during", during), ("after", after)):
         print(summary(label, part))
-    first_ok = min((a.start + a.seconds for a in after if a.code == grpc.StatusCode.OK), default=None)
-    print(f"first success {first_ok - back if first_ok else float('nan'):.3f} s after the restart")
-    late = [a for a in after if a.code != grpc.StatusCode.OK]
-    if late:
-        print(f"last error answered {max(a.start + a.seconds for a in late) - back:.3f} s after the restart")
+    first_ok = min(a.end for a in after if ok(a)) - back
+    last_error = max((a.end for a in answers if not ok(a)), default=back) - back
+    print(f"first success {first_ok:.3f} s, last error {last_error:.3f} s after PostgreSQL was back")
 
     assert not [a for a in answers if a.code == grpc.StatusCode.INTERNAL], "INTERNAL answers"
     for a in answers:
-        if a.code != grpc.StatusCode.OK:
+        if not ok(a):
             assert_unavailable(a)
-    assert all(a.seconds <= OUTAGE_BOUND for a in answers if a.start + a.seconds >= stopped), max(
-        a.seconds for a in answers
+    slow = [a for a in answers if a.end >= stopped and a.seconds > OUTAGE_BOUND]
+    assert not slow, f"calls slower than {OUTAGE_BOUND}s during the outage: {slow}"
+    assert all(ok(a) for a in after if a.start > back + RECOVERY_BOUND)
+    assert first_ok < RECOVERY_BOUND
+    assert all(ok(a) for a in before if a.end < stopped)
+
+
+async def test_a_restart_between_calls_is_not_seen(address: str, database: Postgres) -> None:
+    """Every pooled connection dies in a restart; each read that meets one is
+    answered again on a new connection."""
+    with grpc.insecure_channel(address) as channel:
+        stub = Stub(channel)
+        turns = reads(stub)
+
+        def burst() -> list[Answer]:
+            results: list[Answer] = []
+            lock = threading.Lock()
+
+            def one(i: int) -> None:
+                method, call = turns[i % len(turns)]
+                result = answer(method, call)
+                with lock:
+                    results.append(result)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=CALL_DEADLINE + 10)
+            return results
+
+        warm = await asyncio.to_thread(burst)  # the pool holds several connections now
+        assert all(ok(a) for a in warm), warm
+        await asyncio.to_thread(database.restart)
+        concurrent = await asyncio.to_thread(burst)
+        one_by_one = [await asyncio.to_thread(answer, *turns[i % len(turns)]) for i in range(THREADS * 2)]
+    print("\n" + summary("concurrent after a restart", concurrent))
+    print(summary("one by one after it", one_by_one))
+    assert all(ok(a) for a in concurrent + one_by_one), [a for a in concurrent + one_by_one if not ok(a)]
+
+
+async def test_writes_and_reads_during_an_outage_are_unavailable(address: str, database: Postgres) -> None:
+    await asyncio.to_thread(database.stop_server)
+    name = f"tenants/{ACTIVE}"
+    spec = tenant_pb2.Tenant(
+        display_name="Outage Corp",
+        plan_tier=tenant_pb2.PLAN_TIER_POOLED,
+        domains=["outage-new.example.com"],
+        admin=tenant_pb2.AdminContact(email="ada@outage-new.example.com"),
     )
-    assert all(a.code == grpc.StatusCode.OK for a in after if a.start > back + RECOVERY_BOUND)
-    assert all(a.code == grpc.StatusCode.OK for a in before if a.start + a.seconds < stopped)
+    with grpc.insecure_channel(address) as channel:
+        stub = Stub(channel)
+        calls: list[tuple[str, Callable[[], object]]] = [
+            ("GetTenant", lambda: stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=name), timeout=30)),
+            (
+                "DeleteTenant",
+                lambda: stub.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=name), timeout=30),
+            ),
+            (
+                "CreateTenant",
+                lambda: stub.CreateTenant(
+                    tenant_service_pb2.CreateTenantRequest(tenant_id="outage-new", tenant=spec), timeout=30
+                ),
+            ),
+            (
+                "ListTenants",
+                lambda: stub.ListTenants(tenant_service_pb2.ListTenantsRequest(), timeout=30),
+            ),
+        ]
+        # Twice: the pooled connections die first, then there are none.
+        down = [await asyncio.to_thread(answer, *call) for call in calls * 2]
+        await asyncio.to_thread(database.start_server)
+        back = await asyncio.to_thread(answer, *calls[0])
+    print("\n" + summary("during the outage", down), [round(a.seconds, 3) for a in down])
+    for a in down:
+        assert_unavailable(a)
+        assert a.seconds <= OUTAGE_BOUND, a
+    assert ok(back), back
+
+
+async def test_a_statement_timeout_is_unavailable(
+    database: Postgres, records: None, temporal: Client
+) -> None:
+    """A read that waits on a lock longer than the statement timeout."""
+    async with facade(database, temporal, statement_timeout=1) as running:
+        lock = await psycopg.AsyncConnection.connect(database.url)
+        try:
+            await lock.execute("LOCK TABLE registry.tenants IN ACCESS EXCLUSIVE MODE")
+            with grpc.insecure_channel(running) as channel:
+                stub = Stub(channel)
+                request = tenant_service_pb2.GetTenantRequest(name=f"tenants/{GONE}")
+                blocked = await asyncio.to_thread(
+                    answer, "GetTenant", lambda: stub.GetTenant(request, timeout=30)
+                )
+                await lock.rollback()
+                free = await asyncio.to_thread(
+                    answer, "GetTenant", lambda: stub.GetTenant(request, timeout=30)
+                )
+        finally:
+            await lock.close()
+    assert_unavailable(blocked)
+    assert 1.0 <= blocked.seconds < 2.5, blocked
+    assert ok(free), free
+
+
+@contextmanager
+def frozen(database: Postgres) -> Iterator[None]:
+    """Every PostgreSQL process stopped (SIGSTOP): the server keeps its
+    sockets but answers nothing, like a host cut off by the network."""
+    server: Any = database.server
+    postmaster = psutil.Process(server.get_pid())
+    processes = [postmaster, *postmaster.children(recursive=True)]
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGCONT)
+
+
+async def test_a_database_that_does_not_answer_is_unavailable_in_bounded_time(
+    database: Postgres, records: None, temporal: Client
+) -> None:
+    # A read gives up after pool wait + statement timeout + 1 s: here 3 s.
+    async with facade(database, temporal, pool_timeout=1, statement_timeout=1) as running:
+        with grpc.insecure_channel(running) as channel:
+            stub = Stub(channel)
+            turns = reads(stub)
+            for i in range(THREADS):  # a few pooled connections
+                assert ok(await asyncio.to_thread(answer, *turns[1 + i % 3]))
+            with frozen(database):
+                hung = await asyncio.gather(
+                    *(asyncio.to_thread(answer, *turns[1 + i % 3]) for i in range(THREADS))
+                )
+            thawed = time.monotonic()
+            while not ok(await asyncio.to_thread(answer, *turns[1])):
+                assert time.monotonic() < thawed + RECOVERY_BOUND * 3, "no answer once thawed"
+            recovered = time.monotonic() - thawed
+    print("\n" + summary("frozen", hung) + f"; answered again {recovered:.3f} s after it was thawed")
+    for a in hung:
+        assert_unavailable(a)
+        assert a.seconds < 3.5, a
