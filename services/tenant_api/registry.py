@@ -17,7 +17,7 @@ import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from libs import config
 from libs.lifecycle import tenant_name
@@ -37,7 +37,8 @@ _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-# Seconds the pool keeps retrying a lost connection in the background.
+# Seconds the pool goes on trying to replace a lost connection; then the
+# registry counts as unreachable (see Registry._query).
 RECONNECT_TIMEOUT = 1.0
 
 _EVENT_COLUMNS = """e.event_id, e.tenant_id, e."time", e.kind, e.step, e.state, e.actor,
@@ -48,9 +49,18 @@ class _Broken(Exception):
     """The connection died under a read (a restart or failover ends every session)."""
 
 
+class _Unreachable(Exception):
+    """The database could not be reached a moment ago, and another read is trying again."""
+
+
 class Registry:
-    """The registry reads of the facade. A read the database cannot answer
-    raises `errors.unavailable("registry")`."""
+    """The registry reads of the facade.
+
+    A read the database cannot answer (down, restarting, failing over, too
+    slow, refusing connections) raises `errors.unavailable("registry")`,
+    within about `pool_timeout` + `statement_timeout` + 1 s at most, and in
+    milliseconds once connecting has failed.
+    """
 
     def __init__(
         self,
@@ -72,30 +82,34 @@ class Registry:
         """
         options = conninfo_to_dict(dsn).get("options") or ""
         self._dsn = dsn
-        self._connect_timeout = float(connect_timeout)
-        self._statement_timeout = statement_timeout
-        # Reads given up on, still ending in the background.
-        self._abandoned: set[asyncio.Future[Any]] = set()
         self._kwargs: dict[str, Any] = {
             "row_factory": dict_row,
             "autocommit": True,
             "connect_timeout": connect_timeout,
             "options": f"{options} -c statement_timeout={round(statement_timeout * 1000)}".strip(),
         }
+        self._connect_timeout = float(connect_timeout)
+        self._statement_timeout = statement_timeout
+        # No check on checkout (a round trip per read, and after a restart it
+        # backs off 1 s, 2 s... between dead connections): a read that meets
+        # a dead connection is repeated instead, and the pool drops it.
         self._pool = AsyncConnectionPool(
             dsn,
             min_size=1,
             max_size=max_size,
             kwargs=self._kwargs,
             timeout=pool_timeout,
-            # While the database is down the pool retries in the background
-            # with a growing backoff; a short one lets a request start a
-            # new attempt once the database is back, instead of waiting out
-            # the backoff.
             reconnect_timeout=RECONNECT_TIMEOUT,
+            reconnect_failed=self._gave_up,
+            configure=self._connected,
             open=False,
             name="registry",
         )
+        # Set when connecting has failed; cleared by the next connection or read that succeeds.
+        self._unreachable = False
+        self._probing = False
+        # Reads given up on, still ending in the background.
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def from_env(cls) -> Registry:
@@ -109,7 +123,14 @@ class Registry:
         )
 
     async def open(self) -> None:
-        await self._pool.open(wait=True, timeout=30)
+        try:
+            await self._pool.open(wait=True, timeout=30)
+        except PoolTimeout as err:
+            await self._pool.close()
+            # The DSN may hold a password: name the setting, not its value.
+            raise config.ConfigError(
+                f"cannot connect to the database in TENANTRY_DATABASE_URL: {err}"
+            ) from None
 
     async def close(self) -> None:
         await self._pool.close()
@@ -151,25 +172,58 @@ class Registry:
         return [row["d"] for row in rows]
 
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        unreachable = self._unreachable
         try:
-            try:
-                return await self._bounded(self._pooled(sql, params), self._pool.timeout)
-            except _Broken:
-                # The other pooled sessions are likely dead too: read once
-                # more on a connection of its own (every read may be repeated).
-                return await self._bounded(self._fresh(sql, params), self._connect_timeout)
-        except (psycopg.OperationalError, _Broken, TimeoutError) as err:
-            # Down, restarting, failing over, overloaded or too slow
-            # (PoolTimeout and QueryCanceled are OperationalErrors too).
-            log.warning("registry read failed: %s: %s", type(err).__name__, err)
+            if unreachable and not self._pool.get_stats().get("pool_available"):
+                rows = await self._probe(sql, params)
+            else:
+                try:
+                    rows = await self._bounded(self._pooled(sql, params), self._pool.timeout)
+                except _Broken:
+                    # The other pooled sessions are likely dead too: read once
+                    # more on a connection of its own (every read may be repeated).
+                    rows = await self._bounded(self._fresh(sql, params), self._connect_timeout)
+        except (psycopg.OperationalError, _Broken, _Unreachable, TimeoutError) as err:
+            # PoolTimeout, QueryCanceled (the statement timeout) and AdminShutdown
+            # are OperationalErrors too. Told once per outage, not once per read.
+            (log.debug if unreachable else log.warning)(
+                "registry read failed: %s: %s", type(err).__name__, err
+            )
             raise errors.unavailable("registry") from None
+        if unreachable:
+            log.info("the registry database answers again")
+        self._unreachable = False
+        return rows
+
+    async def _probe(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """While the database cannot be reached, one read at a time tries on
+        a connection of its own, instead of every read waiting for the pool
+        (whose attempts back off); the others are answered at once."""
+        if self._probing:
+            raise _Unreachable("the registry database cannot be reached")
+        self._probing = True
+        try:
+            return await self._bounded(self._fresh(sql, params), self._connect_timeout)
+        finally:
+            self._probing = False
+
+    async def _gave_up(self, pool: AsyncConnectionPool) -> None:
+        self._unreachable = True
+
+    async def _connected(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._unreachable = False
 
     async def _pooled(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
             return await _read(conn, sql, params)
 
     async def _fresh(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        async with await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs) as conn:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
+        except psycopg.OperationalError:
+            self._unreachable = True
+            raise
+        async with conn:
             return await _read(conn, sql, params)
 
     async def _bounded(self, read: Coroutine[Any, Any, _T], wait: float) -> _T:
