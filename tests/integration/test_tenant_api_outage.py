@@ -246,11 +246,11 @@ def summary(label: str, answers: list[Answer]) -> str:
     )
 
 
-def assert_unavailable(a: Answer) -> None:
+def assert_unavailable(a: Answer, dependency: str = "registry") -> None:
     assert (a.code, a.reason, a.dependency) == (
         grpc.StatusCode.UNAVAILABLE,
         "DEPENDENCY_UNAVAILABLE",
-        "registry",
+        dependency,
     ), a
     assert a.retry_delay is not None and a.retry_delay > 0, a
 
@@ -438,3 +438,115 @@ async def test_a_database_that_does_not_answer_is_unavailable_in_bounded_time(
     for a in hung:
         assert_unavailable(a)
         assert a.seconds < 3.5, a
+
+
+class Link:
+    """A TCP proxy to `target` that can be cut: while cut it drops every
+    connection, open or new, as a network failure would."""
+
+    def __init__(self, target: str) -> None:
+        self._host, port = target.rsplit(":", 1)
+        self._port = int(port)
+        self._cut = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+        self.cut()
+        for handler in list(self._handlers):
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    def cut(self) -> None:
+        self._cut = True
+        for writer in list(self._writers):
+            writer.close()
+
+    def mend(self) -> None:
+        self._cut = False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.close()
+            return
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        upstream_reader, upstream_writer = await asyncio.open_connection(self._host, self._port)
+        self._writers |= {writer, upstream_writer}
+        try:
+            await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the link is stopped: this handler ends with it
+        finally:
+            self._writers -= {writer, upstream_writer}
+            self._handlers.discard(handler)
+            writer.close()
+            upstream_writer.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+async def test_a_temporal_outage_is_unavailable(
+    database: Postgres, records: None, temporal_address: str
+) -> None:
+    """GetTenant and DeleteTenant of an ACTIVE tenant ask Temporal whether a
+    deletion runs; cut off from it they answer UNAVAILABLE (temporal), while
+    ListTenants, which reads only the registry, goes on."""
+    link = Link(temporal_address)
+    client = await Client.connect(await link.start())
+    name = f"tenants/{ACTIVE}"
+    try:
+        async with facade(database, client) as running:
+            with grpc.insecure_channel(running) as channel:
+                stub = Stub(channel)
+                get = (
+                    "GetTenant",
+                    lambda: stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=name), timeout=30),
+                )
+                assert ok(await asyncio.to_thread(answer, *get))
+                link.cut()
+                down = [
+                    await asyncio.to_thread(answer, *get),
+                    await asyncio.to_thread(
+                        answer,
+                        "DeleteTenant",
+                        lambda: stub.DeleteTenant(
+                            tenant_service_pb2.DeleteTenantRequest(name=name), timeout=30
+                        ),
+                    ),
+                ]
+                listed = await asyncio.to_thread(answer, *reads(stub)[2])
+                link.mend()
+                mended = time.monotonic()
+                while not ok(again := await asyncio.to_thread(answer, *get)):
+                    assert time.monotonic() < mended + 15, again
+                recovered = time.monotonic() - mended
+    finally:
+        await link.stop()
+    print(
+        "\n"
+        + summary("Temporal cut off", down)
+        + f"; answered again {recovered:.3f} s after the link was mended"
+    )
+    for a in down:
+        assert_unavailable(a, "temporal")
+        # The client's own retries (10 s at most by default) bound these, not rpc_timeout.
+        assert a.seconds < 12, a
+    assert ok(listed), listed
