@@ -39,8 +39,8 @@ from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb
 ACTIVE = "outage-active"
 GONE = "outage-gone"
 THREADS = 8
-# What a call may take while the database is down (the pool waits 2 s for
-# a connection), and how soon after it is back every call must succeed.
+# What a call may take while the database is down (the pool waits 2 s at
+# most for a connection), and how soon after it is back every call must succeed.
 OUTAGE_BOUND = 3.0
 RECOVERY_BOUND = 2.0
 # Long enough for the pool's reconnection attempts to back off (1 s, 2 s, ...).
@@ -297,6 +297,8 @@ async def test_a_restart_under_load_is_unavailable_then_recovers_at_once(
             assert_unavailable(a)
     slow = [a for a in answers if a.end >= stopped and a.seconds > OUTAGE_BOUND]
     assert not slow, f"calls slower than {OUTAGE_BOUND}s during the outage: {slow}"
+    # Most are answered at once, without waiting for the pool.
+    assert statistics.median(a.seconds for a in during) < 0.5
     assert all(ok(a) for a in after if a.start > back + RECOVERY_BOUND)
     assert first_ok < RECOVERY_BOUND
     assert all(ok(a) for a in before if a.end < stopped)
@@ -368,10 +370,11 @@ async def test_writes_and_reads_during_an_outage_are_unavailable(address: str, d
         down = [await asyncio.to_thread(answer, *call) for call in calls * 2]
         await asyncio.to_thread(database.start_server)
         back = await asyncio.to_thread(answer, *calls[0])
-    print("\n" + summary("during the outage", down), [round(a.seconds, 3) for a in down])
+    print("\n" + summary("during the outage", down))
     for a in down:
         assert_unavailable(a)
-        assert a.seconds <= OUTAGE_BOUND, a
+        # Once connecting has failed, no call waits for the pool.
+        assert a.seconds < 1.0, a
     assert ok(back), back
 
 
@@ -547,6 +550,6 @@ async def test_a_temporal_outage_is_unavailable(
     )
     for a in down:
         assert_unavailable(a, "temporal")
-        # The client's own retries (10 s at most by default) bound these, not rpc_timeout.
-        assert a.seconds < 12, a
+        # The Temporal client's own retries (10 s at most by default) bound these.
+        assert a.seconds < 15, a
     assert ok(listed), listed
