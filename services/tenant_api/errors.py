@@ -4,6 +4,7 @@ BadRequest field violations (AIP-193)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import grpc
 from google.protobuf import any_pb2
@@ -11,6 +12,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "tenantry.dev"
+# How soon a caller may repeat a call that a dependency outage refused.
+RETRY_DELAY = timedelta(seconds=1)
 
 
 class ApiError(Exception):
@@ -24,6 +27,7 @@ class ApiError(Exception):
         *,
         metadata: Mapping[str, str] | None = None,
         violations: Sequence[tuple[str, str]] = (),
+        retry_delay: timedelta | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -31,6 +35,7 @@ class ApiError(Exception):
         self.reason = reason
         self.metadata = dict(metadata or {})
         self.violations = list(violations)
+        self.retry_delay = retry_delay
 
     def to_status(self) -> grpc.Status:
         details = [
@@ -44,6 +49,10 @@ class ApiError(Exception):
                 ]
             )
             details.append(_pack(bad))
+        if self.retry_delay is not None:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromTimedelta(self.retry_delay)
+            details.append(_pack(retry))
         status = status_pb2.Status(code=_CODES[self.code], message=self.message, details=details)
         return rpc_status.to_status(status)
 
@@ -115,11 +124,14 @@ def run_in_progress(tenant_id: str, message: str, workflow_id: str) -> ApiError:
 
 
 def unavailable(dependency: str) -> ApiError:
+    """A dependency (registry, temporal) cannot answer now; the call may be
+    repeated, after RetryInfo's delay at the soonest."""
     return ApiError(
         grpc.StatusCode.UNAVAILABLE,
         f"{dependency} is unavailable; retry with backoff",
         "DEPENDENCY_UNAVAILABLE",
         metadata={"dependency": dependency},
+        retry_delay=RETRY_DELAY,
     )
 
 

@@ -7,16 +7,22 @@ proto value names.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from libs import config
 from libs.lifecycle import tenant_name
+from services.tenant_api import errors
 from tenantry.tenant.v1 import tenant_pb2
 
 _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
@@ -31,18 +37,102 @@ _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
                               ORDER BY b.kind, b.uri)
               FROM registry.tenant_backups b WHERE b.tenant_id = t.tenant_id), '[]'::json) AS backups"""
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+# Seconds the pool goes on trying to replace a lost connection; then the
+# registry counts as unreachable (see Registry._query).
+RECONNECT_TIMEOUT = 1.0
+
 _EVENT_COLUMNS = """e.event_id, e.tenant_id, e."time", e.kind, e.step, e.state, e.actor,
     e.workflow_id, e.run_id, e.detail, e.sequence"""
 
 
+class _Broken(Exception):
+    """The connection died under a read (a restart or failover ends every session)."""
+
+
+class _Unreachable(Exception):
+    """The database could not be reached a moment ago, and another read is trying again."""
+
+
 class Registry:
-    def __init__(self, dsn: str, *, max_size: int = 10) -> None:
+    """The registry reads of the facade.
+
+    A read the database cannot answer (down, restarting, failing over, too
+    slow, refusing connections) raises `errors.unavailable("registry")`,
+    within about `pool_timeout` + `statement_timeout` + 1 s at most, and in
+    milliseconds once connecting has failed.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        pool_timeout: float = 2.0,
+        connect_timeout: int = 2,
+        statement_timeout: float = 5.0,
+    ) -> None:
+        """Args:
+        dsn: The registry database.
+        max_size: Most connections kept open.
+        pool_timeout: Seconds a read waits for a pooled connection.
+        connect_timeout: Seconds a new connection may take (libpq counts
+            whole seconds, 2 at least).
+        statement_timeout: Seconds a query may run in the server; the facade
+            stops waiting a second later, should the server not answer at all.
+        """
+        options = conninfo_to_dict(dsn).get("options") or ""
+        self._dsn = dsn
+        self._kwargs: dict[str, Any] = {
+            "row_factory": dict_row,
+            "autocommit": True,
+            "connect_timeout": connect_timeout,
+            "options": f"{options} -c statement_timeout={round(statement_timeout * 1000)}".strip(),
+        }
+        self._connect_timeout = float(connect_timeout)
+        self._statement_timeout = statement_timeout
+        # No check on checkout (a round trip per read, and after a restart it
+        # backs off 1 s, 2 s... between dead connections): a read that meets
+        # a dead connection is repeated instead, and the pool drops it.
         self._pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            kwargs=self._kwargs,
+            timeout=pool_timeout,
+            reconnect_timeout=RECONNECT_TIMEOUT,
+            reconnect_failed=self._gave_up,
+            configure=self._connected,
+            open=False,
+            name="registry",
+        )
+        # Set when connecting has failed; cleared by the next connection or read that succeeds.
+        self._unreachable = False
+        self._probing = False
+        # Reads given up on, still ending in the background.
+        self._abandoned: set[asyncio.Future[Any]] = set()
+
+    @classmethod
+    def from_env(cls) -> Registry:
+        """The registry of TENANTRY_DATABASE_URL with the TENANTRY_DATABASE_* limits."""
+        return cls(
+            config.database_url(),
+            max_size=config.integer("TENANTRY_DATABASE_POOL_SIZE", 10),
+            pool_timeout=config.integer("TENANTRY_DATABASE_POOL_TIMEOUT_SECONDS", 2),
+            connect_timeout=config.integer("TENANTRY_DATABASE_CONNECT_TIMEOUT_SECONDS", 2),
+            statement_timeout=config.integer("TENANTRY_DATABASE_STATEMENT_TIMEOUT_SECONDS", 5),
         )
 
     async def open(self) -> None:
-        await self._pool.open(wait=True, timeout=30)
+        try:
+            await self._pool.open(wait=True, timeout=30)
+        except PoolTimeout as err:
+            await self._pool.close()
+            # The DSN may hold a password: name the setting, not its value.
+            raise config.ConfigError(
+                f"cannot connect to the database in TENANTRY_DATABASE_URL: {err}"
+            ) from None
 
     async def close(self) -> None:
         await self._pool.close()
@@ -84,14 +174,101 @@ class Registry:
         return [row["d"] for row in rows]
 
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        unreachable = self._unreachable
+        try:
+            if unreachable and not self._pool.get_stats().get("pool_available"):
+                rows = await self._probe(sql, params)
+            else:
+                try:
+                    rows = await self._bounded(self._pooled(sql, params), self._pool.timeout)
+                except _Broken:
+                    # The other pooled sessions are likely dead too: read once
+                    # more on a connection of its own (every read may be repeated).
+                    rows = await self._bounded(self._fresh(sql, params), self._connect_timeout)
+        except (psycopg.OperationalError, _Broken, _Unreachable, TimeoutError) as err:
+            # PoolTimeout, QueryCanceled (the statement timeout) and AdminShutdown
+            # are OperationalErrors too. Told once per outage, not once per read.
+            (log.debug if unreachable else log.warning)(
+                "registry read failed: %s: %s", type(err).__name__, err
+            )
+            raise errors.unavailable("registry") from None
+        if unreachable:
+            log.info("the registry database answers again")
+        self._unreachable = False
+        return rows
+
+    async def _probe(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """While the database cannot be reached, one read at a time tries on
+        a connection of its own, instead of every read waiting for the pool
+        (whose attempts back off); the others are answered at once."""
+        if self._probing:
+            raise _Unreachable("the registry database cannot be reached")
+        self._probing = True
+        try:
+            return await self._bounded(self._fresh(sql, params), self._connect_timeout)
+        finally:
+            self._probing = False
+
+    async def _gave_up(self, pool: AsyncConnectionPool) -> None:
+        self._unreachable = True
+
+    async def _connected(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._unreachable = False
+
+    async def _pooled(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
-            try:
-                cursor = await conn.execute(sql, params)
-            except psycopg.errors.UndefinedTable:
-                # The tenant-data worker creates the registry at its first
-                # start; until then there are no tenants.
-                return []
-            return await cursor.fetchall()  # type: ignore[return-value]
+            return await _read(conn, sql, params)
+
+    async def _fresh(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
+        except psycopg.OperationalError:
+            self._unreachable = True
+            raise
+        async with conn:
+            return await _read(conn, sql, params)
+
+    async def _bounded(self, read: Coroutine[Any, Any, _T], wait: float) -> _T:
+        """Awaits `read`, which first waits up to `wait` seconds for a
+        connection, for at most a second longer than the server should take.
+
+        A server that stops answering (frozen, or cut off by the network)
+        lets neither the statement timeout nor a socket error end the read.
+        """
+        task = asyncio.ensure_future(read)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=wait + self._statement_timeout + 1)
+        finally:
+            if not task.done():
+                # psycopg then cancels the query and closes the connection, which
+                # takes a while against a silent server: not awaited here.
+                task.cancel()
+                self._abandoned.add(task)
+                task.add_done_callback(self._forget)
+        if not done:
+            raise TimeoutError("the registry database did not answer in time")
+        return task.result()
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: it has no caller left to raise to
+
+
+async def _read(
+    conn: psycopg.AsyncConnection[Any], sql: str, params: tuple[Any, ...]
+) -> list[dict[str, Any]]:
+    try:
+        cursor = await conn.execute(sql, params)
+        return await cursor.fetchall()  # type: ignore[return-value]
+    except psycopg.errors.UndefinedTable:
+        # The tenant-data worker creates the registry at its first
+        # start; until then there are no tenants.
+        return []
+    except psycopg.OperationalError as err:
+        if conn.broken:
+            raise _Broken(str(err)) from err
+        raise
 
 
 def _timestamp(value: datetime) -> Timestamp:

@@ -115,7 +115,7 @@ def create_server(
 
 async def run() -> None:
     address = config.address("TENANTRY_GRPC_ADDRESS", "127.0.0.1:50051")
-    registry = Registry(config.database_url())
+    registry = Registry.from_env()
     client = await connect()
     await registry.open()
     server, port, health_servicer = create_server(address, client, registry)
