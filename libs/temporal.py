@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RetryConfig, RPCError
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -35,9 +35,16 @@ SANDBOX_RUNNER = SandboxedWorkflowRunner(
 
 
 async def connect(
-    settings: TemporalSettings | None = None, *, wait: timedelta = timedelta(seconds=60)
+    settings: TemporalSettings | None = None,
+    *,
+    wait: timedelta = timedelta(seconds=60),
+    retry_config: RetryConfig | None = None,
 ) -> Client:
-    """Connects to Temporal, retrying while the server is still starting."""
+    """Connects to Temporal, retrying while the server is still starting.
+
+    `retry_config` bounds how long each call retries a server that does not
+    answer (the SDK's default retries for about ten seconds).
+    """
     settings = settings or TemporalSettings.from_env()
     deadline = asyncio.get_running_loop().time() + wait.total_seconds()
     while True:
@@ -47,6 +54,7 @@ async def connect(
                 namespace=settings.namespace,
                 api_key=settings.api_key,
                 tls=settings.tls,
+                retry_config=retry_config,
             )
         except (RuntimeError, RPCError) as err:
             if asyncio.get_running_loop().time() > deadline:

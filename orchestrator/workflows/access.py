@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from orchestrator.audit import AuditLog
     from orchestrator.plan import UNKNOWN_TIER_STEPS, plan_for
     from orchestrator.run import FAILURE_PROOF_PATCH, LifecycleRun, StepFailed
-    from orchestrator.workflows.common import notice, run_failure, switch_access
+    from orchestrator.workflows.common import notice, run_failure, switch_access, switched_back
     from tenantry.orchestrator.v1 import orchestrator_pb2 as orchestrator
     from tenantry.tenant.v1 import tenant_pb2
     from tenantry.tenantdb.v1 import tenantdb_pb2 as tenantdb
@@ -144,12 +144,8 @@ class _AccessChange:
         failure, and ends the run with it."""
         run = self._run
         run.skip_rest()
-        leftovers = await run.compensate()
-        reason = failure.reason + (
-            "; could not switch back: " + ", ".join(f"{r.step} ({r.reason})" for r in leftovers)
-            if leftovers
-            else ""
-        )
+        failure = switched_back(failure, await run.compensate())
+        reason = failure.reason
         await run.cleanup(
             "mark_access_change_failed",
             tenantdb.MarkAccessChangeFailedRequest(

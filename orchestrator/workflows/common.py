@@ -10,15 +10,32 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from libs.errors import ErrorType
+from libs.lifecycle import CLAIMED_UPDATE
 from orchestrator.plan import TierPlan
 from orchestrator.run import LifecycleRun, StepFailed, StepSkipped
 from tenantry.idp.v1 import idp_pb2 as idp
 from tenantry.infra.v1 import infra_pb2 as infra
 from tenantry.notification.v1 import notification_pb2 as notification
+from tenantry.orchestrator.v1 import orchestrator_pb2 as orchestrator
 from tenantry.tenant.v1 import tenant_pb2
 
 State = tenant_pb2.Tenant.State
 Status = tenant_pb2.StepStatus
+
+
+class Claims:
+    """A run that takes the tenant over with its first mark, and says when it
+    has (the `claimed` update), so that a caller answers once it knows."""
+
+    # Set once the run has taken the tenant over (or failed to): the update's answer.
+    _claim: orchestrator.ClaimResponse | None = None
+
+    @workflow.update(name=CLAIMED_UPDATE)
+    async def claimed(self, request: orchestrator.ClaimRequest) -> orchestrator.ClaimResponse:
+        """Answers once the run has marked the tenant, or failed to."""
+        await workflow.wait_condition(lambda: self._claim is not None)
+        assert self._claim is not None
+        return self._claim
 
 
 async def settle(*branches: object) -> None:
@@ -127,6 +144,14 @@ def notice(
     if purge_time is not None:
         request.purge_time.FromDatetime(purge_time)
     return request
+
+
+def switched_back(failure: StepFailed, leftovers: list[tenant_pb2.LeftoverResource]) -> StepFailed:
+    """The failure of a run that switched back what it had switched, saying what it could not."""
+    if not leftovers:
+        return failure
+    undone = ", ".join(f"{r.step} ({r.reason})" for r in leftovers)
+    return StepFailed(failure.step, f"{failure.reason}; could not switch back: {undone}", failure.error_type)
 
 
 def leftover_note(leftovers: list[tenant_pb2.LeftoverResource]) -> str:

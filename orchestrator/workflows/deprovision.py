@@ -14,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
     from libs.contracts import WORKFLOWS
     from libs.errors import ErrorType
     from libs.lifecycle import (
-        CLAIMED_UPDATE,
         DELETE_NOW_UPDATE,
         PROGRESS_QUERY,
         UNDELETE_UPDATE,
@@ -23,7 +22,14 @@ with workflow.unsafe.imports_passed_through():
     from orchestrator.audit import AuditLog
     from orchestrator.plan import UNKNOWN_TIER_STEPS, TierPlan, plan_for
     from orchestrator.run import FAILURE_PROOF_PATCH, LifecycleRun, StepFailed
-    from orchestrator.workflows.common import notice, run_failure, settle, switch_access
+    from orchestrator.workflows.common import (
+        Claims,
+        notice,
+        run_failure,
+        settle,
+        switch_access,
+        switched_back,
+    )
     from tenantry.idp.v1 import idp_pb2 as idp
     from tenantry.infra.v1 import infra_pb2 as infra
     from tenantry.orchestrator.v1 import orchestrator_pb2 as orchestrator
@@ -49,7 +55,7 @@ class _RestoreFailed(Exception):
 
 
 @workflow.defn(name=WORKFLOWS.rpc("DeprovisionTenant").name)
-class DeprovisionTenantWorkflow:
+class DeprovisionTenantWorkflow(Claims):
     """Removes everything a tenant has, ending DEPROVISIONED.
 
     With a grace period, the tenant's sign-in and deployment are switched off
@@ -124,13 +130,6 @@ class DeprovisionTenantWorkflow:
     def _delete_now_allowed(self, request: orchestrator.DeleteNowRequest) -> None:
         if self._undeleted_by is not None:
             raise ApplicationError("the tenant is being restored", type=UPDATE_REFUSED)
-
-    @workflow.update(name=CLAIMED_UPDATE)
-    async def claimed(self, request: orchestrator.ClaimRequest) -> orchestrator.ClaimResponse:
-        """Answers once the run has marked the tenant DEPROVISIONING, or failed to."""
-        await workflow.wait_condition(lambda: self._claim is not None)
-        assert self._claim is not None
-        return self._claim
 
     @workflow.run
     async def run(
@@ -416,13 +415,7 @@ class DeprovisionTenantWorkflow:
         """After a failed undelete: sign-in and deployment off again, the
         failure recorded, and the wait goes on until the same purge time."""
         run = self._run
-        leftovers = await run.compensate()
-        reason = failure.reason + (
-            "; could not switch back: " + ", ".join(f"{r.step} ({r.reason})" for r in leftovers)
-            if leftovers
-            else ""
-        )
-        failed = StepFailed(failure.step, reason, failure.error_type)
+        failed = switched_back(failure, await run.compensate())
         operation = Operation(
             kind=Operation.KIND_UNDELETE,
             outcome=Operation.OUTCOME_FAILED,

@@ -14,14 +14,13 @@ with workflow.unsafe.imports_passed_through():
     from libs.lifecycle import (
         CANCEL_REQUESTED_SIGNAL,
         CANCEL_UPDATE,
-        CLAIMED_UPDATE,
         PROGRESS_QUERY,
         UPDATE_REFUSED,
     )
     from orchestrator.audit import AuditLog
     from orchestrator.plan import plan_for
     from orchestrator.run import FAILURE_PROOF_PATCH, LifecycleRun, StepFailed
-    from orchestrator.workflows.common import failed, leftover_note, notice, run_failure, settle
+    from orchestrator.workflows.common import Claims, failed, leftover_note, notice, run_failure, settle
     from tenantry.idp.v1 import idp_pb2 as idp
     from tenantry.infra.v1 import infra_pb2 as infra
     from tenantry.orchestrator.v1 import orchestrator_pb2 as orchestrator
@@ -33,7 +32,7 @@ Status = tenant_pb2.StepStatus
 
 
 @workflow.defn(name=WORKFLOWS.rpc("ProvisionTenant").name)
-class ProvisionTenantWorkflow:
+class ProvisionTenantWorkflow(Claims):
     """Provisions a tenant of any tier; undoes what it started if any step fails.
 
     Graph: mark PROVISIONING (claiming the record and the tenant's domains),
@@ -50,7 +49,6 @@ class ProvisionTenantWorkflow:
         self._run = LifecycleRun(self._plan.provision_steps)
         self._audit: AuditLog | None = None
         self._cancelled_by = ""
-        # Set once the run has taken the tenant over (or failed to): the `claimed` update's answer.
         self._claim: orchestrator.ClaimResponse | None = None
 
     @workflow.query(name=PROGRESS_QUERY)
@@ -78,13 +76,6 @@ class ProvisionTenantWorkflow:
     def _cancel_allowed(self, request: orchestrator.CancelRequested) -> None:
         if self._run.state == State.STATE_ACTIVE:
             raise ApplicationError("provisioning has finished: the tenant is ACTIVE", type=UPDATE_REFUSED)
-
-    @workflow.update(name=CLAIMED_UPDATE)
-    async def claimed(self, request: orchestrator.ClaimRequest) -> orchestrator.ClaimResponse:
-        """Answers once the run has marked the tenant PROVISIONING, or failed to."""
-        await workflow.wait_condition(lambda: self._claim is not None)
-        assert self._claim is not None
-        return self._claim
 
     @workflow.run
     async def run(self, request: orchestrator.ProvisionTenantRequest) -> orchestrator.ProvisionTenantResponse:

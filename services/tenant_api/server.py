@@ -14,8 +14,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 
-from libs import config
+from libs import config, namespace
 from libs.temporal import connect
 from services.tenant_api.errors import ApiError
 from services.tenant_api.registry import Registry
@@ -24,6 +25,8 @@ from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name
+# Each Temporal call of a request retries for at most this long (the SDK's default is ~10 s).
+TEMPORAL_RETRIES = RetryConfig(max_elapsed_time_millis=2000)
 # Requests are small; anything larger is refused before it is parsed.
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -115,8 +118,10 @@ def create_server(
 
 async def run() -> None:
     address = config.address("TENANTRY_GRPC_ADDRESS", "127.0.0.1:50051")
+    namespace.dns_zone()  # domains are checked against it: a bad value stops the process now
     registry = Registry.from_env()
-    client = await connect()
+    # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
+    client = await connect(retry_config=TEMPORAL_RETRIES)
     await registry.open()
     server, port, health_servicer = create_server(address, client, registry)
     await server.start()

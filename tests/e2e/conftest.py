@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from keycloak import KeycloakAdmin
 from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client
 
@@ -122,7 +123,7 @@ def details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):
             fields += [v.field for v in bad.field_violations]
-        else:
+        elif not detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             assert detail.Unpack(info)
     return info, fields
 
@@ -139,6 +140,7 @@ class Providers:
 
     def __init__(self, stack: Stack) -> None:
         assert stack.postgres is not None
+        self.keycloak = stack.keycloak if stack.idp == "keycloak" else None
         self.db_url = stack.postgres.url
         aws = {
             "endpoint_url": stack.aws_endpoint,
@@ -210,9 +212,25 @@ class Providers:
         """The resources the tenant's IaC state still holds (a destroyed stack's state is empty)."""
         return self.iac_state.resources(tenant_id) or []
 
+    def keycloak_objects(self, tenant_id: str) -> list[str]:
+        """The tenant's realm in the stack's Keycloak (realm mode), if it has one."""
+        keycloak = self.keycloak
+        if keycloak is None:
+            return []
+        admin = KeycloakAdmin(
+            server_url=keycloak.url,
+            username=keycloak.admin_username,
+            password=keycloak.admin_password,
+            realm_name="master",
+            user_realm_name="master",
+        )
+        realm = f"tenant-{tenant_id}"
+        return [realm] if any(r["realm"] == realm for r in admin.get_realms()) else []
+
     def orphans(self, tenant_id: str) -> dict[str, object]:
         """Everything any provider still holds for the tenant (empty when clean)."""
         found: dict[str, object] = {
+            "keycloak realm": self.keycloak_objects(tenant_id),
             "bucket": self.bucket_exists(tenant_id),
             "dns records": self.dns_names(tenant_id),
             "schema": self.schema_exists(tenant_id),

@@ -25,6 +25,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,13 @@ def cases(phase: str, mode: str) -> list[Case]:
 @pytest.fixture
 def restarting(stack: Stack) -> Iterator[list[str]]:
     """Restarts any Tenantry process that dies while the test runs; yields the names restarted."""
+    with supervised(stack) as restarted:
+        yield restarted
+
+
+@contextmanager
+def supervised(stack: Stack) -> Iterator[list[str]]:
+    """Restarts any of the stack's Tenantry processes that dies meanwhile; yields the names restarted."""
     stop = threading.Event()
     restarted: list[str] = []
 
@@ -127,7 +135,8 @@ def restarting(stack: Stack) -> Iterator[list[str]]:
 def expected_resources(providers: Providers, tid: str, tier: str) -> list[str]:
     """What is wrong with an ACTIVE tenant's resources: missing, extra or duplicated."""
     held = providers.orphans(tid)
-    wanted = {"bucket", "dns records", "schema", "identity rows", "resource records"}
+    identity = "keycloak realm" if providers.keycloak else "identity rows"
+    wanted = {"bucket", "dns records", "schema", identity, "resource records"}
     if tier != "pooled":
         wanted |= {"ecs services", "task definitions"}
     if tier == "silo":
@@ -290,6 +299,25 @@ def report(phase: str, mode: str, outcomes: list[Outcome]) -> None:
         out.write("\n".join(rows) + "\n")
 
 
+def run_batch(
+    batch: list[Case],
+    api: tenant_service_pb2_grpc.TenantServiceStub,
+    providers: Providers,
+    rules: Path,
+    restarted: list[str],
+    label: str,
+) -> None:
+    """Runs the cases concurrently, reports them, and fails with every case that went wrong."""
+    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        outcomes = list(pool.map(lambda c: run_case(c, api, providers, rules), batch))
+    report(label, batch[0].mode, outcomes)
+    if batch[0].mode == "crash_after":
+        # Every case killed the worker of its step once.
+        assert len(restarted) >= len(batch), restarted
+    bad = [o for o in outcomes if o.problems]
+    assert not bad, "\n".join(f"{o.case.tier}/{o.case.step}: {'; '.join(o.problems or [])}" for o in bad)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("phase", ["provision", "deprovision"])
 def test_every_step_under_every_fault_settles_and_leaves_nothing_behind(
@@ -300,12 +328,4 @@ def test_every_step_under_every_fault_settles_and_leaves_nothing_behind(
     phase: str,
     mode: str,
 ) -> None:
-    batch = cases(phase, mode)
-    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-        outcomes = list(pool.map(lambda c: run_case(c, api, providers, fault_rules), batch))
-    report(phase, mode, outcomes)
-    if mode == "crash_after":
-        # Every case killed the worker of its step once.
-        assert len(restarting) >= len(batch), restarting
-    bad = [o for o in outcomes if o.problems]
-    assert not bad, "\n".join(f"{o.case.tier}/{o.case.step}: {'; '.join(o.problems or [])}" for o in bad)
+    run_batch(cases(phase, mode), api, providers, fault_rules, restarting, phase)

@@ -8,6 +8,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import boto3
 import grpc
@@ -21,7 +22,8 @@ from libs.devstack.mailcatcher import read_messages
 from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.conftest import RunningKeycloak
-from tests.e2e.conftest import create, eventually, settle
+from tests.e2e.conftest import Providers, create, eventually, settle
+from tests.e2e.test_fault_matrix import Case, run_batch, supervised
 from tests.support.keycloak_browser import (
     SET_PASSWORD_LINK,
     SignInRefused,
@@ -34,8 +36,22 @@ State = tenant_pb2.Tenant.State
 
 
 @pytest.fixture(scope="module")
-def kc_stack(tmp_path_factory: pytest.TempPathFactory, keycloak: KeycloakServer) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("kc-stack"), idp="keycloak", keycloak=keycloak).start()
+def kc_fault_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rules = tmp_path_factory.mktemp("kc-faults") / "rules.json"
+    rules.write_text("{}")
+    return rules
+
+
+@pytest.fixture(scope="module")
+def kc_stack(
+    tmp_path_factory: pytest.TempPathFactory, keycloak: KeycloakServer, kc_fault_rules: Path
+) -> Iterator[Stack]:
+    stack = Stack(
+        tmp_path_factory.mktemp("kc-stack"),
+        idp="keycloak",
+        keycloak=keycloak,
+        extra_env={"TENANTRY_FAULT_INJECTION_FILE": str(kc_fault_rules)},
+    ).start()
     yield stack
     stack.stop()
 
@@ -180,3 +196,25 @@ def test_keycloak_down_for_30s_mid_provision_then_the_run_completes_without_dupl
     assert realm_names(keycloak).count(realm) == 1
     users = admin_api(keycloak, realm).get_users({"email": email, "exact": True})
     assert len(users) == 1
+
+
+# The identity steps of the fault matrix (test_fault_matrix.py), against Keycloak.
+KEYCLOAK_STEPS = {
+    "provision": ("create_realm", "create_oidc_client", "create_admin_user"),
+    "deprovision": (
+        "disable_access",
+        "export_identity",
+        "delete_admin_user",
+        "delete_oidc_client",
+        "delete_realm",
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", ["after", "crash_after"])
+def test_identity_steps_under_faults_leave_no_realm_behind(
+    kc_api: tenant_service_pb2_grpc.TenantServiceStub, kc_stack: Stack, kc_fault_rules: Path, mode: str
+) -> None:
+    batch = [Case(phase, "pooled", step, mode) for phase, steps in KEYCLOAK_STEPS.items() for step in steps]
+    with supervised(kc_stack) as restarted:
+        run_batch(batch, kc_api, Providers(kc_stack), kc_fault_rules, restarted, "keycloak")

@@ -23,7 +23,7 @@ Kind = tenant_pb2.TenantEvent.Kind
 def desired_count(providers: Providers, tid: str) -> int:
     [arn] = providers.ecs_services(tid)
     cluster = arn.split("/")[-2]
-    [service] = providers.ecs.describe_services(cluster=cluster, services=[arn])["services"]
+    [service] = providers.ecs.describe_services(cluster=cluster, services=[arn], include=["TAGS"])["services"]
     return int(service["desiredCount"])
 
 

@@ -90,7 +90,9 @@ def run(fn: Any, request: Any, heartbeats: list[Any] | None = None) -> Any:
 
 
 def service_of(ecs: Any, cluster: str, tenant_id: str) -> dict[str, Any] | None:
-    found = ecs.describe_services(cluster=cluster, services=[f"tenant-{tenant_id}"])["services"]
+    found = ecs.describe_services(cluster=cluster, services=[f"tenant-{tenant_id}"], include=["TAGS"])[
+        "services"
+    ]
     live = [s for s in found if s["status"] != "INACTIVE"]
     return live[0] if live else None
 
@@ -119,7 +121,7 @@ def tags_of(ecs: Any, arn: str) -> dict[str, str]:
 def test_worker_start_creates_the_shared_cluster(
     ecs: Any, settings: providers.InfraSettings, built: Any
 ) -> None:
-    clusters = ecs.describe_clusters(clusters=[settings.ecs_cluster])["clusters"]
+    clusters = ecs.describe_clusters(clusters=[settings.ecs_cluster], include=["TAGS"])["clusters"]
     assert [c["status"] for c in clusters] == ["ACTIVE"]
 
 
@@ -349,7 +351,11 @@ def test_silo_deployment_goes_to_the_tenants_cluster_and_delete_removes_it(
 
     run(infra.delete_deployment, infra_pb2.DeleteDeploymentRequest(tenant_id=tenant_id))
 
-    assert [c for c in ecs.describe_clusters(clusters=[cluster])["clusters"] if c["status"] == "ACTIVE"] == []
+    assert [
+        c
+        for c in ecs.describe_clusters(clusters=[cluster], include=["TAGS"])["clusters"]
+        if c["status"] == "ACTIVE"
+    ] == []
     assert revisions(ecs, tenant_id) == []
 
 

@@ -421,14 +421,10 @@ class S3State:
         cannot tell apart; the CLI stops at its next write to the frozen
         worker's pipe.)
         """
-        key = self.lock_key(tenant_id)
         with faults_as_unavailable("checking the IaC state lock"):
-            try:
-                head = self._s3.head_object(Bucket=self.bucket, Key=key)
-            except botocore.exceptions.ClientError as err:
-                if error_code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-                    return False
-                raise
+            head = self._lock_head(tenant_id)
+            if head is None:
+                return False
             raw = self._get(self.holder_key(tenant_id), "reading the IaC state holder")
             try:
                 previous = json.loads(raw) if raw else None
@@ -436,11 +432,7 @@ class S3State:
                 previous = None
             if not isinstance(previous, dict) or previous == dict(holder):
                 return False
-            version = head.get("VersionId")
-            if version and version != "null":
-                self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
-            else:
-                self._s3.delete_object(Bucket=self.bucket, Key=key)
+            self._delete_lock(tenant_id, head)
         log.warning(
             "broke the IaC state lock of tenant %s left by %s, which is gone",
             tenant_id,
@@ -456,26 +448,36 @@ class S3State:
         version read is deleted, so a lock taken meanwhile by another run
         stays. True if a lock was broken.
         """
-        key = self.lock_key(tenant_id)
         with faults_as_unavailable("checking the IaC state lock"):
-            try:
-                head = self._s3.head_object(Bucket=self.bucket, Key=key)
-            except botocore.exceptions.ClientError as err:
-                if error_code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-                    return False
-                raise
+            head = self._lock_head(tenant_id)
+            if head is None:
+                return False
             age = time.time() - head["LastModified"].timestamp()
             if age < older_than:
                 return False
-            version = head.get("VersionId")
-            if version and version != "null":
-                self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
-            else:
-                self._s3.delete_object(Bucket=self.bucket, Key=key)
+            self._delete_lock(tenant_id, head)
         log.warning(
             "broke the IaC state lock of tenant %s, taken %.0fs ago by a run that is gone", tenant_id, age
         )
         return True
+
+    def _lock_head(self, tenant_id: str) -> dict[str, Any] | None:
+        """The lock object's metadata; None when the tenant's state is not locked."""
+        try:
+            return dict(self._s3.head_object(Bucket=self.bucket, Key=self.lock_key(tenant_id)))
+        except botocore.exceptions.ClientError as err:
+            if error_code(err) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                return None
+            raise
+
+    def _delete_lock(self, tenant_id: str, head: Mapping[str, Any]) -> None:
+        """Deletes the lock version that was read, so a lock taken meanwhile by another run stays."""
+        version = head.get("VersionId")
+        key = self.lock_key(tenant_id)
+        if version and version != "null":
+            self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+        else:
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
 
     def put_if_absent(self, tenant_id: str, body: bytes) -> bool:
         """Writes the tenant's state unless an object is there; True if it was written."""
