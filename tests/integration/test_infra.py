@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -15,6 +17,8 @@ from libs.config import ConfigError
 from libs.contracts import bind_activities
 from services.infra import providers, worker
 from services.infra.activities import InfrastructureActivities
+from services.infra.providers import iac
+from services.infra.providers import s3 as s3_adapter
 from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -28,8 +32,13 @@ def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.In
 
 
 @pytest.fixture(scope="module")
-def infra(settings: providers.InfraSettings) -> InfrastructureActivities:
-    return InfrastructureActivities(providers.from_env(settings), settings)
+def built(settings: providers.InfraSettings) -> providers.Providers:
+    return providers.from_env(settings)
+
+
+@pytest.fixture(scope="module")
+def infra(built: providers.Providers, settings: providers.InfraSettings) -> InfrastructureActivities:
+    return InfrastructureActivities(built, settings)
 
 
 @pytest.fixture
@@ -66,11 +75,49 @@ def create(tenant_id: str) -> infra_pb2.CreateBucketRequest:
     return infra_pb2.CreateBucketRequest(tenant_id=tenant_id, plan_tier=tenant_pb2.PLAN_TIER_BRIDGE)
 
 
+class TaggingFailsOnce:
+    """The real S3 client, whose first PutBucketTagging fails as a lost connection would."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.failed = False
+
+    def put_bucket_tagging(self, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="s3 (injected)")
+        return self._client.put_bucket_tagging(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def with_storage_over(
+    client: Any, built: providers.Providers, settings: providers.InfraSettings
+) -> InfrastructureActivities:
+    """The activities with the worker's S3 adapter (and its claims bucket) over another client."""
+    infrastructure = built.infrastructure
+    assert isinstance(infrastructure, iac.TofuInfrastructure)
+    storage = s3_adapter.S3Storage(client, claims=infrastructure.state)
+    return InfrastructureActivities(dataclasses.replace(built, storage=storage), settings)
+
+
+def claim_of(s3: Any, settings: providers.InfraSettings, bucket: str) -> dict[str, Any] | None:
+    """The claim of `bucket` in the claims bucket (the IaC state's), None without one."""
+    try:
+        found = s3.get_object(Bucket=settings.iac_state_bucket, Key=f"{s3_adapter.CLAIM_PREFIX}{bucket}")
+    except botocore.exceptions.ClientError as err:
+        assert err.response["Error"]["Code"] in ("NoSuchKey", "NoSuchBucket"), err
+        return None
+    claim: dict[str, Any] = json.loads(found["Body"].read())
+    return claim
+
+
 # --- storage ---------------------------------------------------------------
 
 
 def test_create_bucket_is_private_encrypted_versioned_and_tagged(
-    infra: InfrastructureActivities, s3: Any, tenant_id: str
+    infra: InfrastructureActivities, settings: providers.InfraSettings, s3: Any, tenant_id: str
 ) -> None:
     response = run(infra.create_bucket, create(tenant_id))
 
@@ -89,6 +136,8 @@ def test_create_bucket_is_private_encrypted_versioned_and_tagged(
         "tenantry:tenant-id": tenant_id,
         "tenantry:plan-tier": "PLAN_TIER_BRIDGE",
     }
+    # The claim made before CreateBucket went once the bucket was tagged.
+    assert claim_of(s3, settings, response.bucket) is None
 
 
 def test_create_bucket_twice_gives_one_bucket(
@@ -105,18 +154,26 @@ def test_create_bucket_twice_gives_one_bucket(
 
 
 def test_create_bucket_reapplies_settings_to_a_half_made_bucket(
-    infra: InfrastructureActivities, s3: Any, tenant_id: str
+    infra: InfrastructureActivities,
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    s3: Any,
+    tenant_id: str,
 ) -> None:
-    # A crash right after CreateBucket leaves a bare, untagged bucket, and the
-    # attempt's heartbeat saying it made it (see test_isolation_infra.py).
-    s3.create_bucket(Bucket=f"tenantry-{tenant_id}")
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, heartbeat_details=[{"created_bucket": f"tenantry-{tenant_id}"}])
+    # An attempt cut short after CreateBucket leaves a bare, untagged bucket
+    # and the tenant's claim of it (see test_isolation_infra.py).
+    bucket = f"tenantry-{tenant_id}"
+    cut_short = with_storage_over(TaggingFailsOnce(boto3.client("s3")), built, settings)
+    fails_with("ProviderUnavailable", cut_short.create_bucket, create(tenant_id))
+    assert (claim_of(s3, settings, bucket) or {}).get("tenant_id") == tenant_id
 
-    response = env.run(infra.create_bucket, create(tenant_id))
+    response = run(infra.create_bucket, create(tenant_id))
 
-    assert tags_of(s3, response.bucket)["tenantry:tenant-id"] == tenant_id
-    assert s3.get_bucket_versioning(Bucket=response.bucket)["Status"] == "Enabled"
+    assert response.bucket == bucket
+    assert tags_of(s3, bucket)["tenantry:tenant-id"] == tenant_id
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
+    assert claim_of(s3, settings, bucket) is None
 
 
 def test_bucket_of_another_tenant_is_a_conflict_and_is_left_alone(

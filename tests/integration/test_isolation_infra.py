@@ -9,12 +9,11 @@ tenant holds only `<id>.<zone>` and names under it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import json
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -23,8 +22,7 @@ import pytest
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
-from temporalio.testing import ActivityEnvironment
+from temporalio.exceptions import ActivityError, CancelledError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.workflow import ActivityCancellationType
 
@@ -34,14 +32,18 @@ from libs.config import ConfigError
 from orchestrator import plan
 from services.infra import providers, worker
 from services.infra.activities import InfrastructureActivities
+from services.infra.providers import iac
 from services.infra.providers import s3 as s3_adapter
 from tenantry.infra.v1 import infra_pb2
 from tests.integration.test_infra import (
+    TaggingFailsOnce,
+    claim_of,
     cname_of,
     create,
     fails_with,
     run,
     tags_of,
+    with_storage_over,
     zone_id_of,
     zone_records,
 )
@@ -197,7 +199,7 @@ def test_platform_names_outside_every_tenant_namespace_are_accepted(
 
 
 def test_an_untagged_bucket_named_like_the_tenants_is_a_conflict_and_left_alone(
-    infra: InfrastructureActivities, s3: Any, tenant_id: str
+    infra: InfrastructureActivities, settings: providers.InfraSettings, s3: Any, tenant_id: str
 ) -> None:
     bucket = f"tenantry-{tenant_id}"
     s3.create_bucket(Bucket=bucket)  # someone else's, in the same account
@@ -211,6 +213,8 @@ def test_an_untagged_bucket_named_like_the_tenants_is_a_conflict_and_left_alone(
     assert no_tags(s3, bucket)
     with pytest.raises(botocore.exceptions.ClientError):
         s3.get_public_access_block(Bucket=bucket)  # nothing was applied to it
+    # No claim either: one would make the tenant's delete take the bucket for its own.
+    assert claim_of(s3, settings, bucket) is None
     # The compensation of that failed step deletes nothing either.
     run(infra.delete_bucket, infra_pb2.DeleteBucketRequest(tenant_id=tenant_id))
     assert bucket_state(s3, bucket) == before
@@ -253,81 +257,157 @@ async def test_a_backup_location_named_like_a_tenants_bucket_is_never_adopted_or
     assert s3.get_bucket_lifecycle_configuration(Bucket=store.settings.bucket)["Rules"] == lifecycle_rules
 
 
-def activity_env(
-    *, earlier: list[Any] | None = None, heartbeats: list[Any] | None = None
-) -> ActivityEnvironment:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, heartbeat_details=earlier or [])
-    if heartbeats is not None:
-        env.on_heartbeat = lambda *details: heartbeats.extend(details)
-    return env
+class _CreateResponseLost:
+    """The real S3 client, whose first CreateBucket makes the bucket and then fails as if
+    the worker had died before hearing back; it notes the claim as CreateBucket found it."""
+
+    def __init__(self, client: Any, settings: providers.InfraSettings) -> None:
+        self._client = client
+        self._settings = settings
+        self.claim_at_create: dict[str, Any] | None = None
+        self.failed = False
+
+    def create_bucket(self, **kwargs: Any) -> Any:
+        self.claim_at_create = claim_of(self._client, self._settings, kwargs["Bucket"])
+        result = self._client.create_bucket(**kwargs)
+        if not self.failed:
+            self.failed = True
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url="s3 (injected)")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
-def test_creating_a_bucket_records_it_in_the_heartbeat_once_it_exists(
-    infra: InfrastructureActivities, s3: Any, tenant_id: str
+def write_claim(built: providers.Providers, s3: Any, bucket: str, body: bytes) -> None:
+    """Writes a claim of `bucket` directly, as another run (or a corruption) would leave it."""
+    infrastructure = built.infrastructure
+    assert isinstance(infrastructure, iac.TofuInfrastructure)
+    infrastructure.state.ensure_bucket()
+    s3.put_object(Bucket=infrastructure.state.bucket, Key=f"{s3_adapter.CLAIM_PREFIX}{bucket}", Body=body)
+
+
+def raw_claim(s3: Any, settings: providers.InfraSettings, bucket: str) -> tuple[bytes, str]:
+    found = s3.get_object(Bucket=settings.iac_state_bucket, Key=f"{s3_adapter.CLAIM_PREFIX}{bucket}")
+    return found["Body"].read(), found["VersionId"]
+
+
+def cut_short_create(
+    built: providers.Providers, settings: providers.InfraSettings, s3: Any, tenant_id: str
+) -> _CreateResponseLost:
+    """A CreateBucket attempt of the tenant that dies right after CreateBucket."""
+    client = _CreateResponseLost(boto3.client("s3"), settings)
+    fails_with(
+        "ProviderUnavailable", with_storage_over(client, built, settings).create_bucket, create(tenant_id)
+    )
+    assert client.failed
+    return client
+
+
+def test_the_claim_is_written_before_createbucket_and_outlives_a_create_cut_short(
+    built: providers.Providers, settings: providers.InfraSettings, s3: Any, tenant_id: str
 ) -> None:
     bucket = f"tenantry-{tenant_id}"
-    seen: list[tuple[Any, bool]] = []
 
-    def on_heartbeat(*details: Any) -> None:
-        # At the moment of the record the bucket exists; moto has not tagged it.
-        seen.extend((d, no_tags(s3, bucket)) for d in details)
+    client = cut_short_create(built, settings, s3, tenant_id)
 
-    env = activity_env()
-    env.on_heartbeat = on_heartbeat
-    env.run(infra.create_bucket, create(tenant_id))
-
-    assert seen == [({s3_adapter.CREATED_DETAIL: bucket}, True)]
-    assert tags_of(s3, bucket)[providers.TENANT_TAG] == tenant_id
+    # Durable in S3 before the bucket exists, so no moment has a bucket without a record of whose it is.
+    assert client.claim_at_create is not None
+    assert client.claim_at_create["tenant_id"] == tenant_id
+    assert datetime.fromisoformat(client.claim_at_create["claimed_at"]).tzinfo is not None
+    assert no_tags(s3, bucket)
+    assert claim_of(s3, settings, bucket) == client.claim_at_create
 
 
-def test_an_untagged_bucket_an_earlier_attempt_created_is_adopted(
-    infra: InfrastructureActivities, s3: Any, tenant_id: str
+def test_the_next_attempt_adopts_the_untagged_bucket_its_tenant_claimed(
+    infra: InfrastructureActivities,
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    s3: Any,
+    tenant_id: str,
 ) -> None:
-    # The earlier attempt made the bucket, recorded it and died before tagging it.
     bucket = f"tenantry-{tenant_id}"
-    s3.create_bucket(Bucket=bucket)
-    heartbeats: list[Any] = []
+    cut_short_create(built, settings, s3, tenant_id)
 
-    env = activity_env(earlier=[{s3_adapter.CREATED_DETAIL: bucket}], heartbeats=heartbeats)
-    response = env.run(infra.create_bucket, create(tenant_id))
+    response = run(infra.create_bucket, create(tenant_id))
 
     assert response.bucket == bucket
     assert tags_of(s3, bucket)[providers.TENANT_TAG] == tenant_id
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
-    # Carried on, should this attempt die before tagging too.
-    assert heartbeats == [{s3_adapter.CREATED_DETAIL: bucket}]
+    # Tagged: the bucket says whose it is, the claim is gone.
+    assert claim_of(s3, settings, bucket) is None
 
 
-def test_a_record_of_another_bucket_adopts_nothing(
-    infra: InfrastructureActivities, s3: Any, tenant_id: str
+def test_deleting_a_create_cut_short_removes_the_untagged_bucket_and_its_claim(
+    infra: InfrastructureActivities,
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    s3: Any,
+    tenant_id: str,
+) -> None:
+    # The undo of a provisioning step that failed or was cancelled after CreateBucket.
+    bucket = f"tenantry-{tenant_id}"
+    cut_short_create(built, settings, s3, tenant_id)
+
+    run(infra.delete_bucket, infra_pb2.DeleteBucketRequest(tenant_id=tenant_id))
+
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert claim_of(s3, settings, bucket) is None
+    run(infra.delete_bucket, infra_pb2.DeleteBucketRequest(tenant_id=tenant_id))  # and again: nothing to do
+
+
+def test_a_claim_left_before_createbucket_is_the_tenants_own_retry(
+    infra: InfrastructureActivities,
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    s3: Any,
+    tenant_id: str,
+) -> None:
+    # An attempt that died between its claim and CreateBucket.
+    bucket = f"tenantry-{tenant_id}"
+    write_claim(built, s3, bucket, json.dumps({"tenant_id": tenant_id, "claimed_at": "earlier"}).encode())
+
+    run(infra.create_bucket, create(tenant_id))
+
+    assert tags_of(s3, bucket)[providers.TENANT_TAG] == tenant_id
+    assert claim_of(s3, settings, bucket) is None
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        pytest.param('{"tenant_id": "someone-else", "claimed_at": "earlier"}', id="another tenant's"),
+        pytest.param('{"tenant_id": "{tenant}"', id="unreadable"),
+        pytest.param('["{tenant}"]', id="not a claim document"),
+    ],
+)
+@pytest.mark.parametrize("bucket_exists", [False, True], ids=["no bucket", "untagged bucket"])
+def test_a_claim_that_is_not_the_tenants_is_a_conflict_and_left_alone(
+    infra: InfrastructureActivities,
+    built: providers.Providers,
+    settings: providers.InfraSettings,
+    s3: Any,
+    tenant_id: str,
+    claim: str,
+    bucket_exists: bool,
 ) -> None:
     bucket = f"tenantry-{tenant_id}"
-    s3.create_bucket(Bucket=bucket)
+    if bucket_exists:
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="theirs.txt", Body=b"not the tenant's")
+    before = bucket_state(s3, bucket) if bucket_exists else None
+    write_claim(built, s3, bucket, claim.replace("{tenant}", tenant_id).encode())
+    claim_before = raw_claim(s3, settings, bucket)
 
-    env = activity_env(earlier=[{s3_adapter.CREATED_DETAIL: "tenantry-someone-else"}, "noise"])
-    with pytest.raises(ApplicationError) as caught:
-        env.run(infra.create_bucket, create(tenant_id))
+    error = fails_with("Conflict", infra.create_bucket, create(tenant_id))
+    run(infra.delete_bucket, infra_pb2.DeleteBucketRequest(tenant_id=tenant_id))
 
-    assert caught.value.type == "Conflict"
-    assert no_tags(s3, bucket)
-
-
-class _TaggingFailsOnce:
-    """The real S3 client, whose first PutBucketTagging fails as a lost connection would."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.failed = False
-
-    def put_bucket_tagging(self, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed = True
-            raise botocore.exceptions.EndpointConnectionError(endpoint_url="s3 (injected)")
-        return self._client.put_bucket_tagging(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    assert error.non_retryable and bucket in str(error)
+    assert raw_claim(s3, settings, bucket) == claim_before  # never overwritten, never deleted
+    if bucket_exists:
+        assert bucket_state(s3, bucket) == before
+    else:
+        assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 @workflow.defn(name="IsolationCreateBucket", sandboxed=False)
@@ -346,31 +426,35 @@ class CreateBucketStep:
         )
 
 
-@pytest.fixture
-def flaky_s3(aws: Any) -> _TaggingFailsOnce:
-    return _TaggingFailsOnce(boto3.client("s3"))
-
-
-async def test_temporal_hands_the_creation_record_to_the_next_attempt(
+@pytest.mark.parametrize("cut", ["response lost", "tagging failed"])
+async def test_temporal_retries_a_create_cut_short_into_the_tenants_bucket(
     temporal_address: str,
     built: providers.Providers,
     settings: providers.InfraSettings,
-    flaky_s3: _TaggingFailsOnce,
     s3: Any,
     tenant_id: str,
+    cut: str,
 ) -> None:
-    # Attempt 1 creates the bucket and fails before tagging it; attempt 2
-    # finds it untagged and adopts it only because attempt 1 recorded it.
-    activities = InfrastructureActivities(
-        dataclasses.replace(built, storage=s3_adapter.S3Storage(flaky_s3)), settings
+    # Attempt 1 creates the bucket and fails before tagging it (its heartbeat
+    # thread beating all along); attempt 2 finds it untagged and adopts it
+    # only because the claim in S3 says this tenant made it.
+    flaky: _CreateResponseLost | TaggingFailsOnce = (
+        _CreateResponseLost(boto3.client("s3"), settings)
+        if cut == "response lost"
+        else TaggingFailsOnce(boto3.client("s3"))
     )
+    activities = with_storage_over(flaky, built, settings)
     queue = f"isolation-{uuid.uuid4()}"
     client = await Client.connect(temporal_address)
     with ThreadPoolExecutor(max_workers=2) as pool:
         response = await _run_create_bucket(client, queue, activities, pool, tenant_id)
 
-    assert flaky_s3.failed
+    assert flaky.failed
     assert tags_of(s3, response.bucket)[providers.TENANT_TAG] == tenant_id
+    assert claim_of(s3, settings, response.bucket) is None
+    history = await client.get_workflow_handle(f"isolation-{tenant_id}").fetch_history()
+    started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
+    assert started[-1].activity_task_started_event_attributes.attempt == 2
 
 
 async def _run_create_bucket(
@@ -394,18 +478,18 @@ async def _run_create_bucket(
 
 
 class _TaggingWaitsForCancel:
-    """The real S3 client, whose PutBucketTagging waits until the activity is told to cancel."""
+    """The real S3 client, whose PutBucketTagging stops the activity as soon as it is cancelled."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self.reached = threading.Event()
+        self.tagged = False
 
     def put_bucket_tagging(self, **kwargs: Any) -> Any:
         self.reached.set()
-        deadline = time.monotonic() + 20
-        while not activity.is_cancelled() and time.monotonic() < deadline:
-            activity.heartbeat()  # how a threaded activity learns of the cancel
-            time.sleep(0.1)
+        if activity.wait_for_cancelled_sync(timeout=20):
+            raise CancelledError("cancelled before tagging")
+        self.tagged = True
         return self._client.put_bucket_tagging(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -414,7 +498,8 @@ class _TaggingWaitsForCancel:
 
 @workflow.defn(name="IsolationCancelCreateBucket", sandboxed=False)
 class CancelCreateBucket:
-    """CreateBucket, cancelled on a signal while it runs, then undone as provisioning undoes it."""
+    """CreateBucket, cancelled on a signal while it runs, then undone as provisioning undoes
+    it (orchestrator/run.py: a step's undo is owed from its start)."""
 
     def __init__(self) -> None:
         self._cancel = False
@@ -459,14 +544,10 @@ async def test_a_cancel_during_creation_leaves_no_bucket_behind(
     s3: Any,
     tenant_id: str,
 ) -> None:
-    # Temporal raises a cancel inside the activity's thread; between
-    # CreateBucket and PutBucketTagging it would leave an untagged bucket
-    # that the undo (rightly) does not delete. The step finishes instead
-    # (a workflow undoes only completed steps) and its undo removes the bucket.
+    # Cancelled between CreateBucket and PutBucketTagging, the step stops
+    # with an untagged bucket; the undo finds this tenant's claim and removes it.
     waiting = _TaggingWaitsForCancel(boto3.client("s3"))
-    activities = InfrastructureActivities(
-        dataclasses.replace(built, storage=s3_adapter.S3Storage(waiting)), settings
-    )
+    activities = with_storage_over(waiting, built, settings)
     queue = f"isolation-{uuid.uuid4()}"
     client = await Client.connect(temporal_address)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -486,12 +567,14 @@ async def test_a_cancel_during_creation_leaves_no_bucket_behind(
                 execution_timeout=timedelta(seconds=60),
             )
             assert await asyncio.to_thread(waiting.reached.wait, 20)
+            bucket = f"tenantry-{tenant_id}"
+            assert no_tags(s3, bucket)  # the state the cancel interrupts
             await handle.signal(CancelCreateBucket.cancel)
             outcome = await handle.result()
 
-    assert outcome == "completed"
-    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
-    assert f"tenantry-{tenant_id}" not in names
+    assert (outcome, waiting.tagged) == ("cancelled", False)
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert claim_of(s3, settings, bucket) is None
 
 
 # --- DNS ---------------------------------------------------------------------

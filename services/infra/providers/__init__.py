@@ -316,7 +316,8 @@ def from_env(settings: InfraSettings) -> Providers:
         path_style=bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")),
     )
     return Providers(
-        storage=s3.S3Storage(s3_client),
+        # Claims of buckets being created live in the platform's own bucket, the state's.
+        storage=s3.S3Storage(s3_client, claims=state),
         dns=route53.Route53Dns.find_or_create_zone(route53_client, settings.dns_zone),
         deployment=ecs.EcsDeployment.find_or_create_cluster(
             aws.client("ecs"),
