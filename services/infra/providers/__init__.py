@@ -56,7 +56,8 @@ class Storage(Protocol):
     def delete_bucket(
         self, name: str, *, tenant_id: str, progress: Callable[[], None] = lambda: None
     ) -> None:
-        """Deletes every object version and the bucket; a missing, untagged or foreign one is left alone.
+        """Deletes every object version and the bucket; a missing or foreign one, or an
+        untagged one without this tenant's claim, is left alone.
 
         `progress` is called after each batch of deletions (the activity heartbeats).
         """
