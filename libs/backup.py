@@ -22,7 +22,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from libs import config, namespace
+from libs import buckets, config, namespace
 from libs.errors import Unavailable
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -78,22 +78,7 @@ class BackupStore:
             except botocore.exceptions.ClientError as err:
                 if _code(err) != "BucketAlreadyOwnedByYou":
                     raise
-            self._s3.put_public_access_block(
-                Bucket=bucket,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": True,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
-            )
-            self._s3.put_bucket_encryption(
-                Bucket=bucket,
-                ServerSideEncryptionConfiguration={
-                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-                },
-            )
-            self._s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            buckets.secure(self._s3, bucket)
             self._s3.put_bucket_lifecycle_configuration(
                 Bucket=bucket,
                 LifecycleConfiguration={

@@ -19,6 +19,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -210,6 +211,10 @@ class Runs:
             return await asyncio.wait_for(started.result(), wait)
         except TimeoutError:
             return None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            # The run did not take the update in time (its worker is away): retry later.
+            log.warning("%s of %s was not accepted in time", update, workflow_id)
+            raise errors.unavailable("temporal") from None
         except WorkflowUpdateFailedError as err:
             raise _update_refused(tid, err.cause, state) from None
         except RPCError as err:

@@ -59,7 +59,7 @@ from typing import IO, Any
 import botocore.exceptions
 from temporalio import activity
 
-from libs import config
+from libs import buckets, config
 from services.infra.providers import (
     Conflict,
     IacFailed,
@@ -341,23 +341,7 @@ class S3State:
                     raise Conflict(f"IaC state bucket {self.bucket} belongs to another account") from None
                 if error_code(err) != "BucketAlreadyOwnedByYou":
                     raise
-            self._s3.put_public_access_block(
-                Bucket=self.bucket,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": True,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
-            )
-            self._s3.put_bucket_encryption(
-                Bucket=self.bucket,
-                ServerSideEncryptionConfiguration={
-                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-                },
-            )
-            # Versions are the state's history: a state written wrongly can be rolled back.
-            self._s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+            buckets.secure(self._s3, self.bucket)
         self._bucket_ready = True
         log.info("IaC state bucket %s created", self.bucket)
 

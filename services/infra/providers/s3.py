@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import botocore.exceptions
 
+from libs import buckets
 from services.infra.providers import TENANT_TAG, Conflict, Unavailable
 from services.infra.providers.aws import error_code, faults_as_unavailable
 
@@ -84,22 +85,7 @@ class S3Storage:
             tag_set = [{"Key": k, "Value": v} for k, v in {**current, **tags}.items()]
             self._s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_set})
             self._release(name, tenant_id)
-            self._s3.put_public_access_block(
-                Bucket=name,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": True,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
-            )
-            self._s3.put_bucket_encryption(
-                Bucket=name,
-                ServerSideEncryptionConfiguration={
-                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-                },
-            )
-            self._s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            buckets.secure(self._s3, name)
 
     def delete_bucket(
         self, name: str, *, tenant_id: str, progress: Callable[[], None] = lambda: None
