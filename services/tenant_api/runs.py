@@ -241,10 +241,11 @@ def _failure(status: WorkflowExecutionStatus | None, cause: BaseException | None
         cause = cause.__cause__
     if not isinstance(cause, ApplicationError):
         return Ended(status or WorkflowExecutionStatus.FAILED)
+    # A failed step's own type (Conflict, Timeout, ...) says more than the run's (SuspendFailed).
     details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
     return Ended(
         status or WorkflowExecutionStatus.FAILED,
-        failure_type=cause.type or "",
+        failure_type=str(details.get("failure_type") or cause.type or ""),
         message=cause.message,
         failed_step=str(details.get("failed_step", "")),
     )

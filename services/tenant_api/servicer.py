@@ -216,15 +216,22 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     async def _claimed(self, tid: str, workflow_id: str, operation: str, state: int) -> None:
         """Waits (within reason) until the run just started or met has taken
         the tenant over; an error when it could not."""
-        claim = await self._runs.update(
-            tid,
-            workflow_id,
-            lifecycle.CLAIMED_UPDATE,
-            orchestrator_pb2.ClaimRequest(),
-            orchestrator_pb2.ClaimResponse,
-            state=state,
-            wait=SETTLE_WAIT,
-        )
+        try:
+            claim = await self._runs.update(
+                tid,
+                workflow_id,
+                lifecycle.CLAIMED_UPDATE,
+                orchestrator_pb2.ClaimRequest(),
+                orchestrator_pb2.ClaimResponse,
+                state=state,
+                wait=SETTLE_WAIT,
+            )
+        except errors.ApiError as err:
+            if err.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            # The run ended before it could be asked: how it ended is the answer.
+            _raise_if_failed(tid, operation, await self._runs.ended(workflow_id))
+            return
         if not isinstance(claim, orchestrator_pb2.ClaimResponse):
             return  # not yet: the run goes on, and the tenant shows how it stands
         if claim.claimed and claim.state != State.STATE_DEPROVISION_FAILED:

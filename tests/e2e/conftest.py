@@ -166,6 +166,9 @@ class Providers:
         return bool(self.sql("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", name))
 
     def identity_rows(self, tenant_id: str) -> int:
+        """The tenant's realm, client and users in the local identity store (none with Keycloak)."""
+        if self.keycloak is not None:
+            return 0
         return sum(
             len(self.sql(f"SELECT 1 FROM idp_local.{table} WHERE tenant_id = %s", tenant_id))
             for table in ("realms", "clients", "users")

@@ -153,30 +153,29 @@ def test_two_tenants_racing_for_one_domain_one_gets_it_the_other_fails_cleanly(
             assert providers.orphans(tid) == {}
 
 
-def test_a_cancel_of_a_run_that_has_just_ended_is_failed_precondition(
+def test_a_cancel_of_a_run_that_has_made_the_tenant_active_or_ended_is_failed_precondition(
     api: tenant_service_pb2_grpc.TenantServiceStub, fault_rules: Path, new_id: Callable[[], str]
 ) -> None:
     tid = new_id()
-    # The run is ACTIVE and still sending its welcome when the cancel comes, then it ends.
-    inject_failure(
-        fault_rules,
-        tid,
-        [
-            {
-                "rpc": "SendNotice",
-                "mode": "delay_before",
-                "seconds": 3,
-                "when": {"kind": "NOTICE_KIND_WELCOME"},
-            }
-        ],
-    )
+    name = f"tenants/{tid}"
+    # The run is ACTIVE and still sending its welcome when the first cancel comes.
+    welcome = {
+        "rpc": "SendNotice",
+        "mode": "delay_before",
+        "seconds": 3,
+        "when": {"kind": "NOTICE_KIND_WELCOME"},
+    }
+    inject_failure(fault_rules, tid, [welcome])
     create(api, tid)
     eventually(
-        lambda: step_status(api, tid, "send_welcome") == tenant_pb2.STEP_STATUS_RUNNING, what="welcome"
+        lambda: (
+            api.GetTenant(tenant_service_pb2.GetTenantRequest(name=name)).tenant.state == State.STATE_ACTIVE
+        ),
+        what="ACTIVE",
     )
     for _ in range(2):  # while the run ends, and after
         with pytest.raises(grpc.RpcError) as refused:
-            api.CancelProvisioning(tenant_service_pb2.CancelProvisioningRequest(name=f"tenants/{tid}"))
+            api.CancelProvisioning(tenant_service_pb2.CancelProvisioningRequest(name=name))
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert settle(api, tid).state == State.STATE_ACTIVE
     inject_failure(fault_rules, tid, None)

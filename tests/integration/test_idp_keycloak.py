@@ -329,11 +329,12 @@ async def test_what_another_tenant_owns_conflicts(
         assert_permanent(err, "Conflict")
 
 
+# The role per tenant exists in organization mode only.
+@pytest.mark.parametrize("provider", ["organization"], indirect=True)
 async def test_an_org_admin_role_made_by_someone_else_is_never_adopted_or_deleted(
     acts: Activities, provider: KeycloakIdentityProvider, kc: Admin
 ) -> None:
-    if provider.mode != "organization":
-        pytest.skip("the role per tenant exists in organization mode only")
+    assert provider.mode == "organization"
     tid = new_id()
     role_name = f"org-admin-{tid}"
     shared = kc(SHARED_REALM)

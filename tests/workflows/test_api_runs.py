@@ -65,7 +65,8 @@ async def test_a_failed_run_is_read_with_its_type_and_step(client: Client) -> No
             await handle.result()
         ended = await Runs(client).ended(handle.id)
     assert ended is not None and ended.failed
-    assert (ended.failure_type, ended.failed_step) == ("ProvisionFailed", "create_dns_records")
+    # The failed step's own type, not the run's (ProvisionFailed).
+    assert (ended.failure_type, ended.failed_step) == ("Conflict", "create_dns_records")
     assert "injected failure" in ended.message
 
 
