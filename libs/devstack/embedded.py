@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -104,8 +105,12 @@ class Postgres:
 
     def stop(self) -> None:
         server: Any = self.server
-        if server.get_postmaster_info().is_running():
+        info = server.get_postmaster_info()
+        if info.is_running():
             self.stop_server()  # rather than the package's fork() (see _pg_ctl)
+            # Reaped, so that the package's cleanup sees it gone (and does not try to stop it again).
+            with contextlib.suppress(Exception):
+                info.process.wait(timeout=10)
         server.cleanup()
 
     def stop_server(self) -> None:
