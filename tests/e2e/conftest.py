@@ -128,11 +128,13 @@ def details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]
     return info, fields
 
 
-def eventually(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+def eventually(
+    check: Callable[[], bool], timeout: float = 30, what: str = "condition", *, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"{what} did not hold within {timeout}s"
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 class Providers:

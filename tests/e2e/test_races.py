@@ -15,19 +15,17 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from libs.faults import fired_dir
 from orchestrator.plan import STEPS
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import Providers, create, details, eventually, inject_failure, settle
 
 State = tenant_pb2.Tenant.State
 ROUNDS = 10
-# Steps a cancel lands on while they finish, the last being the commit point.
+# Steps a cancel lands on while they finish, the last being the commit point,
+# and how late each round's step starts.
 CANCELLED_STEPS = ("create_bucket", "record_resources", "mark_active")
-
-
-def step_status(api: tenant_service_pb2_grpc.TenantServiceStub, tid: str, step: str) -> int:
-    tenant = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}")).tenant
-    return {s.step: s.status for s in tenant.steps}.get(step, tenant_pb2.STEP_STATUS_UNSPECIFIED)
+DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4)
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
@@ -40,14 +38,17 @@ def test_a_cancel_the_api_accepted_is_never_lost(
 ) -> None:
     tid = new_id()
     step = CANCELLED_STEPS[round_ % len(CANCELLED_STEPS)]
-    # The step is slow by a different amount each round, so the cancel lands
-    # at different moments of its end: before, while, just after it finishes.
-    delay = 0.1 + 0.15 * (round_ // len(CANCELLED_STEPS))
-    inject_failure(
-        fault_rules, tid, [{"rpc": STEPS[step].rpc.method, "mode": "delay_before", "seconds": delay}]
-    )
+    rpc = STEPS[step].rpc.method
+    # The step starts late by a different amount each round, so the cancel
+    # (sent the moment it starts waiting) lands before the step's work, while
+    # it finishes (mark_active completed, then undone), or just after, when the
+    # run goes on to its next steps (a mark_active already done is refused).
+    delay = DELAYS[round_ % len(DELAYS)]
+    inject_failure(fault_rules, tid, [{"rpc": rpc, "mode": "delay_before", "seconds": delay}])
     create(api, tid, plan_tier=tenant_pb2.PLAN_TIER_BRIDGE)
-    eventually(lambda: step_status(api, tid, step) == tenant_pb2.STEP_STATUS_RUNNING, what=f"{step} running")
+    # The fault's marker appears as the wait begins: no polling of the API in between.
+    marker = fired_dir(fault_rules) / f"{tid}.{rpc}.delay_before"
+    eventually(marker.exists, interval=0.01, what=f"{step} starting")
     try:
         api.CancelProvisioning(tenant_service_pb2.CancelProvisioningRequest(name=f"tenants/{tid}"))
         accepted = True
@@ -61,7 +62,8 @@ def test_a_cancel_the_api_accepted_is_never_lost(
         assert (tenant.state, tenant.failure_reason) == (State.STATE_PROVISION_FAILED, "cancelled"), step
         assert providers.orphans(tid) == {}
     else:
-        assert step == "mark_active" and tenant.state == State.STATE_ACTIVE
+        assert tenant.state == State.STATE_ACTIVE, step
+        assert providers.orphans(tid)  # refused: the tenant keeps what it was given
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))

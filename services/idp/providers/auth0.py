@@ -51,6 +51,7 @@ leads to the same lookup. Deleting what is gone (404) succeeds.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -157,6 +158,9 @@ class Auth0IdentityProvider:
         self._connection_id: str | None = None
         self._role_id: str | None = None
         self._closed = False
+        # Auth0 keeps no application name unique: one create at a time per
+        # tenant in this worker (a retried attempt racing its own zombie).
+        self._app_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     @classmethod
     def from_env(cls) -> Auth0IdentityProvider:
@@ -262,6 +266,12 @@ class Auth0IdentityProvider:
     async def create_client(
         self, tenant_id: str, redirect_uris: Sequence[str], web_origins: Sequence[str]
     ) -> str:
+        async with self._app_locks[tenant_id]:
+            return await self._create_client(tenant_id, redirect_uris, web_origins)
+
+    async def _create_client(
+        self, tenant_id: str, redirect_uris: Sequence[str], web_origins: Sequence[str]
+    ) -> str:
         await self._require_org(tenant_id)
         callbacks, origins = list(dict.fromkeys(redirect_uris)), list(dict.fromkeys(web_origins))
         found = await self._apps(tenant_id)
@@ -279,7 +289,9 @@ class Auth0IdentityProvider:
             created = await self._json("POST", "/api/v2/clients", body=body, params={"fields": "client_id"})
             client_id = str(created["client_id"])
             # Auth0 does not keep application names unique: two racing creators
-            # can both succeed. Both then keep the smallest id and drop the rest.
+            # (on two replicas) can both succeed. Both then keep the smallest id
+            # and drop the rest; one that answered before the other created
+            # can still leave a second application (a window of one round trip).
             found = await self._apps(tenant_id)
             winner = min((str(a["client_id"]) for a in found), default=client_id)
             if winner != client_id:
