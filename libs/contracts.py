@@ -119,7 +119,10 @@ def bind_activities(declared: Contract, implementation: object) -> list[Callable
 # How often every activity heartbeats while it runs, whatever it is doing:
 # a worker that dies is then noticed at the step's (short) heartbeat timeout
 # instead of its whole start-to-close timeout. The SDK sends at most one
-# heartbeat per 0.8 x heartbeat timeout to the server.
+# heartbeat per 0.8 x heartbeat timeout to the server. The first comes after
+# this long, not at the start: the heartbeat timeout counts from the start
+# too, and most activities end within a second, so they cost the server no
+# heartbeat at all.
 HEARTBEAT_EVERY = 1.0
 
 
@@ -148,8 +151,8 @@ def _activity(rpc: Rpc, method: Callable[..., Any]) -> Callable[..., Any]:
 
 async def _beat() -> None:
     while True:
-        activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_EVERY)
+        activity.heartbeat()
 
 
 @contextmanager
@@ -160,13 +163,11 @@ def _beating_thread() -> Iterator[None]:
     context = contextvars.copy_context()
 
     def beat() -> None:
-        while True:
+        while not stop.wait(HEARTBEAT_EVERY):
             try:
                 context.run(activity.heartbeat)
             except Exception as err:  # the worker is stopping: the activity ends with it
                 log.debug("heartbeat failed: %s", err)
-            if stop.wait(HEARTBEAT_EVERY):
-                return
 
     thread = threading.Thread(target=beat, name="activity-heartbeat", daemon=True)
     thread.start()

@@ -64,13 +64,16 @@ class S3Storage:
     def ensure_bucket(self, name: str, *, tenant_id: str, tags: Mapping[str, str]) -> None:
         with faults_as_unavailable(f"creating bucket {name}"):
             current = self._tags(name)
+            claim: str | None = None
             if current is None:
-                self._claim(name, tenant_id)
+                claim = self._claim(name, tenant_id)
                 claimed = self._create(name, tags)
                 if not claimed:
                     # Made meanwhile by someone else in this account: the claim holds nothing.
-                    self._release(name, tenant_id)
-                current = self._tags(name) or {}
+                    self._release(name, tenant_id, claim)
+                    current = self._tags(name) or {}
+                else:
+                    current = {}  # made just now: what it carries is what is put below
             else:
                 # Untagged: ours only if an attempt of this tenant claimed it and was cut short.
                 claimed = current.get(TENANT_TAG) is None and self._claimant(name)[0] == tenant_id
@@ -84,7 +87,7 @@ class S3Storage:
             # Tag first: from then on the bucket itself says whose it is, and the claim can go.
             tag_set = [{"Key": k, "Value": v} for k, v in {**current, **tags}.items()]
             self._s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_set})
-            self._release(name, tenant_id)
+            self._release(name, tenant_id, claim)
             buckets.secure(self._s3, name)
 
     def delete_bucket(
@@ -141,17 +144,18 @@ class S3Storage:
             raise
         return True
 
-    def _claim(self, name: str, tenant_id: str) -> None:
+    def _claim(self, name: str, tenant_id: str) -> str | None:
         """Claims `name` for the tenant before it is created; raises `Conflict` if another holds it.
 
         The put is conditional, so no claim is ever overwritten; finding the
-        tenant's own is a retry, and fine.
+        tenant's own is a retry, and fine. Returns the version written (None
+        when the claim was there already).
         """
         self._claims.ensure_bucket()
         body = json.dumps({"tenant_id": tenant_id, "claimed_at": datetime.now(UTC).isoformat()})
         for _ in range(3):
             try:
-                self._s3.put_object(
+                written = self._s3.put_object(
                     Bucket=self._claims.bucket,
                     Key=CLAIM_PREFIX + name,
                     Body=body.encode(),
@@ -159,7 +163,7 @@ class S3Storage:
                     ServerSideEncryption="AES256",
                     ContentType="application/json",
                 )
-                return
+                return str(written["VersionId"]) if written.get("VersionId") else None
             except botocore.exceptions.ClientError as err:
                 if error_code(err) == "ConditionalRequestConflict":  # a concurrent put: look again
                     continue
@@ -167,7 +171,7 @@ class S3Storage:
                     raise
             holder = self._claimant(name)[0]
             if holder == tenant_id:
-                return
+                return None
             if holder is not None:
                 raise Conflict(f"bucket name {name} is claimed by another tenant")
             # Released between the put and the read: try again.
@@ -190,11 +194,15 @@ class S3Storage:
             tenant = None
         return (tenant if isinstance(tenant, str) else "?"), found.get("VersionId")
 
-    def _release(self, name: str, tenant_id: str) -> None:
-        """Deletes the tenant's claim of `name`, if it has one; another tenant's stays."""
-        holder, version = self._claimant(name)
-        if holder != tenant_id:
-            return
+    def _release(self, name: str, tenant_id: str, version: str | None = None) -> None:
+        """Deletes the tenant's claim of `name`, if it has one; another tenant's stays.
+
+        `version`: the one this attempt wrote, which is the tenant's (no read needed).
+        """
+        if version is None:
+            holder, version = self._claimant(name)
+            if holder != tenant_id:
+                return
         key = CLAIM_PREFIX + name
         # That version itself: the bucket is versioned, and a delete marker would stay behind.
         if version and version != "null":
