@@ -1,4 +1,5 @@
-"""What the integration tests of the database-backed workers (idp, tenantdb) share."""
+"""What the integration tests of the workers share: the activities called through
+ActivityEnvironment, the database, the backup location, the infra worker's settings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from libs.backup import BackupSettings, BackupStore
 from libs.contracts import Contract, bind_activities
+from services.infra import providers
+from services.infra.activities import InfrastructureActivities
 from tenantry.idp.v1 import idp_pb2
 from tenantry.tenant.v1 import tenant_pb2
 from tests.conftest import Aws
@@ -73,3 +76,23 @@ async def provision_identity(acts: Activities, tid: str) -> tuple[str, str, str]
     admin = tenant_pb2.AdminContact(email=f"boss@{tid}.example.com", given_name="Ada", family_name="Boss")
     user = await acts.create_admin_user(idp_pb2.CreateAdminUserRequest(tenant_id=tid, admin=admin))
     return realm.realm_id, client.client_id, user.user_id
+
+
+@pytest.fixture(scope="module")
+def settings(aws: Aws, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
+    """The infra worker's settings against the session's moto; IaC state in a bucket of its own."""
+    with pytest.MonkeyPatch.context() as env:
+        # Not the default ./.state/iac: tests leave nothing in the work tree.
+        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
+        env.setenv("TENANTRY_IAC_STATE_BUCKET", f"iac-state.{uuid.uuid4().hex[:12]}")
+        return providers.InfraSettings.from_env()
+
+
+@pytest.fixture(scope="module")
+def built(settings: providers.InfraSettings) -> providers.Providers:
+    return providers.from_env(settings)
+
+
+@pytest.fixture(scope="module")
+def infra(built: providers.Providers, settings: providers.InfraSettings) -> InfrastructureActivities:
+    return InfrastructureActivities(built, settings)

@@ -23,24 +23,6 @@ from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
 
-@pytest.fixture(scope="module")
-def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
-    with pytest.MonkeyPatch.context() as env:
-        # Not the default ./.state/iac: tests leave nothing in the work tree.
-        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
-        return providers.InfraSettings.from_env()
-
-
-@pytest.fixture(scope="module")
-def built(settings: providers.InfraSettings) -> providers.Providers:
-    return providers.from_env(settings)
-
-
-@pytest.fixture(scope="module")
-def infra(built: providers.Providers, settings: providers.InfraSettings) -> InfrastructureActivities:
-    return InfrastructureActivities(built, settings)
-
-
 @pytest.fixture
 def tenant_id() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"

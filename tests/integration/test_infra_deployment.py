@@ -28,19 +28,6 @@ IMAGE = "public.ecr.aws/tenantry/app:1.0"
 
 
 @pytest.fixture(scope="module")
-def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
-    with pytest.MonkeyPatch.context() as env:
-        # Not the default ./.state/iac: tests leave nothing in the work tree.
-        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
-        return providers.InfraSettings.from_env()
-
-
-@pytest.fixture(scope="module")
-def built(settings: providers.InfraSettings) -> providers.Providers:
-    return providers.from_env(settings)
-
-
-@pytest.fixture(scope="module")
 def ecs(aws: Any) -> Any:
     return boto3.client("ecs")
 

@@ -33,21 +33,6 @@ from tenantry.tenant.v1 import tenant_pb2
 
 
 @pytest.fixture(scope="module")
-def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
-    with pytest.MonkeyPatch.context() as env:
-        # Not the default ./.state/iac: tests leave nothing in the work tree.
-        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
-        # A state bucket of this module's own in the session's moto.
-        env.setenv("TENANTRY_IAC_STATE_BUCKET", f"iac-state.{uuid.uuid4().hex[:12]}")
-        return providers.InfraSettings.from_env()
-
-
-@pytest.fixture(scope="module")
-def built(settings: providers.InfraSettings) -> providers.Providers:
-    return providers.from_env(settings)
-
-
-@pytest.fixture(scope="module")
 def s3(aws: Any) -> Any:
     return boto3.client("s3")
 

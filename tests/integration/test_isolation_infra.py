@@ -53,23 +53,6 @@ DELETE_BUCKET = contracts.INFRASTRUCTURE.rpc("DeleteBucket")
 
 
 @pytest.fixture(scope="module")
-def settings(aws: Any, tmp_path_factory: pytest.TempPathFactory) -> providers.InfraSettings:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TENANTRY_IAC_STATE_DIR", str(tmp_path_factory.mktemp("iac")))
-        return providers.InfraSettings.from_env()
-
-
-@pytest.fixture(scope="module")
-def built(settings: providers.InfraSettings) -> providers.Providers:
-    return providers.from_env(settings)
-
-
-@pytest.fixture(scope="module")
-def infra(built: providers.Providers, settings: providers.InfraSettings) -> InfrastructureActivities:
-    return InfrastructureActivities(built, settings)
-
-
-@pytest.fixture(scope="module")
 def s3(aws: Any) -> Any:
     return boto3.client("s3")
 
