@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -76,6 +77,16 @@ async def provision_identity(acts: Activities, tid: str) -> tuple[str, str, str]
     admin = tenant_pb2.AdminContact(email=f"boss@{tid}.example.com", given_name="Ada", family_name="Boss")
     user = await acts.create_admin_user(idp_pb2.CreateAdminUserRequest(tenant_id=tid, admin=admin))
     return realm.realm_id, client.client_id, user.user_id
+
+
+@pytest.fixture(scope="module")
+def s3(aws: Aws) -> Any:
+    return boto3.client("s3")
+
+
+@pytest.fixture(scope="module")
+def route53(aws: Aws) -> Any:
+    return boto3.client("route53")
 
 
 @pytest.fixture(scope="module")

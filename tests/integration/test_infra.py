@@ -28,16 +28,6 @@ def tenant_id() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="module")
-def s3(aws: Any) -> Any:
-    return boto3.client("s3")
-
-
-@pytest.fixture(scope="module")
-def route53(aws: Any) -> Any:
-    return boto3.client("route53")
-
-
 def run(fn: Any, request: Any) -> Any:
     return ActivityEnvironment().run(fn, request)
 

@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -30,11 +29,6 @@ from services.infra.providers import IacFailed
 from services.infra.providers.iac import DEFAULT_MODULE_DIR, S3State, TofuInfrastructure, find_binary, run_cli
 from tenantry.infra.v1 import infra_pb2
 from tenantry.tenant.v1 import tenant_pb2
-
-
-@pytest.fixture(scope="module")
-def s3(aws: Any) -> Any:
-    return boto3.client("s3")
 
 
 @pytest.fixture(scope="module")

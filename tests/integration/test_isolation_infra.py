@@ -52,16 +52,6 @@ CREATE_BUCKET = contracts.INFRASTRUCTURE.rpc("CreateBucket")
 DELETE_BUCKET = contracts.INFRASTRUCTURE.rpc("DeleteBucket")
 
 
-@pytest.fixture(scope="module")
-def s3(aws: Any) -> Any:
-    return boto3.client("s3")
-
-
-@pytest.fixture(scope="module")
-def route53(aws: Any) -> Any:
-    return boto3.client("route53")
-
-
 @pytest.fixture
 def tenant_id() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
