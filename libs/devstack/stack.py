@@ -11,6 +11,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
+from libs.devstack.access import DevAccess
+from libs.devstack.certs import KeyPair
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
@@ -47,6 +51,7 @@ class Stack:
         keycloak_mode: str = "realm",
         keycloak: KeycloakServer | None = None,
         extra_env: dict[str, str] | None = None,
+        grants: str = "",
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
         given server (or on one this stack starts)."""
@@ -55,9 +60,12 @@ class Stack:
         self.keycloak_mode = keycloak_mode
         self.keycloak = keycloak
         self.log_dir = self.state_dir / "logs"
+        self.secrets_dir = self.state_dir / "secrets"
+        self.access: DevAccess | None = None
         self.maildir = self.state_dir / "mail"
         self.ports = ports or Ports()
         self.extra_env = extra_env or {}
+        self.grants = grants
         self.embedded: dict[str, ManagedProcess] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
@@ -65,6 +73,16 @@ class Stack:
     @property
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
+
+    def channel(self, client: KeyPair | None = None) -> grpc.Channel:
+        """A channel to the API that presents `client` (the developer's admin certificate by default)."""
+        assert self.access is not None, "start_embedded() first"
+        return grpc.secure_channel(self.grpc_address, self.access.channel_credentials(client))
+
+    def aio_channel(self, client: KeyPair | None = None) -> grpc.aio.Channel:
+        """As `channel`, for asyncio callers."""
+        assert self.access is not None, "start_embedded() first"
+        return grpc.aio.secure_channel(self.grpc_address, self.access.channel_credentials(client))
 
     @property
     def temporal_address(self) -> str:
@@ -86,6 +104,7 @@ class Stack:
 
     def start_embedded(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.access = DevAccess.create(self.secrets_dir, grants=self.grants)
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",
@@ -149,8 +168,11 @@ class Stack:
         }
 
     def start_service(self, name: str) -> ManagedProcess:
-        health = self.grpc_address if name == "tenant_api" else f"127.0.0.1:{free_port()}"
+        health = f"127.0.0.1:{free_port()}"
         env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        if name == "tenant_api":
+            assert self.access is not None
+            env.update(self.access.api_env())
         process = ManagedProcess(
             name,
             python_module(SERVICES[name]),
