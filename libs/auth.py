@@ -119,12 +119,14 @@ class TokenVerifier:
         jwks_url: str | None = None,
         ca_file: Path | None = None,
         clock_skew: float = CLOCK_SKEW,
+        refresh_interval: float = JWKS_REFRESH_INTERVAL,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self._jwks_url = jwks_url
         self._verify: str | bool = str(ca_file) if ca_file else True
         self._skew = clock_skew
+        self._refresh_interval = refresh_interval
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
@@ -203,7 +205,7 @@ class TokenVerifier:
         return key.key
 
     def _may_fetch(self) -> bool:
-        return time.monotonic() - self._fetched_at >= JWKS_REFRESH_INTERVAL
+        return time.monotonic() - self._fetched_at >= self._refresh_interval
 
     def _fetch(self) -> None:
         with self._lock:

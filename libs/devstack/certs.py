@@ -93,7 +93,7 @@ class LocalCA:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
                 names.append(x509.DNSName(host))
-        return self._leaf(name, hosts[0], names, ExtendedKeyUsageOID.SERVER_AUTH)
+        return self.issue(name, hosts[0], names, ExtendedKeyUsageOID.SERVER_AUTH)
 
     def client(self, name: str, *, uri: str | None = None, dns: str | None = None) -> KeyPair:
         """A client certificate whose identity is the URI SAN `uri` (SPIFFE style) or DNS SAN `dns`."""
@@ -104,11 +104,12 @@ class LocalCA:
             names.append(x509.DNSName(dns))
         if not names:
             raise ValueError("a client certificate needs a URI or DNS name")
-        return self._leaf(name, uri or dns or name, names, ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self.issue(name, uri or dns or name, names, ExtendedKeyUsageOID.CLIENT_AUTH)
 
-    def _leaf(
+    def issue(
         self, name: str, common_name: str, names: list[x509.GeneralName], usage: x509.ObjectIdentifier
     ) -> KeyPair:
+        """A certificate named `name` with exactly the subject alternative names `names`."""
         pair = KeyPair(self.directory / f"{name}.pem", self.directory / f"{name}-key.pem")
         if self._usable(pair.cert, issuer=self._cert, names=names):
             return pair
@@ -123,14 +124,14 @@ class LocalCA:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=_LEAF_DAYS))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
             )
-            .sign(self._key, hashes.SHA256())
         )
-        _write(pair, cert, key)
+        if names:
+            cert = cert.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        _write(pair, cert.sign(self._key, hashes.SHA256()), key)
         return pair
 
     @staticmethod
@@ -145,8 +146,11 @@ class LocalCA:
         if issuer is not None and cert.issuer != issuer.subject:
             return False
         if names is not None:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            return list(san) == names
+            try:
+                san = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+            except x509.ExtensionNotFound:
+                san = []
+            return san == names
         return True
 
 

@@ -70,15 +70,21 @@ def _field_permissions(message: Message) -> list[int]:
     return needed
 
 
-def tenant_of(request: Message) -> str | None:
-    """The tenant a request is about (from `tenant_id` or `name`), if any."""
+# The request field that names the tenant a call is about, in the order looked for.
+_TENANT_FIELDS = ("tenant_id", "name", "parent")
+
+
+def tenant_of(request: Message) -> tuple[bool, str | None]:
+    """Whether the request is about one tenant, and which (None: not a valid name)."""
     fields = request.DESCRIPTOR.fields_by_name
-    if "tenant_id" in fields:
-        return str(request.tenant_id) or None  # type: ignore[attr-defined]
-    if "name" in fields:
-        match = _NAME.fullmatch(str(request.name))  # type: ignore[attr-defined]
-        return match.group(1) if match else None
-    return None
+    for name in _TENANT_FIELDS:
+        if name in fields:
+            value = str(getattr(request, name))
+            if name == "tenant_id":
+                return True, value or None
+            match = _NAME.fullmatch(value)
+            return True, match.group(1) if match else None
+    return False, None
 
 
 @dataclass(frozen=True)
@@ -243,9 +249,7 @@ class Access:
         required = REQUIRED.get(rpc, 0)
         if not required:
             raise errors.permission_denied("PERMISSION_UNSPECIFIED")
-        tenant = tenant_of(request)
-        fields = request.DESCRIPTOR.fields_by_name
-        about_one_tenant = "name" in fields or "tenant_id" in fields
+        about_one_tenant, tenant = tenant_of(request)
         for permission in (required, *_field_permissions(request)):
             scope = self.policy.scope(principal, permission)
             if scope is None:
