@@ -48,7 +48,8 @@ def main() -> None:
     print(
         f"""
 Tenantry is running.
-  gRPC API     {stack.grpc_address}   (tenantry --address {stack.grpc_address} list)
+  gRPC API     {stack.grpc_address}   (mTLS: .venv/bin/tenantry list calls as the developer, admin)
+  Credentials  {stack.secrets_dir} (ca.pem, dev-admin.pem, access.toml: who may do what)
   Temporal UI  http://127.0.0.1:{args.ui_port}
   Temporal     {stack.temporal_address}
   AWS (moto)   {stack.aws_endpoint}
