@@ -18,7 +18,7 @@ from temporalio.service import RetryConfig
 
 from libs import config, namespace
 from libs.temporal import connect
-from services.tenant_api.errors import ApiError
+from services.tenant_api.errors import ApiError, malformed_request
 from services.tenant_api.registry import Registry
 from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
@@ -44,19 +44,49 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method  # type: ignore[attr-defined]
         if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
             return handler
+        # A body that does not parse reaches the handler as _Malformed, which
+        # refuses it (grpc.aio would answer UNKNOWN and log a traceback).
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _guard_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _guard_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+class _Malformed:
+    """A request body that did not parse; only its size is kept (never its bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # DecodeError, or whatever else a bad body makes the parser raise
+            return _Malformed(len(raw))
+
+    return parse
+
+
+async def _refuse_malformed(context: grpc.aio.ServicerContext, request: _Malformed, method: str) -> None:
+    name = method.rsplit("/", 1)[-1]
+    message_type = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].methods_by_name[name]
+    log.warning("%s: refused a request body of %d bytes that does not parse", method, request.size)
+    await context.abort_with_status(malformed_request(message_type.input_type.full_name).to_status())
 
 
 async def _fail(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
@@ -69,6 +99,8 @@ async def _fail(context: grpc.aio.ServicerContext, err: Exception, method: str) 
 
 def _guard_unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            await _refuse_malformed(context, request, method)
         try:
             return await inner(request, context)
         except grpc.aio.AbortError:
@@ -81,6 +113,8 @@ def _guard_unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[
 
 def _guard_stream(inner: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if isinstance(request, _Malformed):
+            await _refuse_malformed(context, request, method)
         try:
             async for item in inner(request, context):
                 yield item
@@ -118,7 +152,9 @@ def create_server(
 
 async def run() -> None:
     address = config.address("TENANTRY_GRPC_ADDRESS", "127.0.0.1:50051")
-    namespace.dns_zone()  # domains are checked against it: a bad value stops the process now
+    # Domains are checked against them: a bad value stops the process now.
+    namespace.dns_zone()
+    namespace.app_hostname()
     registry = Registry.from_env()
     # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
     client = await connect(retry_config=TEMPORAL_RETRIES)
