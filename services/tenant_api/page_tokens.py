@@ -72,6 +72,8 @@ class PageTokens:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             return None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+            return None  # the last character's unused bits: one token, one spelling
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if not body.startswith(_VERSION) or not hmac.compare_digest(mac, self._mac(body, scope)):
             return None

@@ -22,6 +22,7 @@ MAX_DISPLAY_NAME = 200
 MAX_PERSON_NAME = 100
 MAX_DOMAINS = 10
 MAX_EMAIL = 254
+MAX_EMAIL_LOCAL = 64  # RFC 5321
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_DOMAIN = 253
@@ -119,7 +120,12 @@ def normal_domain(raw: str) -> tuple[str, str | None]:
         labels = idna.decode(ascii_name).split(".")
     except (idna.IDNAError, UnicodeError, ValueError):
         return "", "must be a domain name (IDNA 2008) such as app.example.com"
-    if len(ascii_name) > MAX_DOMAIN or len(labels) < 2 or ascii_name.rsplit(".", 1)[-1].isdigit():
+    if (
+        len(ascii_name) > MAX_DOMAIN
+        or len(labels) < 2
+        or not all(labels)  # `example.com..`: idna takes one final dot, and one was dropped above
+        or ascii_name.rsplit(".", 1)[-1].isdigit()
+    ):
         return "", "must be a domain name (IDNA 2008) such as app.example.com"
     if any(confusable_label(label) for label in labels):
         return "", "a label mixes scripts or imitates a Latin name (confusable)"
@@ -169,6 +175,8 @@ def normal_email(raw: str) -> tuple[str, str | None]:
         )
     except email_validator.EmailNotValidError:
         return "", "must be an email address such as ada@example.com"
+    if len(checked.local_part) > MAX_EMAIL_LOCAL:
+        return "", f"the part before @ has at most {MAX_EMAIL_LOCAL} characters"
     domain, problem = normal_domain(checked.ascii_domain)
     if problem is not None:
         return "", f"domain part: {problem}"
