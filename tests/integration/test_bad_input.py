@@ -50,6 +50,8 @@ CALL_TIMEOUT = 10.0
 # Requests of the bounded generated run (issue 10 asks for 2,000 at least).
 GENERATED_RUN = 2000
 PER_RPC_EXAMPLES = 40
+# CreateTenant has the most rules (and starts a workflow on valid input).
+CREATE_EXAMPLES = 300
 EVENTS = 5
 RUN_TAG = uuid.uuid4().hex[:8]
 # Two real tenants (ACTIVE, with events): page tokens of one must not work for the other.
@@ -231,20 +233,17 @@ class Case:
 
 @dataclass
 class Tally:
-    codes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    codes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     requests: int = 0
 
     def summary(self) -> str:
-        by_code = Counter[str]()
-        by_how = Counter[str]()
-        for (how, code), n in self.codes.items():
-            by_code[code] += n
-            by_how[how] += n
-        return (
-            f"{self.requests} requests; by code: "
-            + ", ".join(f"{c}={n}" for c, n in by_code.most_common())
-            + "; by kind: "
-            + ", ".join(f"{h}={n}" for h, n in by_how.most_common())
+        by: tuple[Counter[str], Counter[str], Counter[str]] = (Counter(), Counter(), Counter())
+        for key, n in self.codes.items():
+            for counter, part in zip(by, key, strict=True):
+                counter[part] += n
+        return f"{self.requests} requests; " + "; ".join(
+            f"by {title}: " + ", ".join(f"{k}={n}" for k, n in counter.most_common())
+            for title, counter in zip(("code", "kind", "rpc"), (by[2], by[1], by[0]), strict=True)
         )
 
 
@@ -268,7 +267,7 @@ def send(channel: grpc.Channel, case: Case) -> tuple[Code, grpc.Call | None]:
 def check(channel: grpc.Channel, case: Case, tally: Tally) -> None:
     code, call = send(channel, case)
     tally.requests += 1
-    tally.codes[(case.how, code.name)] += 1
+    tally.codes[(case.rpc, case.how, code.name)] += 1
     assert code not in (Code.INTERNAL, Code.UNKNOWN), (case, code, call and call.details())  # type: ignore[attr-defined]
     allowed = {Code.INVALID_ARGUMENT}
     if not case.invalid:
@@ -395,22 +394,28 @@ def _set(req: pb.CreateTenantRequest, path: str, value: Any) -> None:
         setattr(target, leaf, value)
 
 
-# One surely bad change of a CreateTenantRequest: (field, value); the email is kept secret.
+# Surely bad changes of a CreateTenantRequest, (field, value), each as likely
+# as any other, so that every listed value is sent alone now and then.
+FLAT_BREAKS: list[tuple[str, Any]] = [
+    *(("tenant_id", v) for v in BAD_TENANT_IDS),
+    *(("tenant.display_name", v) for v in ["", "   ", "x" * 201]),
+    *(("tenant.plan_tier", v) for v in BAD_TIERS),
+    *(("tenant.domains", [d]) for d in BAD_DOMAINS),
+    *(("tenant.domains", ["ok.example.com", d]) for d in BAD_DOMAINS[:8]),
+    ("tenant.domains", [f"d{i}.example.com" for i in range(11)]),
+    ("tenant.domains", ["dup.example.com", "DUP.example.com."]),
+    ("tenant.domains", ["b\u00fccher.example", "xn--bcher-kva.example"]),
+    *(("tenant.admin.email", e) for e in BAD_EMAILS),
+    ("tenant.admin.given_name", "x" * 101),
+    ("tenant.admin.family_name", "x" * 101),
+    ("tenant", None),
+]
 create_breaks = st.one_of(
-    st.tuples(st.just("tenant_id"), st.sampled_from(BAD_TENANT_IDS)),
+    st.sampled_from(FLAT_BREAKS),
     st.tuples(
-        st.just("tenant.display_name"), st.one_of(st.sampled_from(["", "   ", "x" * 201]), hidden_texts)
+        st.sampled_from(["tenant.display_name", "tenant.admin.given_name", "tenant.admin.family_name"]),
+        hidden_texts,
     ),
-    st.tuples(st.just("tenant.plan_tier"), st.sampled_from(BAD_TIERS)),
-    st.tuples(st.just("tenant.domains"), st.sampled_from(BAD_DOMAINS).map(lambda d: [d])),
-    st.tuples(st.just("tenant.domains"), st.just([f"d{i}.example.com" for i in range(11)])),
-    st.tuples(st.just("tenant.domains"), st.just(["dup.example.com", "DUP.example.com."])),
-    st.tuples(st.just("tenant.admin.email"), st.sampled_from(BAD_EMAILS)),
-    st.tuples(
-        st.sampled_from(["tenant.admin.given_name", "tenant.admin.family_name"]),
-        st.one_of(st.just("x" * 101), hidden_texts),
-    ),
-    st.tuples(st.just("tenant"), st.none()),
 )
 # Any further change, good or bad: the request stays invalid through the break above.
 create_noise = st.one_of(
@@ -433,8 +438,10 @@ create_noise = st.one_of(
 @st.composite
 def create_cases(draw: st.DrawFn) -> Case:
     req = _valid_create(draw(st.from_regex(r"zz-[a-z0-9]{8}", fullmatch=True)))
-    breaks = draw(st.lists(create_breaks, min_size=1, max_size=3))
-    for path, value in [*breaks, *draw(st.lists(create_noise, max_size=3))]:
+    breaks = draw(st.lists(create_breaks, min_size=1, max_size=2))
+    # Half the time the break alone: a rule the facade misses is then a request it accepts.
+    noise = draw(st.one_of(st.just([]), st.lists(create_noise, max_size=3)))
+    for path, value in [*breaks, *noise]:
         if value is None:
             req.ClearField(path)
         else:
@@ -445,7 +452,9 @@ def create_cases(draw: st.DrawFn) -> Case:
         req.ClearField(path)
     else:
         _set(req, path, value)
-    secret = req.tenant.admin.email if len(req.tenant.admin.email) > 3 else ""
+    # The email must not come back; one that the rule's own example holds (`ada@`) is no sign.
+    email = req.tenant.admin.email
+    secret = email if len(email) > 3 and email not in "ada@example.com" else ""
     return Case("CreateTenant", "fields", req.SerializeToString(), secret=secret, invalid=True)
 
 
@@ -550,7 +559,10 @@ def cases_for(rpc: str) -> st.SearchStrategy[Case]:
 oversize = st.sampled_from(sorted(REQUESTS)).map(
     lambda rpc: Case(rpc, "oversize", b"\x0a" + b"\xff\xff\x04" + b"x" * (MAX_MESSAGE_BYTES + 1024))
 )
-every_rpc = st.one_of(*(cases_for(rpc) for rpc in sorted(REQUESTS)), oversize)
+# CreateTenant's fields weigh more: a valid-looking create is what would start a workflow.
+# (sampled_from, not one_of, which draws its simpler branches more often)
+_PLAN = [*(cases_for(rpc) for rpc in sorted(REQUESTS)), create_cases(), create_cases(), oversize]
+every_rpc = st.sampled_from(range(len(_PLAN))).flatmap(lambda i: _PLAN[i])
 
 
 # -- the properties ---------------------------------------------------------
@@ -582,8 +594,9 @@ def generated(strategy: st.SearchStrategy[Case], examples: int, body: Callable[[
 def test_every_rpc_refuses_bad_input_cleanly(rpc: str, facade: Facade, channel: grpc.Channel) -> None:
     tally = Tally()
     with refused_cleanly(facade):
-        generated(cases_for(rpc), PER_RPC_EXAMPLES, lambda case: check(channel, case, tally))
-    assert tally.requests >= PER_RPC_EXAMPLES
+        examples = CREATE_EXAMPLES if rpc == "CreateTenant" else PER_RPC_EXAMPLES
+        generated(cases_for(rpc), examples, lambda case: check(channel, case, tally))
+    assert tally.requests >= examples
 
 
 def test_a_bounded_generated_run_across_the_rpcs(
@@ -597,7 +610,7 @@ def test_a_bounded_generated_run_across_the_rpcs(
     with capsys.disabled():
         print(f"\nbad-input generated run: {tally.summary()}; {seconds:.1f} s")
     assert tally.requests >= GENERATED_RUN
-    assert "INTERNAL" not in tally.summary() and "UNKNOWN" not in tally.summary()
+    assert not {code for *_, code in tally.codes} & {"INTERNAL", "UNKNOWN"}
 
 
 # -- the cases found under generated load, by hand ------------------------------
