@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,6 +30,8 @@ SERVICE_NAME = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].f
 TEMPORAL_RETRIES = RetryConfig(max_elapsed_time_millis=2000)
 # Requests are small; anything larger is refused before it is parsed.
 MAX_MESSAGE_BYTES = 64 * 1024
+# A flood of bodies that do not parse costs the log a line per rpc and interval, not one per request.
+MALFORMED_LOG_INTERVAL = 10.0
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -82,10 +85,38 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return parse
 
 
+class _RefusalLog:
+    """One short line per refused body, and during a flood one per method and
+    MALFORMED_LOG_INTERVAL, counting the bodies refused since the last line."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def refused(self, rpc: str, size: int) -> None:
+        now = self._clock()
+        last = self._last.get(rpc)
+        if last is not None and now - last < MALFORMED_LOG_INTERVAL:
+            self._unlogged[rpc] = self._unlogged.get(rpc, 0) + 1
+            return
+        self._last[rpc] = now
+        more = self._unlogged.pop(rpc, 0)
+        log.warning(
+            "%s: refused a body of %d bytes that does not parse%s",
+            rpc,
+            size,
+            f" (and {more} more since the last line)" if more else "",
+        )
+
+
+_refusals = _RefusalLog()
+
+
 async def _refuse_malformed(context: grpc.aio.ServicerContext, request: _Malformed, method: str) -> None:
-    name = method.rsplit("/", 1)[-1]
-    message_type = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].methods_by_name[name]
-    log.warning("%s: refused a request body of %d bytes that does not parse", method, request.size)
+    rpc = method.rsplit("/", 1)[-1]
+    message_type = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].methods_by_name[rpc]
+    _refusals.refused(rpc, request.size)
     await context.abort_with_status(malformed_request(message_type.input_type.full_name).to_status())
 
 

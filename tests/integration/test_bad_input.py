@@ -38,7 +38,7 @@ from temporalio.client import Client
 
 from services.tenant_api.page_tokens import KEY_FILE_VARIABLE
 from services.tenant_api.registry import Registry
-from services.tenant_api.server import MAX_MESSAGE_BYTES, SERVICE_NAME, create_server
+from services.tenant_api.server import MAX_MESSAGE_BYTES, SERVICE_NAME, _RefusalLog, create_server
 from services.tenantdb.providers import EventRecord, TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
@@ -53,6 +53,8 @@ PER_RPC_EXAMPLES = 40
 # CreateTenant has the most rules (and starts a workflow on valid input).
 CREATE_EXAMPLES = 300
 EVENTS = 5
+# Bad bodies sent on each rpc in a row.
+FLOOD = 20
 RUN_TAG = uuid.uuid4().hex[:8]
 # Two real tenants (ACTIVE, with events): page tokens of one must not work for the other.
 TENANT_A = f"bad-input-a-{RUN_TAG}"
@@ -696,21 +698,43 @@ def test_tenant_page_tokens_walk_the_list_and_refuse_the_old_format(
         ) == ["page_token"]
 
 
-def test_a_body_that_does_not_parse_is_invalid_argument_with_one_short_log_line(
+def test_a_body_that_does_not_parse_is_invalid_argument_and_logs_a_short_line_at_most(
     facade: Facade, channel: grpc.Channel
 ) -> None:
     logged = len(facade.log.records)
     for rpc in sorted(REQUESTS):
-        # A string field (1, or page_token, 2, of ListTenants) holding invalid UTF-8.
+        # A string field (1, or page_token, 2, of ListTenants) holding invalid UTF-8, many times over.
         body = b"\x12\x02\xc3\x28" if rpc == "ListTenants" else b"\x0a\x02\xc3\x28"
-        code, call = send(channel, Case(rpc, "garbage", body))
-        assert code == Code.INVALID_ARGUMENT, rpc
-        assert call is not None
-        assert violation_fields(call) == ("MALFORMED_REQUEST", ["request"])  # type: ignore[arg-type]
-        assert "Error" not in call.details() and "Decode" not in call.details()  # type: ignore[attr-defined]
-    lines = [r.getMessage() for r in facade.log.records[logged:] if r.name == "services.tenant_api.server"]
-    assert len(lines) == len(REQUESTS), lines
-    assert all("does not parse" in line and len(line) < 200 and "\\x" not in line for line in lines)
+        for _ in range(FLOOD):
+            code, call = send(channel, Case(rpc, "garbage", body))
+            assert code == Code.INVALID_ARGUMENT, rpc
+            assert call is not None
+            assert violation_fields(call) == ("MALFORMED_REQUEST", ["request"])  # type: ignore[arg-type]
+            assert "Error" not in call.details() and "Decode" not in call.details()  # type: ignore[attr-defined]
+    records = facade.log.records[logged:]
+    assert not [r for r in records if r.exc_info], records
+    lines = [r.getMessage() for r in records if r.name == "services.tenant_api.server"]
+    # (None for an rpc whose line earlier tests wrote within the interval.)
+    assert len(lines) <= len(REQUESTS), lines
+    assert all("does not parse" in line and len(line) < 120 for line in lines), lines
+
+
+def test_a_flood_of_bad_bodies_costs_a_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    refusals = _RefusalLog(clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="services.tenant_api.server"):
+        for step in range(1000):
+            now[0] = step * 0.1  # 1,000 bodies in 100 seconds
+            refusals.refused("CreateTenant", 4)
+        refusals.refused("GetTenant", 3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 11, lines  # one at 0 s and one per 10 s on, and GetTenant's first
+    assert lines[0] == "CreateTenant: refused a body of 4 bytes that does not parse"
+    assert (
+        lines[1]
+        == "CreateTenant: refused a body of 4 bytes that does not parse (and 99 more since the last line)"
+    )
+    assert lines[-1] == "GetTenant: refused a body of 3 bytes that does not parse"
 
 
 def test_invalid_fields_start_no_workflow_and_do_not_echo_the_email(
