@@ -88,15 +88,20 @@ def _scripts(label: str) -> set[str]:
     return scripts
 
 
-def confusable_label(label: str) -> bool:
+def confusable_label(label: str, *, tld: str = "") -> bool:
     """Whether a U-label may pass for another name: its letters are of
     several scripts (outside the CJK combinations), or it is Cyrillic or
-    Greek made only of letters that look Latin (`аррӏе`)."""
+    Greek made only of letters that look Latin (`аррӏе`), unless the name's
+    top-level domain `tld` is of that script too (`сосо.рф`), as browsers
+    judge it."""
     scripts = _scripts(label)
     if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_SETS):
         return True
+    lookalike = scripts & {"CYRILLIC", "GREEK"}
     letters = [ch for ch in label if unicodedata.category(ch)[0] == "L"]
-    return bool(scripts & {"CYRILLIC", "GREEK"}) and all(ch in _LATIN_LOOKALIKES for ch in letters)
+    return (
+        bool(lookalike) and not lookalike <= _scripts(tld) and all(ch in _LATIN_LOOKALIKES for ch in letters)
+    )
 
 
 def normal_domain(raw: str) -> tuple[str, str | None]:
@@ -127,7 +132,7 @@ def normal_domain(raw: str) -> tuple[str, str | None]:
         or ascii_name.rsplit(".", 1)[-1].isdigit()
     ):
         return "", "must be a domain name (IDNA 2008) such as app.example.com"
-    if any(confusable_label(label) for label in labels):
+    if any(confusable_label(label, tld=labels[-1]) for label in labels):
         return "", "a label mixes scripts or imitates a Latin name (confusable)"
     return ascii_name, None
 

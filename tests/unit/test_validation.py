@@ -194,6 +194,7 @@ def test_domains_are_idna_2008_names(domain: str) -> None:
         ("ACME.example.com.", "acme.example.com"),
         ("\uff21\uff23\uff2d\uff25\u3002example\u3002com", "acme.example.com"),  # full-width, mapped
         ("пример.рф", "xn--e1afmkfd.xn--p1ai"),  # one script (Cyrillic) throughout
+        ("сосо.рф", "xn--n1aahb.xn--p1ai"),  # Latin-looking, but under a Cyrillic TLD
         ("例え.jp", "xn--r8jz45g.jp"),  # Han with Hiragana, as Japanese is written
         ("faß.de", "xn--fa-hia.de"),  # IDNA 2008: ß is itself, not "ss"
         (".".join(["a" * 63] * 3) + ".example", ".".join(["a" * 63] * 3) + ".example"),  # 199
