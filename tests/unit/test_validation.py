@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.tenant_api import validation
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2
@@ -287,3 +289,44 @@ def test_grace_periods_are_proper_durations(seconds: int, nanos: int, ok: bool) 
     validation.grace_period(req, violations)
     assert (violations == []) is ok
     assert [f for f, _ in violations] == ([] if ok else ["grace_period"])
+
+
+_DOMAIN_RULES = {
+    "required",
+    "no spaces, control, zero-width or bidi characters",
+    "must be a domain name (IDNA 2008) such as app.example.com",
+    "a label mixes scripts or imitates a Latin name (confusable)",
+}
+_EMAIL_RULES = {
+    "required",
+    "must be an email address such as ada@example.com",
+    "the part before @ has at most 64 characters",
+    *(f"domain part: {rule}" for rule in _DOMAIN_RULES),
+}
+_ANY_TEXT = st.text(
+    alphabet=st.one_of(st.characters(), st.sampled_from("abcxyz-.@\u0430\u0440\u03bf\u00fc\u4e00")),
+    max_size=80,
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(_ANY_TEXT)
+def test_any_text_is_a_domain_or_a_rule_and_the_stored_form_is_stable(raw: str) -> None:
+    domain, problem = validation.normal_domain(raw)
+    if problem is None:
+        assert domain.isascii() and domain == domain.lower() and len(domain) <= 253
+        assert validation.normal_domain(domain) == (domain, None)
+    else:
+        # A fixed rule, never the value.
+        assert domain == "" and problem in _DOMAIN_RULES
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(st.one_of(_ANY_TEXT, st.builds(lambda a, b: f"{a}@{b}", _ANY_TEXT, _ANY_TEXT)))
+def test_any_text_is_an_email_or_a_rule_and_the_stored_form_is_stable(raw: str) -> None:
+    email, problem = validation.normal_email(raw)
+    if problem is None:
+        assert email.isascii() and email == email.lower() and len(email) <= validation.MAX_EMAIL
+        assert validation.normal_email(email) == (email, None)
+    else:
+        assert email == "" and problem in _EMAIL_RULES
