@@ -757,3 +757,19 @@ def test_invalid_fields_start_no_workflow_and_do_not_echo_the_email(
         assert refused(lambda: stub.DeleteTenant(req_delete)) == ["grace_period"]
         suspend = pb.SuspendTenantRequest(name=f"tenants/{TENANT_A.upper()}")
         assert refused(lambda: stub.SuspendTenant(suspend)) == ["name"]
+
+
+def test_the_workflow_count_sees_a_workflow_started_meanwhile(facade: Facade) -> None:
+    """The check above is not blind: a run started (as CreateTenant would) is counted."""
+    start = datetime.now(UTC)
+
+    async def provision() -> None:
+        handle = await facade.client.start_workflow(
+            "ProvisionTenant",
+            id=f"tenant/zz-counted-{RUN_TAG}/provision",
+            task_queue=f"bad-input-unpolled-{RUN_TAG}",
+        )
+        await handle.terminate("counted")
+
+    facade.run(provision())
+    assert facade.workflows_since(start) == 1
