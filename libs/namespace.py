@@ -23,6 +23,8 @@ BACKUP_BUCKET_VARIABLE = "TENANTRY_BACKUP_BUCKET"
 DEFAULT_BACKUP_BUCKET = "tenantry-backups"
 DNS_ZONE_VARIABLE = "TENANTRY_DNS_ZONE"
 DEFAULT_DNS_ZONE = "tenants.tenantry.test"
+APP_HOSTNAME_VARIABLE = "TENANTRY_APP_HOSTNAME"
+DEFAULT_APP_HOSTNAME = "app.tenantry.test"
 
 # A lower-case host name of at least two labels, without the final dot.
 HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
@@ -90,6 +92,11 @@ def _backup_bucket_setting() -> str:
 def dns_zone() -> str:
     """TENANTRY_DNS_ZONE: the zone that holds the tenants' `<id>.<zone>` names."""
     return setting(DNS_ZONE_VARIABLE, DEFAULT_DNS_ZONE, HOSTNAME)
+
+
+def app_hostname() -> str:
+    """TENANTRY_APP_HOSTNAME: the shared application host that tenants' records point at."""
+    return setting(APP_HOSTNAME_VARIABLE, DEFAULT_APP_HOSTNAME, HOSTNAME)
 
 
 def in_zone(domain: str, zone: str) -> bool:

@@ -164,8 +164,21 @@ class Stack:
             "TENANTRY_IDP_PROVIDER": self.idp,
             **(self.keycloak.env() if self.keycloak else {}),
             "TENANTRY_KEYCLOAK_MODE": self.keycloak_mode,
+            "TENANTRY_PAGE_TOKEN_KEY_FILE": str(self._page_token_key()),
             **self.extra_env,
         }
+
+    def _page_token_key(self) -> Path:
+        """The key every facade replica signs page tokens with: made once, private (0600)."""
+        path = self.state_dir / "secrets" / "page-token.key"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        return path
 
     def start_service(self, name: str) -> ManagedProcess:
         health = f"127.0.0.1:{free_port()}"

@@ -76,6 +76,17 @@ def invalid(violations: Sequence[tuple[str, str]]) -> ApiError:
     )
 
 
+def malformed_request(message_type: str) -> ApiError:
+    """A request body that does not parse as the rpc's message."""
+    return ApiError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"invalid request: the body is not a {message_type}",
+        "MALFORMED_REQUEST",
+        metadata={"message_type": message_type},
+        violations=[("request", f"must be a serialized {message_type}")],
+    )
+
+
 def not_found(tenant_id: str) -> ApiError:
     return ApiError(
         grpc.StatusCode.NOT_FOUND,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,7 +22,7 @@ from libs import config, namespace
 from libs.health import HealthEndpoint
 from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
-from services.tenant_api.errors import ApiError
+from services.tenant_api.errors import ApiError, malformed_request
 from services.tenant_api.registry import Registry
 from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
@@ -34,6 +35,8 @@ TEMPORAL_RETRIES = RetryConfig(max_elapsed_time_millis=2000)
 MAX_MESSAGE_BYTES = 64 * 1024
 # Concurrent calls on one connection (HTTP/2 streams); more wait for a free one.
 MAX_CONCURRENT_STREAMS = 100
+# A flood of bodies that do not parse costs the log a line per rpc and interval, not one per request.
+MALFORMED_LOG_INTERVAL = 10.0
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -49,19 +52,77 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method  # type: ignore[attr-defined]
         if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
             return handler
+        # A body that does not parse reaches the handler as _Malformed, which
+        # refuses it (grpc.aio would answer UNKNOWN and log a traceback).
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _guard_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _guard_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+class _Malformed:
+    """A request body that did not parse; only its size is kept (never its bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # DecodeError, or whatever else a bad body makes the parser raise
+            return _Malformed(len(raw))
+
+    return parse
+
+
+class _RefusalLog:
+    """One short line per refused body, and during a flood one per method and
+    MALFORMED_LOG_INTERVAL, counting the bodies refused since the last line."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def refused(self, rpc: str, size: int) -> None:
+        now = self._clock()
+        last = self._last.get(rpc)
+        if last is not None and now - last < MALFORMED_LOG_INTERVAL:
+            self._unlogged[rpc] = self._unlogged.get(rpc, 0) + 1
+            return
+        self._last[rpc] = now
+        more = self._unlogged.pop(rpc, 0)
+        log.warning(
+            "%s: refused a body of %d bytes that does not parse%s",
+            rpc,
+            size,
+            f" (and {more} more since the last line)" if more else "",
+        )
+
+
+_refusals = _RefusalLog()
+
+
+async def _refuse_malformed(context: grpc.aio.ServicerContext, request: _Malformed, method: str) -> None:
+    rpc = method.rsplit("/", 1)[-1]
+    message_type = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].methods_by_name[rpc]
+    _refusals.refused(rpc, request.size)
+    await context.abort_with_status(malformed_request(message_type.input_type.full_name).to_status())
 
 
 async def _fail(context: grpc.aio.ServicerContext, err: Exception, method: str) -> None:
@@ -74,6 +135,8 @@ async def _fail(context: grpc.aio.ServicerContext, err: Exception, method: str) 
 
 def _guard_unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            await _refuse_malformed(context, request, method)
         try:
             return await inner(request, context)
         except grpc.aio.AbortError:
@@ -86,6 +149,8 @@ def _guard_unary(inner: Callable[..., Awaitable[Any]], method: str) -> Callable[
 
 def _guard_stream(inner: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if isinstance(request, _Malformed):
+            await _refuse_malformed(context, request, method)
         try:
             async for item in inner(request, context):
                 yield item
@@ -140,7 +205,9 @@ def create_server(
 
 async def run() -> None:
     address = config.address("TENANTRY_GRPC_ADDRESS", "127.0.0.1:50051")
-    namespace.dns_zone()  # domains are checked against it: a bad value stops the process now
+    # Domains are checked against them: a bad value stops the process now.
+    namespace.dns_zone()
+    namespace.app_hostname()
     access = Access.from_env(address)
     limits = Limits.from_env()
     reflection_on = config.choice("TENANTRY_REFLECTION", "on", ("on", "off")) == "on"

@@ -9,8 +9,6 @@ the error of the run that failed.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +21,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from libs import lifecycle
 from libs.contracts import WORKFLOWS, Rpc
 from services.tenant_api import auth, errors, validation
+from services.tenant_api.page_tokens import PageTokens
 from services.tenant_api.registry import Registry
 from services.tenant_api.runs import SETTLE_WAIT, Ended, Runs, workflow_of
 from tenantry.orchestrator.v1 import orchestrator_pb2
@@ -90,9 +89,10 @@ def _spec_of(record: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
 
 
 class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
-    def __init__(self, client: Client, registry: Registry) -> None:
+    def __init__(self, client: Client, registry: Registry, *, page_tokens: PageTokens | None = None) -> None:
         self._runs = Runs(client)
         self._registry = registry
+        self._tokens = page_tokens or PageTokens.from_env()
 
     async def CreateTenant(  # noqa: N802 (gRPC method name)
         self, request: tenant_service_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext
@@ -146,13 +146,13 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     ) -> tenant_service_pb2.ListTenantsResponse:
         violations: validation.Violations = []
         size = validation.page_size(request.page_size, violations)
-        after = _decode_token(request.page_token, violations)
+        after = self._after_tenant(request.page_token, violations)
         if violations:
             raise errors.invalid(violations)
         page = await self._registry.page(after=after, limit=size + 1, only=auth.view_scope())
         more = len(page) > size
         page = page[:size]
-        token = _encode_token(page[-1].tenant_id) if more else ""
+        token = self._tokens.encode(page[-1].tenant_id, scope=_TENANTS_SCOPE) if more else ""
         return tenant_service_pb2.ListTenantsResponse(tenants=page, next_page_token=token)
 
     async def DeleteTenant(  # noqa: N802
@@ -355,7 +355,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         violations: validation.Violations = []
         tid = validation.tenant_id_from_name(request.parent, violations, field="parent")
         size = validation.page_size(request.page_size, violations, default=DEFAULT_EVENT_PAGE)
-        after = _decode_event_token(request.page_token, violations)
+        after = self._after_event(request.page_token, tid, violations)
         if violations:
             raise errors.invalid(violations)
         page = await self._registry.events(tid, after=after, limit=size + 1)
@@ -363,7 +363,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             await self._current(tid)  # NOT_FOUND for a tenant that does not exist
         more = len(page) > size
         page = page[:size]
-        token = _encode_token(str(page[-1][0])) if more else ""
+        token = self._tokens.encode(str(page[-1][0]), scope=_events_scope(tid)) if more else ""
         return tenant_service_pb2.ListTenantEventsResponse(events=[e for _, e in page], next_page_token=token)
 
     async def RetryProvisioning(  # noqa: N802
@@ -473,6 +473,26 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             seen = page[-1][0]
             recent = [*recent[-MAX_WATCH_EVENTS:], *page]
 
+    # -- page tokens --------------------------------------------------------
+
+    def _after_tenant(self, token: str, violations: validation.Violations) -> str:
+        if not token:
+            return ""
+        after = self._tokens.decode(token, scope=_TENANTS_SCOPE)
+        if after is None or not lifecycle.valid_tenant_id(after):
+            violations.append(("page_token", "not a token returned by ListTenants for this request"))
+            return ""
+        return after
+
+    def _after_event(self, token: str, tid: str, violations: validation.Violations) -> int:
+        if not token:
+            return 0
+        after = self._tokens.decode(token, scope=_events_scope(tid)) if tid else None
+        if after is None or not (after.isascii() and after.isdigit()) or len(after) > 18:
+            violations.append(("page_token", "not a token returned by ListTenantEvents for this tenant"))
+            return 0
+        return int(after)
+
     # -- reading a tenant ---------------------------------------------------
 
     @staticmethod
@@ -561,30 +581,10 @@ def _pending(spec: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
     return tenant
 
 
-def _encode_token(after: str) -> str:
-    return base64.urlsafe_b64encode(f"v1:{after}".encode()).decode()
+# A token is bound to its rpc and, for events, to the tenant: one list's position means
+# nothing in another.
+_TENANTS_SCOPE = "ListTenants"
 
 
-def _decode_token(token: str, violations: validation.Violations) -> str:
-    if not token:
-        return ""
-    try:
-        version, _, after = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        version, after = "", ""
-    if version != "v1" or not lifecycle.valid_tenant_id(after):
-        violations.append(("page_token", "not a token returned by ListTenants"))
-    return after
-
-
-def _decode_event_token(token: str, violations: validation.Violations) -> int:
-    if not token:
-        return 0
-    try:
-        version, _, after = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        version, after = "", ""
-    if version != "v1" or not after.isdigit() or len(after) > 18:
-        violations.append(("page_token", "not a token returned by ListTenantEvents"))
-        return 0
-    return int(after)
+def _events_scope(tenant_id: str) -> str:
+    return f"ListTenantEvents/{tenant_id}"
