@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.devstack.certs import LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.processes import ManagedProcess, free_port
@@ -23,6 +24,12 @@ from libs.devstack.processes import ManagedProcess, free_port
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def ca(state_dir: Path) -> LocalCA:
+    """The session's certificate authority (as the dev stack's, in `secrets`)."""
+    return LocalCA(state_dir / "secrets")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
+from libs.devstack.certs import LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
@@ -148,15 +151,27 @@ class Stack:
             **self.extra_env,
         }
 
+    @property
+    def ca(self) -> LocalCA:
+        """The stack's certificate authority, in `<state_dir>/secrets`."""
+        return LocalCA(self.state_dir / "secrets")
+
     def start_service(self, name: str) -> ManagedProcess:
         health = self.grpc_address if name == "tenant_api" else f"127.0.0.1:{free_port()}"
         env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        credentials = None
+        if name != "tenant_api":
+            # A worker's health endpoint serves TLS with the stack's server certificate.
+            ca = self.ca
+            server = ca.server()
+            env |= {"TENANTRY_TLS_CERT_FILE": str(server.cert), "TENANTRY_TLS_KEY_FILE": str(server.key)}
+            credentials = grpc.ssl_channel_credentials(ca.ca_file.read_bytes())
         process = ManagedProcess(
             name,
             python_module(SERVICES[name]),
             log_dir=self.log_dir,
             env=env,
-            ready=lambda: grpc_serving(health),
+            ready=lambda: grpc_serving(health, credentials=credentials),
         )
         self.services[name] = process
         return process.start().wait_ready()
