@@ -16,6 +16,8 @@ import grpc
 from libs.devstack.certs import LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
+from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
+from libs.devstack.mailcatcher import password_file
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 
 # Process name -> module run with `python -m`. Domain workers first, then the
@@ -50,9 +52,11 @@ class Stack:
         keycloak_mode: str = "realm",
         keycloak: KeycloakServer | None = None,
         extra_env: dict[str, str] | None = None,
+        ca: LocalCA | None = None,
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
-        given server (or on one this stack starts)."""
+        given server (or on one this stack starts). `ca` signs the stack's
+        certificates (a given Keycloak must trust it); else its own."""
         self.state_dir = state_dir.resolve()
         self.idp = idp
         self.keycloak_mode = keycloak_mode
@@ -64,6 +68,7 @@ class Stack:
         self.embedded: dict[str, ManagedProcess] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
+        self._ca = ca
 
     @property
     def grpc_address(self) -> str:
@@ -97,7 +102,13 @@ class Stack:
                 log_dir=self.log_dir,
             ),
             "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
-            "mailcatcher": mail_catcher(self.maildir, port=self.ports.smtp, log_dir=self.log_dir),
+            "mailcatcher": mail_catcher(
+                self.maildir,
+                port=self.ports.smtp,
+                log_dir=self.log_dir,
+                tls=self.ca.server(),
+                password_file=password_file(self.state_dir / "secrets"),
+            ),
         }
         if self.idp == "keycloak" and self.keycloak is None:
             self.keycloak = self._own_keycloak()
@@ -123,6 +134,7 @@ class Stack:
             management_port=management,
             admin_password=password,
             log_dir=self.log_dir,
+            truststore=self.ca.ca_file,
         )
         return KeycloakServer.local(
             port=self.ports.keycloak, management_port=management, admin_password=password
@@ -141,6 +153,10 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "embedded",
             "AWS_DEFAULT_REGION": "us-east-1",
             "TENANTRY_SMTP_ADDRESS": f"127.0.0.1:{self.ports.smtp}",
+            # The catcher requires STARTTLS (its certificate from the stack's CA) and AUTH.
+            "TENANTRY_SMTP_USERNAME": MAIL_USERNAME,
+            "TENANTRY_SMTP_PASSWORD_FILE": str(password_file(self.state_dir / "secrets")),
+            "TENANTRY_SMTP_CA_FILE": str(self.ca.ca_file),
             "TENANTRY_GRPC_ADDRESS": self.grpc_address,
             "TENANTRY_IAC_STATE_DIR": str(self.state_dir / "iac"),
             # moto grants SES sender verification at once (used when TENANTRY_NOTIFY_PROVIDER=ses).
@@ -153,8 +169,10 @@ class Stack:
 
     @property
     def ca(self) -> LocalCA:
-        """The stack's certificate authority, in `<state_dir>/secrets`."""
-        return LocalCA(self.state_dir / "secrets")
+        """The stack's certificate authority: in `<state_dir>/secrets`, unless one was given."""
+        if self._ca is None:
+            self._ca = LocalCA(self.state_dir / "secrets")
+        return self._ca
 
     def start_service(self, name: str) -> ManagedProcess:
         health = self.grpc_address if name == "tenant_api" else f"127.0.0.1:{free_port()}"
