@@ -4,21 +4,34 @@ Temporal client (TLS, client certificates, API key), SMTP."""
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RetryConfig, TLSConfig
+from temporalio.testing import ActivityEnvironment
 
 from libs.config import ConfigError, ServerTls, TemporalSettings, WorkerSettings
 from libs.devstack.certs import KeyPair, LocalCA
+from libs.devstack.mailcatcher import read_messages
 from libs.devstack.processes import free_port, grpc_serving
+from libs.errors import Unavailable
 from libs.health import HealthEndpoint
+from libs.smtp import Email, SmtpMailer, SmtpSettings
 from libs.temporal import connect
+from services.notification import providers
+from services.notification.activities import NotificationActivities
+from tenantry.notification.v1 import notification_pb2
+from tests.conftest import MailCatcher
 from tests.support.tls_proxy import TlsProxy
 
 
@@ -195,3 +208,177 @@ def test_temporal_client_certificate_needs_its_key(ca: LocalCA) -> None:
     identity = ca.client("temporal-client", uri="spiffe://tenantry.test/worker")
     with pytest.raises(ConfigError, match="TEMPORAL_TLS_CLIENT_KEY_PATH"):
         TemporalSettings.from_env({"TEMPORAL_TLS_CLIENT_CERT_PATH": str(identity.cert)})
+
+
+# -- SMTP: STARTTLS and AUTH, to the mail catcher that requires both --
+
+
+def mailer_for(mail: MailCatcher, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> SmtpMailer:
+    for name, value in (mail.env | overrides).items():
+        monkeypatch.setenv(name, value)
+    return SmtpMailer(SmtpSettings.from_env())
+
+
+def an_email(subject: str = "hello") -> Email:
+    tag = uuid.uuid4().hex[:12]
+    return Email(
+        recipient=f"ada@{tag}.example.com",
+        recipient_name="Ada",
+        subject=subject,
+        body="body\n",
+        message_id=f"<{tag}@tenantry>",
+    )
+
+
+def test_smtp_sends_over_starttls_with_auth(mail: MailCatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    email = an_email()
+    assert mailer_for(mail, monkeypatch).send(email) == email.message_id
+    [message] = [m for m in read_messages(mail.maildir) if m["Message-ID"] == email.message_id]
+    assert message["To"] == f"Ada <{email.recipient}>"
+
+
+def test_smtp_wrong_password_fails_clearly_and_retryably(
+    mail: MailCatcher, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    mailer = mailer_for(mail, monkeypatch, TENANTRY_SMTP_PASSWORD_FILE=str(wrong))
+    with pytest.raises(Unavailable, match="refused our credentials.*TENANTRY_SMTP_PASSWORD") as caught:
+        mailer.send(an_email())
+    assert "not-the-password" not in str(caught.value) and caught.value.__cause__ is None
+
+    # Through the notification activity: a retryable ProviderUnavailable, the notice waits for the fix.
+    monkeypatch.setenv("TENANTRY_NOTIFY_PROVIDER", "smtp")
+    request = notification_pb2.SendNoticeRequest(
+        tenant_id="t-wrongpassword",
+        kind=notification_pb2.NOTICE_KIND_WELCOME,
+        recipient="admin@wrong.example.com",
+        recipient_name="Ada",
+        tenant_display_name="Acme",
+        domains=["wrong.tenants.tenantry.test"],
+        idempotency_key="provision-t-wrongpassword",
+    )
+    with pytest.raises(ApplicationError) as failed:
+        ActivityEnvironment().run(NotificationActivities(providers.from_env()).send_notice, request)
+    assert (failed.value.type, failed.value.non_retryable) == ("ProviderUnavailable", False)
+    assert "not-the-password" not in str(failed.value)
+
+
+def test_smtp_refuses_a_server_certificate_it_does_not_trust(
+    mail: MailCatcher, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    other = LocalCA(tmp_path / "other", name="Another CA")
+    mailer = mailer_for(mail, monkeypatch, TENANTRY_SMTP_CA_FILE=str(other.ca_file))
+    with pytest.raises(Unavailable, match="certificate we do not trust.*TENANTRY_SMTP_CA_FILE"):
+        mailer.send(an_email())
+
+
+def test_the_catcher_refuses_a_plaintext_client(mail: MailCatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    host, _, port = mail.address.rpartition(":")
+    with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("starttls")
+        # No AUTH and no mail before STARTTLS.
+        assert smtp.docmd("AUTH", "PLAIN AHRlbmFudHJ5AHg=")[0] == 530
+        assert smtp.docmd("MAIL", "FROM:<a@b.test>")[0] == 530
+    # A sender told to skip STARTTLS (and so without credentials) gets nowhere either.
+    for name in ("TENANTRY_SMTP_USERNAME", "TENANTRY_SMTP_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TENANTRY_SMTP_ADDRESS", mail.address)
+    monkeypatch.setenv("TENANTRY_SMTP_STARTTLS", "off")
+    with pytest.raises(Unavailable, match="refused the sender \\(530\\)"):
+        SmtpMailer(SmtpSettings.from_env()).send(an_email())
+
+
+class _Recording:
+    """A plaintext server offering AUTH without TLS (as a misconfigured relay would)."""
+
+    def __init__(self) -> None:
+        self.logins: list[Any] = []
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        self.logins.append(auth_data)
+        return AuthResult(success=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        return "250 accepted"
+
+
+def test_smtp_never_sends_credentials_over_plaintext(monkeypatch: pytest.MonkeyPatch, ca: LocalCA) -> None:
+    recorder = _Recording()
+    port = free_port()
+    server = Controller(
+        recorder, hostname="127.0.0.1", port=port, authenticator=recorder, auth_require_tls=False
+    )
+    server.start()
+    try:
+        settings = SmtpSettings(
+            host="127.0.0.1",
+            port=port,
+            sender="a@b.test",
+            username="u",
+            password="hunter2",
+            ca_file=ca.ca_file,
+        )
+        with pytest.raises(Unavailable, match="does not offer STARTTLS"):
+            SmtpMailer(settings).send(an_email())
+    finally:
+        server.stop()
+    assert recorder.logins == []
+    # Nor can it be configured to.
+    with pytest.raises(ConfigError, match="TENANTRY_SMTP_STARTTLS=off"):
+        SmtpSettings(host="h", port=25, sender="a@b.test", username="u", password="hunter2", starttls=False)
+    monkeypatch.setenv("TENANTRY_SMTP_USERNAME", "u")
+    monkeypatch.setenv("TENANTRY_SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("TENANTRY_SMTP_STARTTLS", "off")
+    with pytest.raises(ConfigError, match="TENANTRY_SMTP_STARTTLS"):
+        SmtpSettings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TENANTRY_SMTP_STARTTLS": "no"}, "TENANTRY_SMTP_STARTTLS"),
+        (
+            {"TENANTRY_SMTP_USERNAME": "u", "TENANTRY_SMTP_PASSWORD_FILE": "/nonexistent"},
+            "TENANTRY_SMTP_PASSWORD_FILE",
+        ),
+        (
+            {
+                "TENANTRY_SMTP_USERNAME": "u",
+                "TENANTRY_SMTP_PASSWORD_FILE": "/etc/hostname",
+                "TENANTRY_SMTP_PASSWORD": "p",
+            },
+            "TENANTRY_SMTP_PASSWORD",
+        ),
+        ({"TENANTRY_SMTP_CA_FILE": "/nonexistent/ca.pem"}, "TENANTRY_SMTP_CA_FILE"),
+    ],
+)
+def test_smtp_settings_errors_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], variable: str
+) -> None:
+    for name in ("TENANTRY_SMTP_USERNAME", "TENANTRY_SMTP_PASSWORD", "TENANTRY_SMTP_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=variable):
+        SmtpSettings.from_env()
+
+
+def test_smtp_password_file_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("TENANTRY_SMTP_STARTTLS", "TENANTRY_SMTP_PASSWORD", "TENANTRY_SMTP_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("TENANTRY_SMTP_USERNAME", "mailer")
+    monkeypatch.setenv("TENANTRY_SMTP_PASSWORD_FILE", str(secret))
+    settings = SmtpSettings.from_env()
+    assert (settings.username, settings.password, settings.starttls, settings.ca_file) == (
+        "mailer",
+        "s3cret",
+        True,
+        None,
+    )
+    assert "s3cret" not in repr(settings)
