@@ -4,6 +4,7 @@ Temporal client (TLS, client certificates, API key), SMTP."""
 from __future__ import annotations
 
 import asyncio
+import os
 import smtplib
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from temporalio.testing import ActivityEnvironment
 from libs.config import ConfigError, ServerTls, TemporalSettings, WorkerSettings
 from libs.devstack.certs import KeyPair, LocalCA
 from libs.devstack.mailcatcher import read_messages
-from libs.devstack.processes import free_port, grpc_serving
+from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 from libs.errors import Unavailable
 from libs.health import HealthEndpoint
 from libs.smtp import Email, SmtpMailer, SmtpSettings
@@ -382,3 +383,32 @@ def test_smtp_password_file_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_pa
         None,
     )
     assert "s3cret" not in repr(settings)
+
+
+def test_a_worker_process_serves_health_over_tls_only(
+    temporal_address: str, ca: LocalCA, mail: MailCatcher, tmp_path: Path
+) -> None:
+    """As the dev stack starts a worker: its certificate from the CA, readiness checked over TLS."""
+    server = ca.server()
+    health = f"127.0.0.1:{free_port()}"
+    trust = grpc.ssl_channel_credentials(ca.ca_file.read_bytes())
+    env = {
+        **os.environ,
+        **mail.env,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TENANTRY_HEALTH_ADDRESS": health,
+        "TENANTRY_TLS_CERT_FILE": str(server.cert),
+        "TENANTRY_TLS_KEY_FILE": str(server.key),
+    }
+    worker = ManagedProcess(
+        "notification-tls",
+        python_module("services.notification"),
+        log_dir=tmp_path,
+        env=env,
+        ready=lambda: grpc_serving(health, credentials=trust),
+    )
+    try:
+        worker.start().wait_ready()
+        assert not grpc_serving(health)
+    finally:
+        assert worker.stop() == 0
