@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from temporalio.envconfig import ClientConfigProfile
+from temporalio.service import TLSConfig
 
 
 class ConfigError(Exception):
@@ -41,29 +45,135 @@ def _int(name: str, default: int) -> int:
     return value
 
 
+_ADDRESS = r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}"
+
+
 def _address(name: str, default: str | None = None) -> str:
     value = _get(name, default)
-    if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", value):
+    if not re.fullmatch(_ADDRESS, value):
         raise ConfigError(f"{name}={value!r} is not host:port")
     return value
 
 
+def _file(name: str, value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"{name}={value!r} is not a file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{name}={value!r} cannot be read: {err.strerror}") from None
+    return path
+
+
+# TEMPORAL_TLS values the SDK understands; any other (say "off") would turn TLS on.
+_TEMPORAL_BOOLEANS = ("true", "false", "1", "0")
+
+
 @dataclass(frozen=True)
 class TemporalSettings:
+    """How to reach Temporal, from the SDK's environment configuration
+    (`temporalio.envconfig`): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+    TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+    TEMPORAL_TLS_CLIENT_CERT_PATH / _KEY_PATH (or the _DATA forms),
+    TEMPORAL_TLS_SERVER_NAME, TEMPORAL_GRPC_META_*, and a TOML file
+    (TEMPORAL_CONFIG_FILE, profile TEMPORAL_PROFILE) under them.
+    """
+
     address: str
     namespace: str
-    # Temporal Cloud / mTLS: an API key enables TLS; a CA-less TLS uses system roots.
-    api_key: str | None
-    tls: bool
+    # An API key turns TLS on (system roots unless a CA is given).
+    api_key: str | None = field(default=None, repr=False)
+    # The SDK's TLSConfig holds the client key in its repr: keep it out of ours.
+    tls: bool | TLSConfig = field(default=False, repr=False)
+    rpc_metadata: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_env(cls) -> TemporalSettings:
-        api_key = os.environ.get("TEMPORAL_API_KEY") or None
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TemporalSettings:
+        """Loads the profile as the SDK does and checks what it would let through:
+        a missing file, a client certificate without its key, a TEMPORAL_TLS it
+        would read as "on", an API key over plaintext."""
+        environ = os.environ if env is None else env
+        tls_flag = environ.get("TEMPORAL_TLS")
+        if tls_flag is not None and tls_flag.lower() not in _TEMPORAL_BOOLEANS:
+            raise ConfigError(f"TEMPORAL_TLS={tls_flag!r} is not one of {', '.join(_TEMPORAL_BOOLEANS)}")
+        config_file = environ.get("TEMPORAL_CONFIG_FILE")
+        if config_file and not Path(config_file).is_file():
+            # The SDK would silently use no file at all.
+            raise ConfigError(f"TEMPORAL_CONFIG_FILE={config_file!r} is not a file")
+        try:
+            profile = ClientConfigProfile.load(
+                environ.get("TEMPORAL_PROFILE") or None, override_env_vars=dict(environ)
+            )
+        except Exception as err:  # the SDK's core raises its own ConfigError (bad TOML, unknown profile)
+            raise ConfigError(
+                f"Temporal client configuration (TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE): {err}"
+            ) from None
+        if profile.tls is not None:
+            for name, source in (
+                ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", profile.tls.server_root_ca_cert),
+                ("TEMPORAL_TLS_CLIENT_CERT_PATH", profile.tls.client_cert),
+                ("TEMPORAL_TLS_CLIENT_KEY_PATH", profile.tls.client_private_key),
+            ):
+                if isinstance(source, Path) and not source.is_file():
+                    raise ConfigError(f"{name}={str(source)!r} is not a file")
+            if (profile.tls.client_cert is None) != (profile.tls.client_private_key is None):
+                raise ConfigError(
+                    "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH must be set together"
+                )
+        connect = profile.to_client_connect_config()
+        address = connect.get("target_host") or "127.0.0.1:7233"
+        if not re.fullmatch(_ADDRESS, address):
+            raise ConfigError(f"TEMPORAL_ADDRESS={address!r} is not host:port")
+        tls = connect.get("tls", False)
+        api_key = connect.get("api_key") or None
+        if api_key is not None and tls is False:
+            raise ConfigError("TEMPORAL_API_KEY is set but TEMPORAL_TLS=false: the key would travel in clear")
         return cls(
-            address=_address("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-            namespace=_get("TEMPORAL_NAMESPACE", "default"),
+            address=address,
+            namespace=connect.get("namespace") or "default",
             api_key=api_key,
-            tls=api_key is not None or os.environ.get("TEMPORAL_TLS", "") in ("1", "true"),
+            tls=tls,
+            rpc_metadata=dict(connect.get("rpc_metadata") or {}),
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls is not False
+
+    @property
+    def client_certificate(self) -> bool:
+        return isinstance(self.tls, TLSConfig) and self.tls.client_cert is not None
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """A server certificate and, to require client certificates, the CA that signs them."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> ServerTls | None:
+        """TENANTRY_TLS_CERT_FILE and TENANTRY_TLS_KEY_FILE (both or neither),
+        TENANTRY_TLS_CLIENT_CA_FILE; None when no certificate is configured."""
+        cert = os.environ.get("TENANTRY_TLS_CERT_FILE") or None
+        key = os.environ.get("TENANTRY_TLS_KEY_FILE") or None
+        client_ca = os.environ.get("TENANTRY_TLS_CLIENT_CA_FILE") or None
+        if cert is None and key is None:
+            if client_ca is not None:
+                raise ConfigError(
+                    "TENANTRY_TLS_CLIENT_CA_FILE needs TENANTRY_TLS_CERT_FILE and TENANTRY_TLS_KEY_FILE"
+                )
+            return None
+        if cert is None or key is None:
+            raise ConfigError("TENANTRY_TLS_CERT_FILE and TENANTRY_TLS_KEY_FILE must be set together")
+        return cls(
+            cert_file=_file("TENANTRY_TLS_CERT_FILE", cert),
+            key_file=_file("TENANTRY_TLS_KEY_FILE", key),
+            client_ca_file=_file("TENANTRY_TLS_CLIENT_CA_FILE", client_ca) if client_ca else None,
         )
 
 
@@ -73,6 +183,8 @@ class WorkerSettings:
     health_address: str | None
     max_concurrent_activities: int
     max_concurrent_workflow_tasks: int
+    # The health endpoint's certificate: the TLS settings of the public API, one certificate per pod.
+    health_tls: ServerTls | None = None
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -81,6 +193,7 @@ class WorkerSettings:
             health_address=_address("TENANTRY_HEALTH_ADDRESS") if health else None,
             max_concurrent_activities=_int("TENANTRY_MAX_CONCURRENT_ACTIVITIES", 32),
             max_concurrent_workflow_tasks=_int("TENANTRY_MAX_CONCURRENT_WORKFLOW_TASKS", 32),
+            health_tls=ServerTls.from_env() if health else None,
         )
 
 
@@ -126,10 +239,4 @@ def optional(name: str) -> str | None:
 
 def readable_file(name: str) -> Path:
     """A setting naming a file that must exist and be readable."""
-    path = Path(_get(name))
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"{name}={str(path)!r} cannot be read: {err.strerror}") from None
-    return path
+    return _file(name, _get(name))

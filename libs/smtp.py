@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
+from pathlib import Path
 
 from libs import config
 from libs.errors import Rejected, Unavailable
@@ -38,38 +39,80 @@ class SmtpSettings:
     username: str | None = None
     # Never logged nor shown in a repr or an error message.
     password: str | None = field(default=None, repr=False)
+    # Upgrade every connection with STARTTLS (certificate verified); off only when asked for.
+    starttls: bool = True
+    # Trust for a relay whose certificate a private CA signed (else the system's roots).
+    ca_file: Path | None = None
     timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if (self.username is None) != (self.password is None):
+            raise config.ConfigError("TENANTRY_SMTP_USERNAME and TENANTRY_SMTP_PASSWORD must be set together")
+        if self.username is not None and not self.starttls:
+            raise config.ConfigError(
+                "TENANTRY_SMTP_USERNAME is set but TENANTRY_SMTP_STARTTLS=off: "
+                "the password would travel in clear"
+            )
 
     @classmethod
     def from_env(cls) -> SmtpSettings:
+        """TENANTRY_SMTP_ADDRESS, TENANTRY_MAIL_FROM, TENANTRY_SMTP_STARTTLS (on|off),
+        TENANTRY_SMTP_USERNAME with TENANTRY_SMTP_PASSWORD_FILE or TENANTRY_SMTP_PASSWORD,
+        TENANTRY_SMTP_CA_FILE, TENANTRY_SMTP_TIMEOUT_SECONDS; raises ConfigError."""
         host, _, port = config.address("TENANTRY_SMTP_ADDRESS", "127.0.0.1:1025").rpartition(":")
         sender = config.required("TENANTRY_MAIL_FROM", "Tenantry <no-reply@tenantry.test>")
         if "@" not in parseaddr(sender)[1]:
             raise config.ConfigError(f"TENANTRY_MAIL_FROM={sender!r} has no email address")
-        username = os.environ.get("TENANTRY_SMTP_USERNAME") or None
-        password = os.environ.get("TENANTRY_SMTP_PASSWORD") or None
-        if (username is None) != (password is None):
-            raise config.ConfigError("TENANTRY_SMTP_USERNAME and TENANTRY_SMTP_PASSWORD must be set together")
+        ca_file = os.environ.get("TENANTRY_SMTP_CA_FILE") or None
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise config.ConfigError(f"TENANTRY_SMTP_CA_FILE={ca_file!r} is not a file")
         return cls(
             host=host.strip("[]"),
             port=int(port),
             sender=sender,
-            username=username,
-            password=password,
+            username=os.environ.get("TENANTRY_SMTP_USERNAME") or None,
+            password=_password(),
+            starttls=config.choice("TENANTRY_SMTP_STARTTLS", "on", ("on", "off")) == "on",
+            ca_file=Path(ca_file) if ca_file else None,
             timeout=float(config.integer("TENANTRY_SMTP_TIMEOUT_SECONDS", 10)),
         )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """What STARTTLS verifies the server's certificate and name against."""
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+
+
+def _password() -> str | None:
+    """TENANTRY_SMTP_PASSWORD_FILE (a mounted secret, trailing newline dropped) or TENANTRY_SMTP_PASSWORD."""
+    path = os.environ.get("TENANTRY_SMTP_PASSWORD_FILE") or None
+    inline = os.environ.get("TENANTRY_SMTP_PASSWORD") or None
+    if path is None:
+        return inline
+    if inline is not None:
+        raise config.ConfigError("TENANTRY_SMTP_PASSWORD and TENANTRY_SMTP_PASSWORD_FILE are both set")
+    try:
+        password = Path(path).read_text().rstrip("\r\n")
+    except OSError as err:
+        raise config.ConfigError(
+            f"TENANTRY_SMTP_PASSWORD_FILE={path!r} cannot be read ({err.strerror})"
+        ) from None
+    if not password:
+        raise config.ConfigError(f"TENANTRY_SMTP_PASSWORD_FILE={path!r} is empty")
+    return password
 
 
 class SmtpMailer:
     """Sends `Email`s over SMTP, one connection per message (smtplib connections are not thread-safe).
 
-    With credentials configured, the connection is upgraded with STARTTLS
-    (certificate verified) before logging in; a server without STARTTLS is
-    an error rather than a reason to send the password in clear.
+    The connection is upgraded with STARTTLS (certificate and name verified)
+    unless the settings turn it off, before any login; a server that does not
+    offer STARTTLS is an error rather than a reason to send in clear, and
+    credentials never go over a connection without TLS.
     """
 
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
+        self._context = settings.tls_context() if settings.starttls else None
 
     def send(self, email: Email) -> str:
         message = compose(email, self._settings.sender)
@@ -78,8 +121,15 @@ class SmtpMailer:
             with smtplib.SMTP(
                 self._settings.host, self._settings.port, timeout=self._settings.timeout
             ) as smtp:
+                if self._context is not None:
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        raise Unavailable(f"the mail server at {where} does not offer STARTTLS")
+                    smtp.starttls(context=self._context)
                 if self._settings.username is not None and self._settings.password is not None:
-                    smtp.starttls(context=ssl.create_default_context())
+                    # The settings forbid it already; the connection is checked all the same.
+                    if not isinstance(smtp.sock, ssl.SSLSocket):
+                        raise Unavailable(f"not sending credentials to {where} without TLS")
                     smtp.login(self._settings.username, self._settings.password)
                 smtp.send_message(message, to_addrs=[email.recipient])
         except smtplib.SMTPRecipientsRefused as err:
@@ -88,18 +138,29 @@ class SmtpMailer:
                 raise Rejected(f"the mail server refused recipient {email.recipient} ({code})") from err
             raise Unavailable(f"the mail server deferred recipient {email.recipient} ({code})") from err
         except smtplib.SMTPAuthenticationError as err:
-            # No cause attached: the server's reply to AUTH is not ours to repeat.
+            # Retryable: the notice waits, not lost, until the operator fixes the
+            # secret and restarts the worker. No cause attached: the server's
+            # reply to AUTH is not ours to repeat.
             raise Unavailable(
-                f"the mail server at {where} refused our credentials ({err.smtp_code})"
+                f"the mail server at {where} refused our credentials ({err.smtp_code}); "
+                "check TENANTRY_SMTP_USERNAME and TENANTRY_SMTP_PASSWORD(_FILE)"
             ) from None
         except smtplib.SMTPDataError as err:
             if err.smtp_code >= 500:
                 raise Rejected(f"the mail server refused the message ({err.smtp_code})") from err
             raise Unavailable(f"the mail server deferred the message ({err.smtp_code})") from err
+        except smtplib.SMTPSenderRefused as err:
+            # 530: the server wants AUTH (or STARTTLS) we were not configured for.
+            raise Unavailable(f"the mail server at {where} refused the sender ({err.smtp_code})") from None
         except smtplib.SMTPResponseException as err:
             raise Unavailable(f"the mail server at {where} answered {err.smtp_code}") from err
         except smtplib.SMTPNotSupportedError as err:
-            raise Unavailable(f"the mail server at {where} does not offer STARTTLS") from err
+            raise Unavailable(f"the mail server at {where} does not offer AUTH") from err
+        except ssl.SSLCertVerificationError as err:
+            raise Unavailable(
+                f"the mail server at {where} presented a certificate we do not trust ({err.verify_message}); "
+                "see TENANTRY_SMTP_CA_FILE"
+            ) from err
         except (smtplib.SMTPException, OSError) as err:
             raise Unavailable(f"cannot reach the mail server at {where}: {type(err).__name__}") from err
         return email.message_id

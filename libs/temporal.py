@@ -54,6 +54,7 @@ async def connect(
                 namespace=settings.namespace,
                 api_key=settings.api_key,
                 tls=settings.tls,
+                rpc_metadata=settings.rpc_metadata,
                 retry_config=retry_config,
             )
         except (RuntimeError, RPCError) as err:
@@ -78,7 +79,9 @@ async def run_worker(
     """
     settings = WorkerSettings.from_env()
     client = client or await connect()
-    health = HealthEndpoint(settings.health_address) if settings.health_address else None
+    health = (
+        HealthEndpoint(settings.health_address, tls=settings.health_tls) if settings.health_address else None
+    )
     with concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
         worker = Worker(
             client,

@@ -15,14 +15,23 @@ from pathlib import Path
 
 import pytest
 
+from libs.devstack.certs import LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
+from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
+from libs.devstack.mailcatcher import password_file
 from libs.devstack.processes import ManagedProcess, free_port
 
 
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def ca(state_dir: Path) -> LocalCA:
+    """The session's certificate authority (as the dev stack's, in `secrets`)."""
+    return LocalCA(state_dir / "secrets")
 
 
 @pytest.fixture(scope="session")
@@ -71,16 +80,45 @@ def aws(state_dir: Path) -> Iterator[Aws]:
 
 @dataclass(frozen=True)
 class MailCatcher:
+    """The session's mail catcher: STARTTLS (a certificate of the session CA) and AUTH required."""
+
     address: str
     maildir: Path
+    username: str
+    password_file: Path
+    ca_file: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The SMTP settings of a sender that reaches it."""
+        return {
+            "TENANTRY_SMTP_ADDRESS": self.address,
+            "TENANTRY_SMTP_USERNAME": self.username,
+            "TENANTRY_SMTP_PASSWORD_FILE": str(self.password_file),
+            "TENANTRY_SMTP_CA_FILE": str(self.ca_file),
+        }
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
 
 
 @pytest.fixture(scope="session")
-def mail(state_dir: Path) -> Iterator[MailCatcher]:
+def mail(state_dir: Path, ca: LocalCA) -> Iterator[MailCatcher]:
     port = free_port()
     maildir = state_dir / "mail"
-    server = mail_catcher(maildir, port=port, log_dir=state_dir / "logs").start().wait_ready()
-    yield MailCatcher(address=f"127.0.0.1:{port}", maildir=maildir)
+    secret = password_file(state_dir / "secrets")
+    server = mail_catcher(
+        maildir, port=port, log_dir=state_dir / "logs", tls=ca.server(), password_file=secret
+    ).start()
+    server.wait_ready()
+    yield MailCatcher(
+        address=f"127.0.0.1:{port}",
+        maildir=maildir,
+        username=MAIL_USERNAME,
+        password_file=secret,
+        ca_file=ca.ca_file,
+    )
     server.stop()
 
 
@@ -100,14 +138,20 @@ class RunningKeycloak:
 
 
 @pytest.fixture(scope="session")
-def keycloak_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningKeycloak]:
-    """One real Keycloak (dev mode, fresh database) for the whole session; a
-    fault test may stop and start its process (the data survives)."""
+def keycloak_process(tmp_path_factory: pytest.TempPathFactory, ca: LocalCA) -> Iterator[RunningKeycloak]:
+    """One real Keycloak (dev mode, fresh database) for the whole session,
+    trusting the session CA (the mail catcher's certificate); a fault test
+    may stop and start its process (the data survives)."""
     state = tmp_path_factory.mktemp("keycloak")
     port, management_port = free_port(), free_port()
     password = secrets.token_urlsafe(18)
     process = keycloak_server(
-        state, port=port, management_port=management_port, admin_password=password, log_dir=state / "logs"
+        state,
+        port=port,
+        management_port=management_port,
+        admin_password=password,
+        log_dir=state / "logs",
+        truststore=ca.ca_file,
     )
     try:
         process.start().wait_ready()

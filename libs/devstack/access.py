@@ -31,9 +31,11 @@ class DevAccess:
     policy_file: Path
 
     @classmethod
-    def create(cls, secrets_dir: Path, *, grants: str = "") -> DevAccess:
-        """`grants` adds to the policy (TOML `[[grants]]` tables) when it is first written."""
-        ca = LocalCA(secrets_dir)
+    def create(cls, secrets_dir: Path, *, ca: LocalCA | None = None, grants: str = "") -> DevAccess:
+        """`grants` adds to the policy (TOML `[[grants]]` tables) when it is first written;
+        `ca` signs the certificates (else the CA kept in `secrets_dir`)."""
+        ca = ca or LocalCA(secrets_dir)
+        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         policy = secrets_dir / POLICY_FILE
         if not policy.exists():
             policy.write_text(_POLICY + grants)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from libs.devstack.certs import KeyPair
 from libs.devstack.processes import ManagedProcess, free_port, port_open
 
 
@@ -77,14 +78,23 @@ def moto_server(*, port: int, log_dir: Path) -> ManagedProcess:
     )
 
 
-def mail_catcher(maildir: Path, *, port: int, log_dir: Path) -> ManagedProcess:
-    """An SMTP server (aiosmtpd) that files every message into a Maildir."""
-    return ManagedProcess(
-        "mailcatcher",
-        [sys.executable, "-m", "libs.devstack.mailcatcher", "--port", str(port), "--maildir", str(maildir)],
-        log_dir=log_dir,
-        ready=lambda: port_open(port),
-    )
+def mail_catcher(
+    maildir: Path,
+    *,
+    port: int,
+    log_dir: Path,
+    tls: KeyPair | None = None,
+    password_file: Path | None = None,
+) -> ManagedProcess:
+    """An SMTP server (aiosmtpd) that files every message into a Maildir;
+    requiring STARTTLS with the `tls` certificate, and AUTH as
+    mailcatcher.USERNAME with the password in `password_file`."""
+    argv = [sys.executable, "-m", "libs.devstack.mailcatcher", "--port", str(port), "--maildir", str(maildir)]
+    if tls is not None:
+        argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+    if password_file is not None:
+        argv += ["--password-file", str(password_file)]
+    return ManagedProcess("mailcatcher", argv, log_dir=log_dir, ready=lambda: port_open(port))
 
 
 @dataclass

@@ -181,12 +181,15 @@ def keycloak_server(
     admin_password: str,
     log_dir: Path,
     admin_username: str = ADMIN_USERNAME,
+    truststore: Path | None = None,
 ) -> ManagedProcess:
     """Keycloak in dev mode on 127.0.0.1:`port`, with its data under `state_dir`.
 
     Ready when the management interface's /health/ready answers 200. The
     bootstrap admin is created in the master realm on the first start only
-    (Keycloak keeps it in the database afterwards).
+    (Keycloak keeps it in the database afterwards). `truststore` (a PEM CA
+    file) is trusted besides the JDK's roots for what Keycloak connects to:
+    the mail relay's STARTTLS, say.
     """
     distribution = keycloak_distribution()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +205,9 @@ def keycloak_server(
         # An explicit H2 file, so the database is the state dir's whatever the home.
         f"--db-url=jdbc:h2:file:{database};NON_KEYWORDS=VALUE",
     ]  # fmt: skip
+    if truststore is not None:
+        # A runtime option: the dev build above is reused as it is.
+        argv.append(f"--truststore-paths={truststore.resolve()}")
     env = {
         **os.environ,
         "KC_BOOTSTRAP_ADMIN_USERNAME": admin_username,

@@ -38,10 +38,12 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def grpc_serving(address: str) -> bool:
-    """True when the gRPC health service at `address` says SERVING."""
+def grpc_serving(address: str, *, credentials: grpc.ChannelCredentials | None = None) -> bool:
+    """True when the gRPC health service at `address` says SERVING; over TLS with `credentials`."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with (
+            grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+        ) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:

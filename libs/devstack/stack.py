@@ -14,9 +14,11 @@ from pathlib import Path
 import grpc
 
 from libs.devstack.access import DevAccess
-from libs.devstack.certs import KeyPair
+from libs.devstack.certs import KeyPair, LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
+from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
+from libs.devstack.mailcatcher import password_file
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 
 # Process name -> module run with `python -m`. Domain workers first, then the
@@ -52,9 +54,11 @@ class Stack:
         keycloak: KeycloakServer | None = None,
         extra_env: dict[str, str] | None = None,
         grants: str = "",
+        ca: LocalCA | None = None,
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
-        given server (or on one this stack starts)."""
+        given server (or on one this stack starts). `ca` signs the stack's
+        certificates (a given Keycloak must trust it); else its own."""
         self.state_dir = state_dir.resolve()
         self.idp = idp
         self.keycloak_mode = keycloak_mode
@@ -69,6 +73,7 @@ class Stack:
         self.embedded: dict[str, ManagedProcess] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
+        self._ca = ca
 
     @property
     def grpc_address(self) -> str:
@@ -104,7 +109,7 @@ class Stack:
 
     def start_embedded(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.access = DevAccess.create(self.secrets_dir, grants=self.grants)
+        self.access = DevAccess.create(self.secrets_dir, ca=self.ca, grants=self.grants)
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",
@@ -113,7 +118,13 @@ class Stack:
                 log_dir=self.log_dir,
             ),
             "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
-            "mailcatcher": mail_catcher(self.maildir, port=self.ports.smtp, log_dir=self.log_dir),
+            "mailcatcher": mail_catcher(
+                self.maildir,
+                port=self.ports.smtp,
+                log_dir=self.log_dir,
+                tls=self.ca.server(),
+                password_file=password_file(self.state_dir / "secrets"),
+            ),
         }
         if self.idp == "keycloak" and self.keycloak is None:
             self.keycloak = self._own_keycloak()
@@ -139,6 +150,7 @@ class Stack:
             management_port=management,
             admin_password=password,
             log_dir=self.log_dir,
+            truststore=self.ca.ca_file,
         )
         return KeycloakServer.local(
             port=self.ports.keycloak, management_port=management, admin_password=password
@@ -157,6 +169,10 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "embedded",
             "AWS_DEFAULT_REGION": "us-east-1",
             "TENANTRY_SMTP_ADDRESS": f"127.0.0.1:{self.ports.smtp}",
+            # The catcher requires STARTTLS (its certificate from the stack's CA) and AUTH.
+            "TENANTRY_SMTP_USERNAME": MAIL_USERNAME,
+            "TENANTRY_SMTP_PASSWORD_FILE": str(password_file(self.state_dir / "secrets")),
+            "TENANTRY_SMTP_CA_FILE": str(self.ca.ca_file),
             "TENANTRY_GRPC_ADDRESS": self.grpc_address,
             "TENANTRY_IAC_STATE_DIR": str(self.state_dir / "iac"),
             # moto grants SES sender verification at once (used when TENANTRY_NOTIFY_PROVIDER=ses).
@@ -180,9 +196,21 @@ class Stack:
             out.write(secrets.token_urlsafe(48))
         return path
 
+    @property
+    def ca(self) -> LocalCA:
+        """The stack's certificate authority: in `<state_dir>/secrets`, unless one was given."""
+        if self._ca is None:
+            self._ca = LocalCA(self.state_dir / "secrets")
+        return self._ca
+
     def start_service(self, name: str) -> ManagedProcess:
         health = f"127.0.0.1:{free_port()}"
         env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        # Every health endpoint serves TLS with the stack's server certificate;
+        # the API also requires client certificates on its own address.
+        server = self.ca.server()
+        env |= {"TENANTRY_TLS_CERT_FILE": str(server.cert), "TENANTRY_TLS_KEY_FILE": str(server.key)}
+        credentials = grpc.ssl_channel_credentials(self.ca.ca_file.read_bytes())
         if name == "tenant_api":
             assert self.access is not None
             env.update(self.access.api_env())
@@ -191,7 +219,7 @@ class Stack:
             python_module(SERVICES[name]),
             log_dir=self.log_dir,
             env=env,
-            ready=lambda: grpc_serving(health),
+            ready=lambda: grpc_serving(health, credentials=credentials),
         )
         self.services[name] = process
         return process.start().wait_ready()

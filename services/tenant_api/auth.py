@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from libs import auth, config
 from libs.auth import AccessPolicy, AuthenticationError, IssuerUnavailable, Principal, TokenVerifier
-from libs.config import ConfigError
+from libs.config import ConfigError, ServerTls
 from services.tenant_api import errors
 from tenantry.options.v1 import options_pb2
 from tenantry.tenant.v1 import tenant_service_pb2
@@ -167,12 +167,9 @@ class Access:
     @classmethod
     def from_env(cls, address: str) -> Access:
         mode = config.choice("TENANTRY_AUTH", "on", ("on", "none"))
-        cert = (
-            config.readable_file("TENANTRY_TLS_CERT_FILE")
-            if config.optional("TENANTRY_TLS_CERT_FILE")
-            else None
-        )
-        key = config.readable_file("TENANTRY_TLS_KEY_FILE") if cert else None
+        tls = ServerTls.from_env()
+        cert, key = (tls.cert_file, tls.key_file) if tls else (None, None)
+        client_ca = tls.client_ca_file if tls else None
         if mode == "none":
             if not _loopback(address):
                 raise ConfigError(
@@ -186,11 +183,6 @@ class Access:
                 "TENANTRY_TLS_CERT_FILE is not set: the API serves TLS only "
                 "(or set TENANTRY_AUTH=none to run without authentication on loopback)"
             )
-        client_ca = (
-            config.readable_file("TENANTRY_TLS_CLIENT_CA_FILE")
-            if config.optional("TENANTRY_TLS_CLIENT_CA_FILE")
-            else None
-        )
         tokens = TokenVerifier.from_env()
         if client_ca is None and tokens is None:
             raise ConfigError(
@@ -204,6 +196,13 @@ class Access:
             tokens=tokens,
             policy=AccessPolicy.from_env(),
         )
+
+    def probe_tls(self) -> ServerTls | None:
+        """TLS of the separate health address: the same certificate, no client
+        certificates (probes have none)."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        return ServerTls(cert_file=self.cert_file, key_file=self.key_file)
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
         """TLS credentials of the listener; None only without authentication."""

@@ -213,7 +213,11 @@ async def run() -> None:
     reflection_on = config.choice("TENANTRY_REFLECTION", "on", ("on", "off")) == "on"
     health_address = config.optional("TENANTRY_HEALTH_ADDRESS")
     # Probes cannot present client certificates: health is also served on its own address.
-    probes = HealthEndpoint(config.address("TENANTRY_HEALTH_ADDRESS")) if health_address else None
+    probes = (
+        HealthEndpoint(config.address("TENANTRY_HEALTH_ADDRESS"), tls=access.probe_tls())
+        if health_address
+        else None
+    )
     registry = Registry.from_env()
     # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
     client = await connect(retry_config=TEMPORAL_RETRIES)

@@ -108,6 +108,8 @@ async def bench(n: int) -> None:
                             shared_realm="bench",
                             smtp_host="127.0.0.1",
                             smtp_port=smtp_port,
+                            # The benchmark's catcher is plaintext, without AUTH.
+                            smtp_starttls=False,
                         )
                     )
                     for mode in ("realm", "organization")

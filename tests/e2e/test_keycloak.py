@@ -16,6 +16,7 @@ from keycloak import KeycloakAdmin
 from temporalio.client import Client
 
 from libs import lifecycle
+from libs.devstack.certs import LocalCA
 from libs.devstack.keycloak import KeycloakServer
 from libs.devstack.mailcatcher import read_messages
 from libs.devstack.stack import Stack
@@ -43,13 +44,15 @@ def kc_fault_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def kc_stack(
-    tmp_path_factory: pytest.TempPathFactory, keycloak: KeycloakServer, kc_fault_rules: Path
+    tmp_path_factory: pytest.TempPathFactory, keycloak: KeycloakServer, kc_fault_rules: Path, ca: LocalCA
 ) -> Iterator[Stack]:
+    # The session's Keycloak trusts the session CA: the stack's mail catcher gets its certificate from it.
     stack = Stack(
         tmp_path_factory.mktemp("kc-stack"),
         idp="keycloak",
         keycloak=keycloak,
         extra_env={"TENANTRY_FAULT_INJECTION_FILE": str(kc_fault_rules)},
+        ca=ca,
     ).start()
     yield stack
     stack.stop()

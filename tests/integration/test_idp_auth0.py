@@ -610,7 +610,8 @@ async def test_the_admin_gets_the_set_password_link_by_email_from_the_worker(
         "BASE_URL": fake.url,
     }.items():
         monkeypatch.setenv(f"TENANTRY_AUTH0_{name}", value)
-    monkeypatch.setenv("TENANTRY_SMTP_ADDRESS", mail.address)
+    for name, value in mail.env.items():
+        monkeypatch.setenv(name, value)
     idp = Auth0IdentityProvider.from_env()
     await idp.open()
     try:

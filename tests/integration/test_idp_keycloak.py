@@ -55,6 +55,8 @@ def provider_for(
         shared_realm=SHARED_REALM,
         smtp_host=host,
         smtp_port=int(port),
+        smtp_username=mail.username,
+        smtp_password=mail.password,
     )
 
 
@@ -168,6 +170,10 @@ async def test_provision_creates_exactly_the_expected_things(
         )
         assert [d["name"] for d in org["domains"]] == [f"{tid}.example.com"]
     assert (rep["smtpServer"]["host"], rep["smtpServer"]["port"]) == tuple(mail.address.split(":"))
+    # STARTTLS and AUTH as the catcher requires; Keycloak never reads the password back.
+    smtp = rep["smtpServer"]
+    assert (smtp["starttls"], smtp["auth"], smtp["user"]) == ("true", "true", mail.username)
+    assert smtp.get("password") != mail.password
 
     (client,) = [c for c in admin.get_clients() if c["clientId"] == f"{tid}-app"]
     assert client_id == f"{tid}-app"

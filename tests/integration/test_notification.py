@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
@@ -24,15 +24,21 @@ from tenantry.notification.v1 import notification_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
 
-def activities_for(monkeypatch: pytest.MonkeyPatch, address: str) -> NotificationActivities:
+def activities_for(monkeypatch: pytest.MonkeyPatch, smtp: Mapping[str, str]) -> NotificationActivities:
     monkeypatch.setenv("TENANTRY_NOTIFY_PROVIDER", "smtp")
-    monkeypatch.setenv("TENANTRY_SMTP_ADDRESS", address)
+    for name, value in smtp.items():
+        monkeypatch.setenv(name, value)
     return NotificationActivities(providers.from_env())
+
+
+def plaintext(address: str) -> dict[str, str]:
+    """The settings of a sender to a test server without TLS (nor AUTH)."""
+    return {"TENANTRY_SMTP_ADDRESS": address, "TENANTRY_SMTP_STARTTLS": "off"}
 
 
 @pytest.fixture
 def notify(mail: Any, monkeypatch: pytest.MonkeyPatch) -> NotificationActivities:
-    return activities_for(monkeypatch, mail.address)
+    return activities_for(monkeypatch, mail.env)
 
 
 @pytest.fixture
@@ -268,7 +274,7 @@ def test_bad_request_is_invalid_argument(
 
 
 def test_mail_server_down_is_retryable(monkeypatch: pytest.MonkeyPatch, tenant_id: str) -> None:
-    notify = activities_for(monkeypatch, f"127.0.0.1:{free_port()}")
+    notify = activities_for(monkeypatch, plaintext(f"127.0.0.1:{free_port()}"))
 
     error = fails_with("ProviderUnavailable", notify, welcome(tenant_id))
 
@@ -302,7 +308,7 @@ def refusing_server() -> Iterator[str]:
 def test_recipient_refused_for_good_is_invalid_argument(
     monkeypatch: pytest.MonkeyPatch, refusing_server: str, tenant_id: str
 ) -> None:
-    notify = activities_for(monkeypatch, refusing_server)
+    notify = activities_for(monkeypatch, plaintext(refusing_server))
 
     refused = fails_with("InvalidArgument", notify, welcome(tenant_id, recipient="nobody@example.com"))
     deferred = fails_with("ProviderUnavailable", notify, welcome(tenant_id, recipient="busy@example.com"))

@@ -389,7 +389,8 @@ def test_every_adapter_says_the_same(
     request = notice(tenant_id, kind)
 
     monkeypatch.setenv("TENANTRY_NOTIFY_PROVIDER", "smtp")
-    monkeypatch.setenv("TENANTRY_SMTP_ADDRESS", mail.address)
+    for name, value in mail.env.items():
+        monkeypatch.setenv(name, value)
     smtp_id = send(NotificationActivities(providers.from_env()), request)
     [by_smtp] = [m for m in read_messages(mail.maildir) if m["Message-ID"] == smtp_id]
     by_ses = ses_message(aws.endpoint_url, send(ses_activities(monkeypatch), request))

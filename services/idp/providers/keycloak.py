@@ -54,6 +54,7 @@ from keycloak.exceptions import KeycloakConnectionError, KeycloakError, Keycloak
 from libs import config
 from libs.config import ConfigError
 from libs.errors import Rejected, Unavailable
+from libs.smtp import SmtpSettings
 from services.idp.providers import (
     ADMIN_ROLE,
     UPDATE_PASSWORD,
@@ -180,6 +181,9 @@ class KeycloakIdentityProvider:
         smtp_host: str = "127.0.0.1",
         smtp_port: int = 1025,
         mail_from: str = "Tenantry <no-reply@tenantry.test>",
+        smtp_starttls: bool = True,
+        smtp_username: str | None = None,
+        smtp_password: str | None = None,
         timeout: int = 30,
     ) -> None:
         if mode not in MODES:
@@ -193,10 +197,16 @@ class KeycloakIdentityProvider:
             "port": str(smtp_port),
             "from": sender,
             "fromDisplayName": sender_name or "Tenantry",
-            "auth": "false",
+            # Keycloak verifies the relay's certificate against its truststore
+            # (`--truststore-paths`); it sends the password only after STARTTLS.
             "ssl": "false",
-            "starttls": "false",
+            "starttls": str(smtp_starttls).lower(),
+            "auth": str(smtp_username is not None).lower(),
         }
+        if smtp_username is not None:
+            if smtp_password is None or not smtp_starttls:
+                raise ValueError("SMTP credentials need a password and STARTTLS")
+            self._smtp |= {"user": smtp_username, "password": smtp_password}
         # The admin logs in to the master realm with admin-cli; python-keycloak
         # keeps the password only to log in again when the refresh token expires.
         self._connection = _AdminConnection(
@@ -217,19 +227,20 @@ class KeycloakIdentityProvider:
         url = config.required("TENANTRY_KEYCLOAK_URL")
         if not url.startswith(("http://", "https://")):
             raise config.ConfigError(f"TENANTRY_KEYCLOAK_URL={url!r} is not an http(s):// URL")
-        host, _, port = config.address("TENANTRY_SMTP_ADDRESS", "127.0.0.1:1025").rpartition(":")
-        mail_from = config.required("TENANTRY_MAIL_FROM", "Tenantry <no-reply@tenantry.test>")
-        if "@" not in parseaddr(mail_from)[1]:
-            raise config.ConfigError(f"TENANTRY_MAIL_FROM={mail_from!r} has no email address")
+        # The realms' mail goes to the same relay, with the same credentials, as ours.
+        smtp = SmtpSettings.from_env()
         return cls(
             url,
             admin_username=config.required("TENANTRY_KEYCLOAK_ADMIN_USERNAME", "admin"),
             admin_password=config.required("TENANTRY_KEYCLOAK_ADMIN_PASSWORD"),
             mode=config.choice("TENANTRY_KEYCLOAK_MODE", "realm", MODES),
             shared_realm=config.required("TENANTRY_KEYCLOAK_SHARED_REALM", "tenants"),
-            smtp_host=host.strip("[]"),
-            smtp_port=int(port),
-            mail_from=mail_from,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            mail_from=smtp.sender,
+            smtp_starttls=smtp.starttls,
+            smtp_username=smtp.username,
+            smtp_password=smtp.password,
         )
 
     def __repr__(self) -> str:
@@ -369,6 +380,9 @@ class KeycloakIdentityProvider:
                 for key, value in settings.items()
                 if key not in kept and existing.get(key) != value
             }
+            if "password" in self._smtp:
+                # Keycloak reads the SMTP password back masked: write it every time, so a rotated one lands.
+                changed["smtpServer"] = settings["smtpServer"]
             if changed:
                 await master.a_update_realm(realm, changed)
                 log.info("realm %s exists, updated %s", realm, ", ".join(sorted(changed)))
