@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libs.devstack import database_roles
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
@@ -61,6 +62,8 @@ class Stack:
         self.embedded: dict[str, ManagedProcess] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
+        # Process -> its own DSN (database_roles.py); processes not listed get none.
+        self.database_urls: dict[str, str] = {}
 
     @property
     def grpc_address(self) -> str:
@@ -101,6 +104,7 @@ class Stack:
         for process in self.embedded.values():
             process.start()
         self.postgres = Postgres.start(self.state_dir / "postgres")
+        self.database_urls = database_roles.prepare(self.postgres.url, self.state_dir / "secrets")
         for process in self.embedded.values():
             process.wait_ready()
 
@@ -126,13 +130,13 @@ class Stack:
         )
 
     def env(self) -> dict[str, str]:
-        """The settings every Tenantry process gets (see README, Configuration)."""
+        """The settings every Tenantry process gets (see README, Configuration); the
+        database's are each process's own (`service_env`)."""
         assert self.postgres is not None, "start_embedded() first"
         return {
             **os.environ,
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": "default",
-            "TENANTRY_DATABASE_URL": self.postgres.url,
             "AWS_ENDPOINT_URL": self.aws_endpoint,
             "AWS_ACCESS_KEY_ID": "embedded",
             "AWS_SECRET_ACCESS_KEY": "embedded",
@@ -148,9 +152,16 @@ class Stack:
             **self.extra_env,
         }
 
+    def service_env(self, name: str) -> dict[str, str]:
+        """`env()` with the process's own DSN, or none for a process without a role."""
+        env = {k: v for k, v in self.env().items() if k != "TENANTRY_DATABASE_URL"}
+        if name in self.database_urls:
+            env["TENANTRY_DATABASE_URL"] = self.database_urls[name]
+        return env
+
     def start_service(self, name: str) -> ManagedProcess:
         health = self.grpc_address if name == "tenant_api" else f"127.0.0.1:{free_port()}"
-        env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        env = {**self.service_env(name), "TENANTRY_HEALTH_ADDRESS": health}
         process = ManagedProcess(
             name,
             python_module(SERVICES[name]),
