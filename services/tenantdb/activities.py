@@ -55,7 +55,8 @@ _Kind = tenant_pb2.TenantEvent.Kind
 
 
 class TenantDataActivities:
-    """Implements TenantDataActivities on a `TenantDataProvider` and a `BackupStore`."""
+    """Implements TenantDataActivities on a `TenantDataProvider`, a `BackupStore` and the
+    tenants' database secrets (`TenantCredentials`)."""
 
     def __init__(
         self, provider: TenantDataProvider, *, backups: BackupStore, credentials: TenantCredentials

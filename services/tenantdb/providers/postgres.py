@@ -734,17 +734,24 @@ async def _tenant_role(conn: AsyncConnection, name: str, password: str) -> sql.I
     """
     role = sql.Identifier(name)
     cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
+    exists = await cur.fetchone() is not None
     try:
         async with conn.transaction():
-            if await cur.fetchone() is None:
+            if exists:
+                await conn.execute(sql.SQL("ALTER ROLE {} LOGIN {}").format(role, role_password(password)))
+            else:
                 await conn.execute(
                     sql.SQL("CREATE ROLE {} LOGIN NOINHERIT {}").format(role, role_password(password))
                 )
-            else:
-                await conn.execute(sql.SQL("ALTER ROLE {} LOGIN {}").format(role, role_password(password)))
             await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
     except errors.InsufficientPrivilege:
-        raise Conflict(f"database role {name} exists and was not made by the tenant-data worker") from None
+        if exists:
+            raise Conflict(
+                f"database role {name} exists and was not made by the tenant-data worker"
+            ) from None
+        raise Rejected(
+            "the tenant-data worker's database role may not create roles (run services.tenantdb.migrate)"
+        ) from None
     return role
 
 
