@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from collections.abc import Sequence
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from libs.config import ConfigError
@@ -46,3 +50,27 @@ async def advisory_lock(conn: AsyncConnection, name: str) -> None:
     """Takes a transaction-scoped advisory lock named `name`."""
     # Keys are hashed from names so they cannot collide by accident with another component's numbers.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+def scram_verifier(password: str, *, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677).
+
+    `CREATE/ALTER ROLE ... PASSWORD` given a verifier stores it as it is, so
+    the password itself never reaches the server, its logs or
+    pg_stat_statements (this is what psql's \\password does).
+    """
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
+
+
+def role_password(password: str) -> sql.Composable:
+    """The `PASSWORD '<verifier>'` clause of CREATE or ALTER ROLE."""
+    return sql.SQL("PASSWORD {}").format(sql.Literal(scram_verifier(password)))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 
+from libs.devstack import database_roles
 from libs.devstack.access import DevAccess
 from libs.devstack.certs import KeyPair, LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
@@ -74,6 +75,8 @@ class Stack:
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
         self._ca = ca
+        # Process -> its own DSN (database_roles.py); processes not listed get none.
+        self.database_urls: dict[str, str] = {}
 
     @property
     def grpc_address(self) -> str:
@@ -131,6 +134,7 @@ class Stack:
         for process in self.embedded.values():
             process.start()
         self.postgres = Postgres.start(self.state_dir / "postgres")
+        self.database_urls = database_roles.prepare(self.postgres.url, self.state_dir / "secrets")
         for process in self.embedded.values():
             process.wait_ready()
 
@@ -157,13 +161,13 @@ class Stack:
         )
 
     def env(self) -> dict[str, str]:
-        """The settings every Tenantry process gets (see README, Configuration)."""
+        """The settings every Tenantry process gets (see README, Configuration); the
+        database's are each process's own (`service_env`)."""
         assert self.postgres is not None, "start_embedded() first"
         return {
             **os.environ,
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": "default",
-            "TENANTRY_DATABASE_URL": self.postgres.url,
             "AWS_ENDPOINT_URL": self.aws_endpoint,
             "AWS_ACCESS_KEY_ID": "embedded",
             "AWS_SECRET_ACCESS_KEY": "embedded",
@@ -203,9 +207,16 @@ class Stack:
             self._ca = LocalCA(self.state_dir / "secrets")
         return self._ca
 
+    def service_env(self, name: str) -> dict[str, str]:
+        """`env()` with the process's own DSN, or none for a process without a role."""
+        env = {k: v for k, v in self.env().items() if k != "TENANTRY_DATABASE_URL"}
+        if name in self.database_urls:
+            env["TENANTRY_DATABASE_URL"] = self.database_urls[name]
+        return env
+
     def start_service(self, name: str) -> ManagedProcess:
         health = f"127.0.0.1:{free_port()}"
-        env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        env = {**self.service_env(name), "TENANTRY_HEALTH_ADDRESS": health}
         # Every health endpoint serves TLS with the stack's server certificate;
         # the API also requires client certificates on its own address.
         server = self.ca.server()

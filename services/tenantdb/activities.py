@@ -4,6 +4,8 @@ One method per rpc of `tenantry.tenantdb.v1.TenantDataActivities`. Input is
 validated here again (defence in depth: the facade validated it already) and
 provider errors become `ApplicationError`s of the shared error vocabulary.
 Schema backups are dumped by the provider and uploaded to the backup store.
+A tenant's database credentials are kept in its secret (`TenantCredentials`):
+only the secret's reference is recorded, never the password.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from services.tenantdb.providers import (
     TenantDataProvider,
     TenantRecord,
     TenantSpec,
+    role_name,
+    schema_name,
 )
 from services.tenantdb.providers.pgdump import heartbeating
+from services.tenantdb.providers.secrets import TenantCredentials
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2
 
@@ -50,11 +55,15 @@ _Kind = tenant_pb2.TenantEvent.Kind
 
 
 class TenantDataActivities:
-    """Implements TenantDataActivities on a `TenantDataProvider` and a `BackupStore`."""
+    """Implements TenantDataActivities on a `TenantDataProvider`, a `BackupStore` and the
+    tenants' database secrets (`TenantCredentials`)."""
 
-    def __init__(self, provider: TenantDataProvider, *, backups: BackupStore) -> None:
+    def __init__(
+        self, provider: TenantDataProvider, *, backups: BackupStore, credentials: TenantCredentials
+    ) -> None:
         self._provider = provider
         self._backups = backups
+        self._credentials = credentials
 
     async def mark_provisioning(
         self, request: tenantdb_pb2.MarkProvisioningRequest
@@ -252,7 +261,13 @@ class TenantDataActivities:
         tenant_id = checked_tenant_id(request.tenant_id)
         log.info("tenant %s: create schema", tenant_id)
         with provider_errors():
-            schema = await self._provider.create_schema(tenant_id)
+            # The secret first: a retry finds the password the role was given.
+            credentials = await self._credentials.ensure(
+                tenant_id, username=role_name(tenant_id), schema=schema_name(tenant_id)
+            )
+            schema = await self._provider.create_schema(
+                tenant_id, role_password=credentials.password, credentials=credentials.reference
+            )
         return tenantdb_pb2.CreateTenantSchemaResponse(schema=schema)
 
     async def drop_tenant_schema(
@@ -262,6 +277,8 @@ class TenantDataActivities:
         log.info("tenant %s: drop schema", tenant_id)
         with provider_errors():
             await self._provider.drop_schema(tenant_id)
+            # The secret after the role: a role never outlives the password that opens it.
+            await self._credentials.delete(tenant_id)
         return tenantdb_pb2.DropTenantSchemaResponse()
 
     async def record_resources(

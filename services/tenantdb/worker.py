@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from libs import contracts
+from libs import config, contracts
 from libs.backup import BackupSettings, BackupStore
 from libs.temporal import run_activity_worker
 from services.tenantdb import providers
 from services.tenantdb.activities import TenantDataActivities
+from services.tenantdb.providers.secrets import TenantCredentials
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +21,12 @@ async def run() -> None:
 
     The backup store (TENANTRY_BACKUP_BUCKET, the endpoint and credentials
     from the standard AWS variables) makes its bucket on first use, so the
-    worker starts and serves the registry while S3 is away.
+    worker starts and serves the registry while S3 is away. The tenants'
+    database secrets go to Secrets Manager at the same endpoint.
     """
     provider = providers.from_env()
     backups = BackupStore(BackupSettings.from_env())
     await provider.open()
-    activities = TenantDataActivities(provider, backups=backups)
+    credentials = TenantCredentials(config.database_url())
+    activities = TenantDataActivities(provider, backups=backups, credentials=credentials)
     await run_activity_worker(CONTRACT, activities, close=provider.close)

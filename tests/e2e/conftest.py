@@ -190,6 +190,7 @@ class Providers:
         self.s3 = boto3.client("s3", **aws)
         self.route53 = boto3.client("route53", **aws)
         self.ecs = boto3.client("ecs", **aws)
+        self.secretsmanager = boto3.client("secretsmanager", **aws)
         # The infra worker's defaults: TENANTRY_IAC_STATE_BUCKET, _KEY_PREFIX, _REGION.
         self.iac_state = S3State(
             self.s3, bucket="tenantry.iac-state", key_prefix="tenants", region="us-east-1", path_style=True
@@ -212,6 +213,18 @@ class Providers:
             len(self.sql(f"SELECT 1 FROM idp_local.{table} WHERE tenant_id = %s", tenant_id))
             for table in ("realms", "clients", "users")
         )
+
+    def database_secrets(self, tenant_id: str) -> list[str]:
+        """The secrets tagged with the tenant (its database credentials)."""
+        pages = self.secretsmanager.get_paginator("list_secrets").paginate(
+            Filters=[{"Key": "tag-value", "Values": [tenant_id]}]
+        )
+        return [
+            s["Name"]
+            for page in pages
+            for s in page["SecretList"]
+            if {"Key": "tenantry:tenant-id", "Value": tenant_id} in s.get("Tags", [])
+        ]
 
     def bucket_exists(self, tenant_id: str) -> bool:
         return any(b["Name"] == f"tenantry-{tenant_id}" for b in self.s3.list_buckets()["Buckets"])
@@ -276,6 +289,10 @@ class Providers:
             "bucket": self.bucket_exists(tenant_id),
             "dns records": self.dns_names(tenant_id),
             "schema": self.schema_exists(tenant_id),
+            "database role": self.sql(
+                "SELECT rolname FROM pg_roles WHERE rolname = %s", f"tenant_{tenant_id.replace('-', '_')}"
+            ),
+            "database secret": self.database_secrets(tenant_id),
             "identity rows": self.identity_rows(tenant_id),
             "ecs services": self.ecs_services(tenant_id),
             "task definitions": self.task_definitions(tenant_id),

@@ -146,7 +146,15 @@ def expected_resources(providers: Providers, tid: str, tier: str) -> list[str]:
     """What is wrong with an ACTIVE tenant's resources: missing, extra or duplicated."""
     held = providers.orphans(tid)
     identity = "keycloak realm" if providers.keycloak else "identity rows"
-    wanted = {"bucket", "dns records", "schema", identity, "resource records"}
+    wanted = {
+        "bucket",
+        "dns records",
+        "schema",
+        "database role",
+        "database secret",
+        identity,
+        "resource records",
+    }
     if tier != "pooled":
         wanted |= {"ecs services", "task definitions"}
     if tier == "silo":

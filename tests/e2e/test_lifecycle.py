@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
+from psycopg.conninfo import conninfo_to_dict
 from temporalio.client import Client
 
 from libs import lifecycle
@@ -44,6 +46,30 @@ def assert_no_secrets_leaked(stack: Stack, providers: Providers, tenant_id: str)
         assert str(password_hash) not in where and str(secret_hash) not in where
         assert "$argon2" not in where and "sha256$" not in where
     assert "password" not in text.lower().replace("update_password", "")
+    # Nor is the password of the tenant's database role, which only its secret holds.
+    stored = providers.secretsmanager.get_secret_value(SecretId=f"tenantry/tenants/{tenant_id}/database")
+    database_password = json.loads(stored["SecretString"])["password"]
+    for where in (text, logs):
+        assert database_password not in where
+
+
+def test_each_process_connects_as_its_own_role_or_not_at_all(stack: Stack, providers: Providers) -> None:
+    """The facade, the tenant-data worker and the identity store each hold
+    sessions as their own role; the other processes are given no DSN."""
+    for name in ("orchestrator", "infra", "notification"):
+        assert "TENANTRY_DATABASE_URL" not in stack.services[name].env
+    users = {
+        name: conninfo_to_dict(stack.services[name].env["TENANTRY_DATABASE_URL"])["user"]
+        for name in ("tenant_api", "tenantdb", "idp")
+    }
+    assert users == {"tenant_api": "tenantry_api", "tenantdb": "tenantry_tenantdb", "idp": "tenantry_idp"}
+    sessions = {
+        user
+        for (user,) in providers.sql(
+            "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE usename IS NOT NULL"
+        )
+    }
+    assert set(users.values()) <= sessions
 
 
 def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
@@ -67,7 +93,16 @@ def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
     assert providers.dns_names(tid) == {f"{tid}.{DNS_ZONE}", f"app.{tid}.{DNS_ZONE}"}
     assert providers.identity_rows(tid) == 3  # realm, client, admin user
     kinds = {r.kind for r in tenant.resources}
-    assert {"idp_realm", "idp_client", "idp_user", "db_schema", "s3_bucket", "dns_record"} <= kinds
+    assert {
+        "idp_realm",
+        "idp_client",
+        "idp_user",
+        "db_schema",
+        "db_credentials",
+        "s3_bucket",
+        "dns_record",
+    } <= kinds
+    assert providers.orphans(tid)["database role"] and providers.orphans(tid)["database secret"]
     eventually(lambda: len(mails_to(providers, tid)) == 1, what="welcome email")
 
     assert_no_secrets_leaked(stack, providers, tid)
@@ -82,6 +117,7 @@ def test_tenant_reaches_active_with_real_resources_then_delete_removes_them(
     gone = settle(api, tid)
     assert gone.state == State.STATE_DEPROVISIONED
     assert not providers.schema_exists(tid)
+    assert "database role" not in providers.orphans(tid) and "database secret" not in providers.orphans(tid)
     assert not providers.bucket_exists(tid)
     assert providers.dns_names(tid) == set()
     assert providers.identity_rows(tid) == 0

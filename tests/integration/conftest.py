@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from libs.backup import BackupSettings, BackupStore
 from libs.contracts import Contract, bind_activities
+from libs.devstack import database_roles
 from services.infra import providers
 from services.infra.activities import InfrastructureActivities
 from tenantry.idp.v1 import idp_pb2
@@ -32,6 +34,13 @@ class Activities:
     def __getattr__(self, name: str) -> Callable[[Any], Awaitable[Any]]:
         fn = self.fns[name]
         return lambda request: ActivityEnvironment().run(fn, request)
+
+
+@pytest.fixture(scope="session")
+def database_urls(postgres_url: str, state_dir: Path) -> dict[str, str]:
+    """Each process's own DSN (tenantdb, tenant_api, idp), as the dev stack makes them:
+    the tests run the workers and the facade as their roles, not as the superuser."""
+    return database_roles.prepare(postgres_url, state_dir / "secrets")
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ TABLES = ("realms", "clients", "users")
 
 
 @pytest.fixture(scope="module")
-async def provider(postgres_url: str) -> AsyncIterator[LocalIdentityStore]:
-    store = LocalIdentityStore(postgres_url, max_connections=4)
+async def provider(database_urls: dict[str, str]) -> AsyncIterator[LocalIdentityStore]:
+    store = LocalIdentityStore(database_urls["idp"], max_connections=4)
     await store.open()
     yield store
     await store.close()
@@ -449,8 +449,10 @@ async def test_admin_email_is_validated(acts: Activities, db: psycopg.AsyncConne
     assert await one(db, "users", tid) is None
 
 
-async def test_replicas_can_start_together(postgres_url: str, db: psycopg.AsyncConnection) -> None:
-    stores = [LocalIdentityStore(postgres_url, max_connections=1) for _ in range(3)]
+async def test_replicas_can_start_together(
+    database_urls: dict[str, str], db: psycopg.AsyncConnection
+) -> None:
+    stores = [LocalIdentityStore(database_urls["idp"], max_connections=1) for _ in range(3)]
     try:
         await asyncio.gather(*(s.open() for s in stores))
     finally:

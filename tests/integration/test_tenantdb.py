@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -20,6 +21,7 @@ from libs.contracts import TENANT_DATA
 from services.tenantdb import worker
 from services.tenantdb.activities import TenantDataActivities
 from services.tenantdb.providers.postgres import PostgresTenantData
+from services.tenantdb.providers.secrets import TenantCredentials
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2 as pb
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
@@ -29,16 +31,22 @@ INJECTION = 'a"; drop schema registry; --'
 
 
 @pytest.fixture(scope="module")
-async def provider(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
-    store = PostgresTenantData(postgres_url, max_connections=4)
+async def provider(database_urls: dict[str, str]) -> AsyncIterator[PostgresTenantData]:
+    store = PostgresTenantData(database_urls["tenantdb"], max_connections=4)
     await store.open()
     yield store
     await store.close()
 
 
 @pytest.fixture(scope="module")
-def acts(provider: PostgresTenantData, backups: BackupStore) -> Activities:
-    return Activities(TENANT_DATA, TenantDataActivities(provider, backups=backups))
+def acts(provider: PostgresTenantData, backups: BackupStore, database_urls: dict[str, str]) -> Activities:
+    credentials = TenantCredentials(database_urls["tenantdb"])
+    return Activities(TENANT_DATA, TenantDataActivities(provider, backups=backups, credentials=credentials))
+
+
+def secret_arn(tenant_id: str) -> str:
+    client = boto3.client("secretsmanager")
+    return str(client.describe_secret(SecretId=f"tenantry/tenants/{tenant_id}/database")["ARN"])
 
 
 def tenant(tenant_id: str, **overrides: Any) -> tenant_pb2.Tenant:
@@ -168,7 +176,9 @@ async def test_full_lifecycle_and_every_step_twice(acts: Activities, db: psycopg
                 "SELECT kind, resource_id, domain FROM registry.tenant_resources WHERE tenant_id = %s",
                 tid,
             )
+            # With the reference to the tenant's database credentials, which CreateTenantSchema recorded.
             assert sorted(rows) == [
+                ("db_credentials", secret_arn(tid), "tenantdb"),
                 ("idp_realm", f"tenant-{tid}", "idp"),
                 ("s3_bucket", f"bucket-{tid}", "infra"),
             ]
@@ -506,8 +516,10 @@ async def test_a_resource_recorded_for_another_tenant_conflicts(
     assert_permanent(err, "InvalidArgument")
 
 
-async def test_replicas_can_start_together(postgres_url: str, db: psycopg.AsyncConnection) -> None:
-    stores = [PostgresTenantData(postgres_url, max_connections=1) for _ in range(3)]
+async def test_replicas_can_start_together(
+    database_urls: dict[str, str], db: psycopg.AsyncConnection
+) -> None:
+    stores = [PostgresTenantData(database_urls["tenantdb"], max_connections=1) for _ in range(3)]
     try:
         await asyncio.gather(*(s.open() for s in stores))
     finally:

@@ -30,6 +30,7 @@ from services.tenant_api.registry import Registry
 from services.tenantdb.activities import TenantDataActivities
 from services.tenantdb.providers import pgdump
 from services.tenantdb.providers.postgres import PostgresTenantData
+from services.tenantdb.providers.secrets import TenantCredentials
 from tenantry.tenant.v1 import tenant_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2 as pb
 from tests.integration.conftest import Activities, assert_permanent, fetch, new_id
@@ -41,21 +42,22 @@ SHA = "ab" * 32
 
 
 @pytest.fixture(scope="module")
-async def provider(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
-    store = PostgresTenantData(postgres_url, max_connections=4)
+async def provider(database_urls: dict[str, str]) -> AsyncIterator[PostgresTenantData]:
+    store = PostgresTenantData(database_urls["tenantdb"], max_connections=4)
     await store.open()
     yield store
     await store.close()
 
 
 @pytest.fixture(scope="module")
-def acts(provider: PostgresTenantData, backups: BackupStore) -> Activities:
-    return Activities(TENANT_DATA, TenantDataActivities(provider, backups=backups))
+def acts(provider: PostgresTenantData, backups: BackupStore, database_urls: dict[str, str]) -> Activities:
+    credentials = TenantCredentials(database_urls["tenantdb"])
+    return Activities(TENANT_DATA, TenantDataActivities(provider, backups=backups, credentials=credentials))
 
 
 @pytest.fixture
-async def registry(postgres_url: str, provider: PostgresTenantData) -> AsyncIterator[Registry]:
-    reader = Registry(postgres_url, max_size=2)
+async def registry(database_urls: dict[str, str], provider: PostgresTenantData) -> AsyncIterator[Registry]:
+    reader = Registry(database_urls["tenant_api"], max_size=2)
     await reader.open()
     yield reader
     await reader.close()
@@ -475,13 +477,19 @@ async def test_backup_needs_a_usable_backup_id(acts: Activities, backup_id: str)
 
 
 @pytest.fixture
-async def secret_acts(postgres_url: str, backups: BackupStore) -> AsyncIterator[tuple[Activities, str]]:
-    """Activities on a DSN with a password (the embedded server trusts local
-    connections, so any password is accepted and none is needed)."""
-    password = f"pw-{uuid.uuid4().hex}"
-    store = PostgresTenantData(make_conninfo(postgres_url, password=password), max_connections=2)
+async def secret_acts(
+    database_urls: dict[str, str], backups: BackupStore
+) -> AsyncIterator[tuple[Activities, str]]:
+    """Activities on the worker's DSN, whose password the server checks (database_roles.py)."""
+    dsn = database_urls["tenantdb"]
+    password = str(conninfo_to_dict(dsn)["password"])
+    store = PostgresTenantData(dsn, max_connections=2)
     await store.open()
-    yield Activities(TENANT_DATA, TenantDataActivities(store, backups=backups)), password
+    credentials = TenantCredentials(dsn)
+    yield (
+        Activities(TENANT_DATA, TenantDataActivities(store, backups=backups, credentials=credentials)),
+        password,
+    )
     await store.close()
 
 

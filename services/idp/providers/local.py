@@ -39,7 +39,17 @@ _MIGRATION_LOCK = "tenantry.idp.local.migrate"
 _DOMAIN_LOCK = "tenantry.idp.local.domain:"
 
 _DDL = (
-    "CREATE SCHEMA IF NOT EXISTS idp_local",
+    # The migration (services/tenantdb/migrate.py) makes the schema, owned by
+    # this store's role, which may not create schemas: CREATE SCHEMA IF NOT
+    # EXISTS would be refused even when the schema exists. Without the
+    # migration (an administrator's DSN) the schema is made here.
+    """
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'idp_local') THEN
+        CREATE SCHEMA idp_local;
+      END IF;
+    END $$
+    """,
     """
     CREATE TABLE IF NOT EXISTS idp_local.realms (
       tenant_id text PRIMARY KEY,

@@ -269,11 +269,15 @@ class TenantDataProvider(Protocol):
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         """The record with its resources, or None."""
 
-    async def create_schema(self, tenant_id: str) -> str:
-        """Creates the tenant's schema with its seed data; returns the schema name."""
+    async def create_schema(self, tenant_id: str, *, role_password: str, credentials: str) -> str:
+        """Creates the tenant's schema with its seed data and the tenant's role
+        (`role_name`), limited to that schema, whose password it sets to
+        `role_password`; records `credentials` (the secret's reference) as a
+        resource of kind CREDENTIALS_KIND. Returns the schema name."""
 
     async def drop_schema(self, tenant_id: str) -> None:
-        """Drops the tenant's schema and everything in it; absent is fine."""
+        """Drops the tenant's schema and everything in it, its role and the
+        record of its credentials; absent is fine."""
 
     async def record_resources(self, tenant_id: str, resources: Sequence[ResourceRecord]) -> None:
         """Records resources once each; a resource recorded for another tenant is a Conflict."""
@@ -298,6 +302,14 @@ def schema_name(tenant_id: str) -> str:
     """The tenant's schema: `tenant_<id>` with hyphens as underscores (ids have no underscores)."""
     return "tenant_" + tenant_id.replace("-", "_")
 
+
+def role_name(tenant_id: str) -> str:
+    """The tenant's database role, named as its schema: no platform role (`tenantry_*`) has such a name."""
+    return schema_name(tenant_id)
+
+
+# The resource kind of the reference to the tenant's database credentials (a secret's ARN).
+CREDENTIALS_KIND = "db_credentials"
 
 PROVIDERS = ("postgres",)
 

@@ -2,8 +2,12 @@
 
 The registry lives in schema `registry`; the gRPC facade reads it with its
 own SQL, so its tables and columns are a contract. Each tenant gets a schema
-`tenant_<id>`, dumped with pg_dump for its backup. Identifiers are composed
-only with `sql.Identifier`; values only travel as parameters.
+`tenant_<id>`, dumped with pg_dump for its backup, and a role of the same
+name that may use that schema and nothing else (its password is set as a
+SCRAM verifier, so it never reaches the server). The worker connects as its
+own role (services/tenantdb/migrate.py). Identifiers are composed only with
+`sql.Identifier`; values only travel as parameters (or, in role DDL, which
+takes none, as `sql.Literal` of a verifier).
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from libs.postgres import advisory_lock, connection_pool, open_pool
+from libs.postgres import advisory_lock, connection_pool, open_pool, role_password
 from services.tenantdb.providers import (
     ACTIVE,
     ACTIVE_FROM,
+    CREDENTIALS_KIND,
     DEPROVISION_FAILED,
     DEPROVISION_FAILED_FROM,
     DEPROVISIONED,
@@ -53,6 +58,7 @@ from services.tenantdb.providers import (
     TenantRecord,
     TenantSpec,
     pgdump,
+    role_name,
     schema_name,
 )
 
@@ -594,7 +600,7 @@ class PostgresTenantData:
 
     # -- per-tenant schema --------------------------------------------------
 
-    async def create_schema(self, tenant_id: str) -> str:
+    async def create_schema(self, tenant_id: str, *, role_password: str, credentials: str) -> str:
         name = schema_name(tenant_id)
         schema = sql.Identifier(name)
         async with self._pool.connection() as conn, conn.transaction():
@@ -603,7 +609,10 @@ class PostgresTenantData:
             )
             # CREATE ... IF NOT EXISTS is not safe against a concurrent twin.
             await advisory_lock(conn, _SCHEMA_LOCK + name)
+            role = await _tenant_role(conn, role_name(tenant_id), role_password)
             for statement in _seed_ddl(schema):
+                await conn.execute(statement)
+            for statement in _tenant_grants(schema, role, await _database(conn)):
                 await conn.execute(statement)
             await conn.execute(
                 sql.SQL(
@@ -625,7 +634,12 @@ class PostgresTenantData:
                 ).format(schema),
                 [SEED_VERSION],
             )
-        log.info("tenant %s: schema %s ready", tenant_id, name)
+            await conn.execute(
+                "INSERT INTO registry.tenant_resources (tenant_id, kind, resource_id, domain)"
+                " VALUES (%s, %s, %s, 'tenantdb') ON CONFLICT DO NOTHING",
+                [tenant_id, CREDENTIALS_KIND, credentials],
+            )
+        log.info("tenant %s: schema %s and its role ready", tenant_id, name)
         return name
 
     async def drop_schema(self, tenant_id: str) -> None:
@@ -633,7 +647,12 @@ class PostgresTenantData:
         async with self._pool.connection() as conn, conn.transaction():
             await advisory_lock(conn, _SCHEMA_LOCK + name)
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-        log.info("tenant %s: schema %s dropped (if it existed)", tenant_id, name)
+            await _drop_tenant_role(conn, role_name(tenant_id))
+            await conn.execute(
+                "DELETE FROM registry.tenant_resources WHERE tenant_id = %s AND kind = %s",
+                [tenant_id, CREDENTIALS_KIND],
+            )
+        log.info("tenant %s: schema %s and its role dropped (if they existed)", tenant_id, name)
 
     async def dump_schema(self, tenant_id: str, out: IO[bytes]) -> None:
         name = schema_name(tenant_id)
@@ -703,6 +722,79 @@ def _seed_ddl(schema: sql.Identifier) -> list[sql.Composed]:
              detail jsonb NOT NULL DEFAULT '{{}}')""",
     ]
     return [sql.SQL(s).format(s=schema) for s in statements]
+
+
+async def _tenant_role(conn: AsyncConnection, name: str, password: str) -> sql.Identifier:
+    """Creates the tenant's role, or takes over the one an earlier attempt made, with `password`.
+
+    The worker becomes a member of it: it reads (backs up), ends the sessions
+    of and drops what the role makes. A role of that name that the worker
+    did not make is refused by PostgreSQL (CREATEROLE covers only the roles
+    one made, since 16) and is a Conflict.
+    """
+    role = sql.Identifier(name)
+    cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
+    exists = await cur.fetchone() is not None
+    try:
+        async with conn.transaction():
+            if exists:
+                await conn.execute(sql.SQL("ALTER ROLE {} LOGIN {}").format(role, role_password(password)))
+            else:
+                await conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN NOINHERIT {}").format(role, role_password(password))
+                )
+            await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+    except errors.InsufficientPrivilege:
+        if exists:
+            raise Conflict(
+                f"database role {name} exists and was not made by the tenant-data worker"
+            ) from None
+        raise Rejected(
+            "the tenant-data worker's database role may not create roles (run services.tenantdb.migrate)"
+        ) from None
+    return role
+
+
+def _tenant_grants(
+    schema: sql.Identifier, role: sql.Identifier, database: sql.Identifier
+) -> list[sql.Composed]:
+    """The tenant's role may connect and use its own schema: nothing else is granted to it."""
+    return [
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role),
+        sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, role),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role),
+        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role),
+    ]
+
+
+async def _drop_tenant_role(conn: AsyncConnection, name: str) -> None:
+    """Ends the role's sessions, revokes what it was granted and drops it; absent is fine."""
+    cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
+    if await cur.fetchone() is None:
+        return
+    role = sql.Identifier(name)
+    try:
+        async with conn.transaction():
+            await conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(role))
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name]
+            )
+            # Its grants (CONNECT on the database) and anything it made outside its schema.
+            await conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            await conn.execute(sql.SQL("DROP ROLE {}").format(role))
+    except errors.InsufficientPrivilege:
+        raise Conflict(
+            f"database role {name} was not made by the tenant-data worker; left in place"
+        ) from None
+    except errors.DependentObjectsStillExist:
+        raise Conflict(f"database role {name} still owns objects in another database") from None
+
+
+async def _database(conn: AsyncConnection) -> sql.Identifier:
+    cur = await conn.execute("SELECT current_database()")
+    row = await cur.fetchone()
+    assert row is not None
+    return sql.Identifier(row[0])
 
 
 async def _locked_row(conn: AsyncConnection, tenant_id: str, *columns: str, share: bool = False) -> tuple:
