@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
+from libs.devstack.payload_keys import payload_key_ring
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 
 # Process name -> module run with `python -m`. Domain workers first, then the
@@ -35,6 +37,15 @@ class Ports:
     moto: int = field(default_factory=free_port)
     smtp: int = field(default_factory=free_port)
     keycloak: int = field(default_factory=free_port)
+    codec: int = field(default_factory=free_port)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 class Stack:
@@ -74,11 +85,21 @@ class Stack:
     def aws_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports.moto}"
 
+    @property
+    def codec_endpoint(self) -> str:
+        """The codec server the Temporal UI decodes payloads with (services/codec_server)."""
+        return f"http://127.0.0.1:{self.ports.codec}"
+
+    @property
+    def payload_keys_file(self) -> Path:
+        return self.state_dir / "secrets" / "payload-keys.json"
+
     def start(self) -> Stack:
         try:
             self.start_embedded()
             for name in SERVICES:
                 self.start_service(name)
+            self.start_codec_server()
         except BaseException:
             self.stop()
             raise
@@ -86,12 +107,14 @@ class Stack:
 
     def start_embedded(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        payload_key_ring(self.payload_keys_file.parent)
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",
                 port=self.ports.temporal,
                 ui_port=self.ports.temporal_ui,
                 log_dir=self.log_dir,
+                ui_codec_endpoint=self.codec_endpoint,
             ),
             "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
             "mailcatcher": mail_catcher(self.maildir, port=self.ports.smtp, log_dir=self.log_dir),
@@ -145,6 +168,10 @@ class Stack:
             "TENANTRY_IDP_PROVIDER": self.idp,
             **(self.keycloak.env() if self.keycloak else {}),
             "TENANTRY_KEYCLOAK_MODE": self.keycloak_mode,
+            # Every payload in Temporal encrypted (libs/codec.py), also when the
+            # caller's environment switched it off for processes of its own.
+            "TENANTRY_PAYLOAD_KEYS_FILE": str(self.payload_keys_file),
+            "TENANTRY_PAYLOAD_ENCRYPTION": "on",
             **self.extra_env,
         }
 
@@ -159,6 +186,24 @@ class Stack:
             ready=lambda: grpc_serving(health),
         )
         self.services[name] = process
+        return process.start().wait_ready()
+
+    def start_codec_server(self) -> ManagedProcess:
+        """The codec server: the Temporal UI's operator decodes payloads there."""
+        ui = f"http://127.0.0.1:{self.ports.temporal_ui}" if self.ports.temporal_ui else ""
+        env = {
+            **self.env(),
+            "TENANTRY_CODEC_ADDRESS": f"127.0.0.1:{self.ports.codec}",
+            "TENANTRY_CODEC_CORS_ORIGIN": ui,
+        }
+        process = ManagedProcess(
+            "codec_server",
+            python_module("services.codec_server"),
+            log_dir=self.log_dir,
+            env=env,
+            ready=lambda: _http_ok(f"{self.codec_endpoint}/healthz"),
+        )
+        self.embedded["codec_server"] = process
         return process.start().wait_ready()
 
     def restart(self, name: str) -> ManagedProcess:
