@@ -99,7 +99,8 @@ class Stack:
             self.start_embedded()
             for name in SERVICES:
                 self.start_service(name)
-            self.start_codec_server()
+            if self.env()["TENANTRY_PAYLOAD_ENCRYPTION"] != "off":  # nothing to decode otherwise
+                self.start_codec_server()
         except BaseException:
             self.stop()
             raise
