@@ -20,7 +20,6 @@ from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.processes import ManagedProcess, free_port
 
-
 # Processes and clients a test starts on its own (a worker replica, the API
 # against the test's Temporal) connect as the test's plain clients do, with
 # no codec; the embedded Stack (libs/devstack/stack.py) encrypts, as `make dev`.

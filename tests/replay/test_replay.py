@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
-
 from temporalio.common import HeaderCodecBehavior
+from temporalio.worker import Replayer
 
 from libs import codec
 from libs.contracts import IDENTITY, INFRASTRUCTURE, TENANT_DATA, WORKFLOWS, execute
