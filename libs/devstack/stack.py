@@ -12,6 +12,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporalio.converter import DataConverter
+
+from libs import codec
+from libs.codec import KeyRing
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.payload_keys import payload_key_ring
@@ -93,6 +97,13 @@ class Stack:
     @property
     def payload_keys_file(self) -> Path:
         return self.state_dir / "secrets" / "payload-keys.json"
+
+    def data_converter(self) -> DataConverter:
+        """The converter the stack's processes use: a client of a test or a
+        benchmark that reads results or failures of their runs needs it."""
+        return codec.data_converter(
+            KeyRing.parse(self.payload_keys_file.read_text(), source=str(self.payload_keys_file))
+        )
 
     def start(self) -> Stack:
         try:

@@ -12,14 +12,21 @@ payload to look for.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
 import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+
+from libs import codec, lifecycle
 from libs.devstack.stack import Stack
+from services.tenant_api.servicer import SPEC_MEMO
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import create, inject_failure, settle
 from tests.e2e.test_deletion import delete
@@ -64,6 +71,15 @@ def forms(value: bytes) -> Iterator[bytes]:
             yield base64.b64encode(whole)
 
 
+async def provisioning_memo(stack: Stack, tenant_id: str, *, decoded: bool = False) -> Any:
+    converter = stack.data_converter() if decoded else None
+    client = await Client.connect(stack.temporal_address, data_converter=converter or DataConverter.default)
+    description = await client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id)).describe()
+    if decoded:
+        return await description.memo_value(SPEC_MEMO, type_hint=tenant_pb2.Tenant)
+    return description.raw_description.workflow_execution_info.memo.fields
+
+
 def stored_files(stack: Stack) -> list[Path]:
     temporal = sorted(p for p in (stack.state_dir / "temporal").iterdir() if p.is_file())
     assert any(p.name.endswith(".sqlite") for p in temporal), temporal
@@ -104,3 +120,10 @@ def test_no_personal_data_or_key_in_clear_in_temporal_or_logs(
             if any(form in data for form in forms(value)):
                 found.append(f"{what} in {path.relative_to(stack.state_dir)}")
     assert not found, "\n".join(found)
+
+    # The provisioning memo holds the spec: ciphertext for a client without
+    # the key ring, the spec itself for one with it.
+    memo = asyncio.run(provisioning_memo(stack, kept))
+    assert memo[SPEC_MEMO].metadata["encoding"] == codec.ENCODING
+    spec = asyncio.run(provisioning_memo(stack, kept, decoded=True))
+    assert spec.admin.email == people[kept]["email"]
