@@ -117,3 +117,19 @@ def cache_dir(kind: str) -> Path:
     tree: TENANTRY_CACHE_DIR, else ~/.cache/tenantry."""
     root = os.environ.get("TENANTRY_CACHE_DIR") or str(Path.home() / ".cache" / "tenantry")
     return Path(root) / kind
+
+
+def optional(name: str) -> str | None:
+    """A setting that may be absent (empty counts as absent)."""
+    return os.environ.get(name) or None
+
+
+def readable_file(name: str) -> Path:
+    """A setting naming a file that must exist and be readable."""
+    path = Path(_get(name))
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{name}={str(path)!r} cannot be read: {err.strerror}") from None
+    return path

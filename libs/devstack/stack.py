@@ -12,10 +12,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from temporalio.converter import DataConverter
 
 from libs import codec
 from libs.codec import KeyRing
+from libs.devstack.access import DevAccess
+from libs.devstack.certs import KeyPair
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.payload_keys import payload_key_ring
@@ -62,6 +65,7 @@ class Stack:
         keycloak_mode: str = "realm",
         keycloak: KeycloakServer | None = None,
         extra_env: dict[str, str] | None = None,
+        grants: str = "",
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
         given server (or on one this stack starts)."""
@@ -70,9 +74,12 @@ class Stack:
         self.keycloak_mode = keycloak_mode
         self.keycloak = keycloak
         self.log_dir = self.state_dir / "logs"
+        self.secrets_dir = self.state_dir / "secrets"
+        self.access: DevAccess | None = None
         self.maildir = self.state_dir / "mail"
         self.ports = ports or Ports()
         self.extra_env = extra_env or {}
+        self.grants = grants
         self.embedded: dict[str, ManagedProcess] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
@@ -80,6 +87,16 @@ class Stack:
     @property
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
+
+    def channel(self, client: KeyPair | None = None) -> grpc.Channel:
+        """A channel to the API that presents `client` (the developer's admin certificate by default)."""
+        assert self.access is not None, "start_embedded() first"
+        return grpc.secure_channel(self.grpc_address, self.access.channel_credentials(client))
+
+    def aio_channel(self, client: KeyPair | None = None) -> grpc.aio.Channel:
+        """As `channel`, for asyncio callers."""
+        assert self.access is not None, "start_embedded() first"
+        return grpc.aio.secure_channel(self.grpc_address, self.access.channel_credentials(client))
 
     @property
     def temporal_address(self) -> str:
@@ -96,7 +113,7 @@ class Stack:
 
     @property
     def payload_keys_file(self) -> Path:
-        return self.state_dir / "secrets" / "payload-keys.json"
+        return self.secrets_dir / "payload-keys.json"
 
     def data_converter(self) -> DataConverter:
         """The converter the stack's processes use: a client of a test or a
@@ -119,7 +136,8 @@ class Stack:
 
     def start_embedded(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        payload_key_ring(self.payload_keys_file.parent)
+        self.access = DevAccess.create(self.secrets_dir, grants=self.grants)
+        payload_key_ring(self.secrets_dir)
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",
@@ -188,8 +206,11 @@ class Stack:
         }
 
     def start_service(self, name: str) -> ManagedProcess:
-        health = self.grpc_address if name == "tenant_api" else f"127.0.0.1:{free_port()}"
+        health = f"127.0.0.1:{free_port()}"
         env = {**self.env(), "TENANTRY_HEALTH_ADDRESS": health}
+        if name == "tenant_api":
+            assert self.access is not None
+            env.update(self.access.api_env())
         process = ManagedProcess(
             name,
             python_module(SERVICES[name]),

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 from google.protobuf import duration_pb2, json_format
@@ -23,6 +24,8 @@ DONE = (
 )
 # States in which the last run failed: `create`, `watch`, `retry` and `delete --watch` exit 1.
 FAILED_STATES = (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED)
+# Where `make dev` keeps the developer's credentials (run from the repository).
+DEV_SECRETS = Path(".state") / "secrets"
 TIERS = {
     "pooled": tenant_pb2.PLAN_TIER_POOLED,
     "bridge": tenant_pb2.PLAN_TIER_BRIDGE,
@@ -148,6 +151,18 @@ def explain(err: grpc.RpcError) -> str:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tenantry", description=__doc__)
     top.add_argument("--address", default=os.environ.get("TENANTRY_ADDRESS", "127.0.0.1:50051"))
+    # Credentials: the dev stack's (in .state/secrets) unless the environment names others.
+    top.add_argument("--ca-file", type=Path, default=_credential("TENANTRY_CA_FILE", "ca.pem"))
+    top.add_argument(
+        "--cert-file", type=Path, default=_credential("TENANTRY_CLIENT_CERT_FILE", "dev-admin.pem")
+    )
+    top.add_argument(
+        "--key-file", type=Path, default=_credential("TENANTRY_CLIENT_KEY_FILE", "dev-admin-key.pem")
+    )
+    top.add_argument(
+        "--token-file", type=Path, default=os.environ.get("TENANTRY_TOKEN_FILE"), help="an OIDC access token"
+    )
+    top.add_argument("--plaintext", action="store_true", help="no TLS (a server run with TENANTRY_AUTH=none)")
     top.add_argument("--json", action="store_true", help="print tenants as JSON")
     sub = top.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="provision a tenant")
@@ -184,8 +199,35 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _credential(variable: str, dev_file: str) -> Path | None:
+    named = os.environ.get(variable)
+    if named:
+        return Path(named)
+    dev = DEV_SECRETS / dev_file
+    return dev if dev.exists() else None
+
+
+def channel_of(args: argparse.Namespace) -> grpc.Channel:
+    """A TLS channel with the client certificate and/or bearer token given."""
+    if args.plaintext:
+        return grpc.insecure_channel(args.address)
+    roots = args.ca_file.read_bytes() if args.ca_file else None
+    pair = (
+        (args.key_file.read_bytes(), args.cert_file.read_bytes())
+        if args.cert_file and args.key_file
+        else None
+    )
+    credentials = grpc.ssl_channel_credentials(roots, *(pair or (None, None)))
+    if args.token_file:
+        token = args.token_file.read_text().strip()
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    return grpc.secure_channel(args.address, credentials)
+
+
 def run(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.address) as channel:
+    with channel_of(args) as channel:
         stub = tenant_service_pb2_grpc.TenantServiceStub(channel)
         show = (
             (lambda t: print(json_format.MessageToJson(t))) if args.json else (lambda t: print(describe(t)))

@@ -166,3 +166,45 @@ def operation_failed(
             "failure_type": failure_type,
         },
     )
+
+
+def unauthenticated(reason: str, message: str) -> ApiError:
+    """The caller's credentials are missing or not valid (`reason` says which check failed)."""
+    return ApiError(grpc.StatusCode.UNAUTHENTICATED, message, reason)
+
+
+def permission_denied(permission: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"the caller does not have {permission} for this call",
+        "PERMISSION_DENIED",
+        metadata={"permission": permission},
+    )
+
+
+def rate_limited(wait: timedelta) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "too many changes from this caller; retry later",
+        "RATE_LIMITED",
+        retry_delay=max(wait, timedelta(milliseconds=100)),
+    )
+
+
+def too_many_streams(limit: int) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"this caller already has {limit} WatchTenant streams open",
+        "TOO_MANY_STREAMS",
+        metadata={"limit": str(limit)},
+        retry_delay=RETRY_DELAY,
+    )
+
+
+def stream_too_long(limit: timedelta) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        f"the stream reached its longest duration ({int(limit.total_seconds())} s); open a new one",
+        "STREAM_DURATION_LIMIT",
+        metadata={"max_seconds": str(int(limit.total_seconds()))},
+    )

@@ -143,12 +143,23 @@ class Registry:
         )
         return _tenant(rows[0]) if rows else None
 
-    async def page(self, *, after: str, limit: int) -> list[tenant_pb2.Tenant]:
-        """Tenants with an id greater than `after`, in id order (keyset pagination)."""
-        rows = await self._query(
-            f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id > %s ORDER BY t.tenant_id LIMIT %s",
-            (after, limit),
-        )
+    async def page(
+        self, *, after: str, limit: int, only: frozenset[str] | None = None
+    ) -> list[tenant_pb2.Tenant]:
+        """Tenants with an id greater than `after`, in id order (keyset
+        pagination); with `only`, just those tenants."""
+        if only is None:
+            rows = await self._query(
+                f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id > %s"
+                " ORDER BY t.tenant_id LIMIT %s",
+                (after, limit),
+            )
+        else:
+            rows = await self._query(
+                f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id > %s"
+                " AND t.tenant_id = ANY(%s) ORDER BY t.tenant_id LIMIT %s",
+                (after, sorted(only), limit),
+            )
         return [_tenant(row) for row in rows]
 
     async def events(

@@ -1,5 +1,6 @@
 """The tenant API process: a grpc.aio server with TenantService, health and
-reflection, stopped gracefully on SIGTERM."""
+reflection, stopped gracefully on SIGTERM. Every TenantService call is
+authenticated and authorized (auth.py); health stays open."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from libs import config, namespace
+from libs.health import HealthEndpoint
 from libs.temporal import connect
+from services.tenant_api.auth import Access, AccessInterceptor, Limits
 from services.tenant_api.errors import ApiError
 from services.tenant_api.registry import Registry
 from services.tenant_api.servicer import TenantService
@@ -29,6 +32,8 @@ SERVICE_NAME = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].f
 TEMPORAL_RETRIES = RetryConfig(max_elapsed_time_millis=2000)
 # Requests are small; anything larger is refused before it is parsed.
 MAX_MESSAGE_BYTES = 64 * 1024
+# Concurrent calls on one connection (HTTP/2 streams); more wait for a free one.
+MAX_CONCURRENT_STREAMS = 100
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -93,24 +98,41 @@ def _guard_stream(inner: Callable[..., AsyncIterator[Any]], method: str) -> Call
 
 
 def create_server(
-    address: str, client: Client, registry: Registry
+    address: str,
+    client: Client,
+    registry: Registry,
+    *,
+    access: Access,
+    limits: Limits | None = None,
+    reflection_on: bool = True,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Builds the server bound to `address` (port 0 picks a free one)."""
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # The error guard is outermost: it turns the access checks' errors into statuses too.
+        interceptors=[ErrorInterceptor(), AccessInterceptor(access, limits or Limits())],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
             ("grpc.so_reuseport", 0),
         ],
     )
     tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(TenantService(client, registry), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
-    port = server.add_insecure_port(address)
+    if reflection_on:
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+    credentials = access.server_credentials()
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise config.ConfigError(f"cannot listen on {address}")
     return server, port, health_servicer
@@ -119,14 +141,25 @@ def create_server(
 async def run() -> None:
     address = config.address("TENANTRY_GRPC_ADDRESS", "127.0.0.1:50051")
     namespace.dns_zone()  # domains are checked against it: a bad value stops the process now
+    access = Access.from_env(address)
+    limits = Limits.from_env()
+    reflection_on = config.choice("TENANTRY_REFLECTION", "on", ("on", "off")) == "on"
+    health_address = config.optional("TENANTRY_HEALTH_ADDRESS")
+    # Probes cannot present client certificates: health is also served on its own address.
+    probes = HealthEndpoint(config.address("TENANTRY_HEALTH_ADDRESS")) if health_address else None
     registry = Registry.from_env()
     # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
     client = await connect(retry_config=TEMPORAL_RETRIES)
     await registry.open()
-    server, port, health_servicer = create_server(address, client, registry)
+    server, port, health_servicer = create_server(
+        address, client, registry, access=access, limits=limits, reflection_on=reflection_on
+    )
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    if probes:
+        await probes.start()
+        await probes.set_serving(True)
     log.info("TenantService listening on %s", address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,6 +168,10 @@ async def run() -> None:
     await stop.wait()
     # Tell load balancers first, then let in-flight calls finish.
     await health_servicer.enter_graceful_shutdown()
+    if probes:
+        await probes.set_serving(False)
     await server.stop(grace=10)
+    if probes:
+        await probes.stop()
     await registry.close()
     log.info("TenantService stopped")

@@ -22,7 +22,7 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from libs import lifecycle
 from libs.contracts import WORKFLOWS, Rpc
-from services.tenant_api import errors, validation
+from services.tenant_api import auth, errors, validation
 from services.tenant_api.registry import Registry
 from services.tenant_api.runs import SETTLE_WAIT, Ended, Runs, workflow_of
 from tenantry.orchestrator.v1 import orchestrator_pb2
@@ -66,10 +66,9 @@ def fingerprint(tenant: tenant_pb2.Tenant) -> str:
 
 
 def _caller(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-tenantry-caller":
-            return str(value)[:200]
-    return str(context.peer())
+    # The audit actor is the verified principal; nothing the caller writes
+    # (such as x-tenantry-caller) can put another name in the audit log.
+    return auth.current().id
 
 
 def _same_spec(record: tenant_pb2.Tenant, spec: tenant_pb2.Tenant) -> bool:
@@ -151,7 +150,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         after = _decode_token(request.page_token, violations)
         if violations:
             raise errors.invalid(violations)
-        page = await self._registry.page(after=after, limit=size + 1)
+        page = await self._registry.page(after=after, limit=size + 1, only=auth.view_scope())
         more = len(page) > size
         page = page[:size]
         token = _encode_token(page[-1].tenant_id) if more else ""

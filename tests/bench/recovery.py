@@ -23,7 +23,6 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 
@@ -98,7 +97,7 @@ async def bench(rounds: int) -> None:
         try:
             client = await Client.connect(stack.temporal_address)
             recoveries: list[float] = []
-            async with grpc.aio.insecure_channel(stack.grpc_address) as channel:
+            async with stack.aio_channel() as channel:
                 api = tenant_service_pb2_grpc.TenantServiceStub(channel)
                 for i in range(rounds):
                     tid = f"r{uuid.uuid4().hex[:8]}"

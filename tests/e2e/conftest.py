@@ -27,6 +27,18 @@ from services.infra.providers.iac import S3State
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
 DNS_ZONE = "tenants.tenantry.test"
+# Callers of the e2e tests, each with a client certificate of its own; all may do everything.
+E2E_PRINCIPALS = "spiffe://tenantry.local/e2e/"
+E2E_GRANTS = f"""
+[[grants]]
+certificate = "{E2E_PRINCIPALS}*"
+roles = ["admin", "break-glass"]
+"""
+
+
+def principal(who: str) -> str:
+    """The audit actor of the e2e caller `who` (see the `callers` fixture)."""
+    return E2E_PRINCIPALS + who
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +52,14 @@ def fault_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterator[Stack]:
     started = Stack(
-        tmp_path_factory.mktemp("stack"), extra_env={"TENANTRY_FAULT_INJECTION_FILE": str(fault_rules)}
+        tmp_path_factory.mktemp("stack"),
+        extra_env={
+            "TENANTRY_FAULT_INJECTION_FILE": str(fault_rules),
+            # The fault matrix creates hundreds of tenants in bursts as one caller.
+            "TENANTRY_MUTATIONS_PER_MINUTE": "60000",
+            "TENANTRY_MUTATION_BURST": "1000",
+        },
+        grants=E2E_GRANTS,
     ).start()
     yield started
     started.stop()
@@ -66,8 +85,26 @@ def inject_failure(rules: Path, tenant_id: str, rpc: str | list[dict[str, object
 
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Iterator[tenant_service_pb2_grpc.TenantServiceStub]:
-    with grpc.insecure_channel(stack.grpc_address) as channel:
+    """The API as the developer (the dev stack's admin certificate)."""
+    with stack.channel() as channel:
         yield tenant_service_pb2_grpc.TenantServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def callers(stack: Stack) -> Iterator[Callable[[str], tenant_service_pb2_grpc.TenantServiceStub]]:
+    """The API as the e2e caller `who`: its own certificate, so its own audit actor, `principal(who)`."""
+    channels: dict[str, grpc.Channel] = {}
+
+    def stub(who: str) -> tenant_service_pb2_grpc.TenantServiceStub:
+        if who not in channels:
+            assert stack.access is not None
+            pair = stack.access.ca.client(f"e2e-{who}", uri=principal(who))
+            channels[who] = stack.channel(pair)
+        return tenant_service_pb2_grpc.TenantServiceStub(channels[who])
+
+    yield stub
+    for channel in channels.values():
+        channel.close()
 
 
 @pytest.fixture

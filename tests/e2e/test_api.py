@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def test_list_pages_through_every_tenant(
 
 
 def test_health_and_reflection_are_served(stack: Stack) -> None:
-    with grpc.insecure_channel(stack.grpc_address) as channel:
+    with stack.channel() as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "tenantry.tenant.v1.TenantService"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -178,7 +179,9 @@ def test_cli_creates_watches_gets_and_lists(stack: Stack, new_id: Callable[[], s
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "services.tenant_api.cli", "--address", stack.grpc_address, *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert stack.access is not None
+        env = {**os.environ, **stack.access.client_env()}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
 
     created = cli("create", tid, "--name", "CLI Corp", "--admin-email", "ops@cli.example.com", "--watch")
     assert created.returncode == 0, created.stderr

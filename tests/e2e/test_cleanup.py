@@ -4,6 +4,7 @@ notice), and a clean-up through the API removes it once the cause is fixed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,6 +70,7 @@ def test_an_undo_that_fails_for_good_is_listed_and_a_clean_up_removes_it(
         text=True,
         timeout=30,
         check=True,
+        env={**os.environ, **stack.access.client_env()},
     ).stdout
     assert f"infra/s3_bucket  tenantry-{tid}  from create_bucket" in shown
 

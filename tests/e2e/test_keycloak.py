@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
-import grpc
 import pytest
 from keycloak import KeycloakAdmin
 from temporalio.client import Client
@@ -58,7 +57,7 @@ def kc_stack(
 
 @pytest.fixture(scope="module")
 def kc_api(kc_stack: Stack) -> Iterator[tenant_service_pb2_grpc.TenantServiceStub]:
-    with grpc.insecure_channel(kc_stack.grpc_address) as channel:
+    with kc_stack.channel() as channel:
         yield tenant_service_pb2_grpc.TenantServiceStub(channel)
 
 

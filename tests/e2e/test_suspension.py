@@ -13,8 +13,8 @@ from temporalio.client import Client
 from libs import lifecycle
 from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
-from tests.e2e.conftest import Providers, create, settle
-from tests.e2e.test_deletion import as_caller, events, realm_enabled
+from tests.e2e.conftest import Providers, create, principal, settle
+from tests.e2e.test_deletion import events, realm_enabled
 
 State = tenant_pb2.Tenant.State
 Kind = tenant_pb2.TenantEvent.Kind
@@ -38,6 +38,7 @@ def access_runs(stack: Stack, tid: str) -> int:
 
 def test_suspend_and_resume_a_bridge_tenant_twice_each(
     api: tenant_service_pb2_grpc.TenantServiceStub,
+    callers: Callable[[str], tenant_service_pb2_grpc.TenantServiceStub],
     stack: Stack,
     providers: Providers,
     new_id: Callable[[], str],
@@ -51,7 +52,7 @@ def test_suspend_and_resume_a_bridge_tenant_twice_each(
     resources = providers.orphans(tid)
 
     request = tenant_service_pb2.SuspendTenantRequest(name=name)
-    suspended = api.SuspendTenant(request, metadata=as_caller("billing@e2e")).tenant
+    suspended = callers("billing").SuspendTenant(request).tenant
     assert suspended.state == State.STATE_SUSPENDED
     assert not realm_enabled(providers, tid)
     assert desired_count(providers, tid) == 0
@@ -73,7 +74,9 @@ def test_suspend_and_resume_a_bridge_tenant_twice_each(
     assert providers.orphans(tid) == resources  # nothing was removed or added
 
     log = events(api, tid)
-    assert ("suspend", "billing@e2e") in [(e.step, e.actor) for e in log if e.kind == Kind.KIND_REQUESTED]
+    assert ("suspend", principal("billing")) in [
+        (e.step, e.actor) for e in log if e.kind == Kind.KIND_REQUESTED
+    ]
     states = [e.state for e in log if e.kind == Kind.KIND_STATE_CHANGED]
     assert states[-4:] == [
         State.STATE_SUSPENDING,

@@ -30,6 +30,7 @@ from grpc_status import rpc_status
 from temporalio.client import Client
 
 from libs.devstack.embedded import Postgres
+from services.tenant_api.auth import Access
 from services.tenant_api.registry import Registry
 from services.tenant_api.server import create_server
 from services.tenantdb.providers import EventRecord, TenantSpec
@@ -97,7 +98,7 @@ async def facade(database: Postgres, client: Client, **options: Any) -> AsyncIte
     database.start_server()  # should an earlier test have failed while it was down
     registry = Registry(database.url, **options)
     await registry.open()
-    server, port, _ = create_server("127.0.0.1:0", client, registry)
+    server, port, _ = create_server("127.0.0.1:0", client, registry, access=Access(unauthenticated=True))
     await server.start()
     try:
         yield f"127.0.0.1:{port}"
