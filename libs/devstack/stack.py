@@ -21,7 +21,7 @@ from libs.devstack.access import DevAccess
 from libs.devstack.certs import KeyPair
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
-from libs.devstack.payload_keys import payload_key_ring
+from libs.devstack.payload_keys import codec_sign_in_secret, payload_key_ring
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 
 # Process name -> module run with `python -m`. Domain workers first, then the
@@ -115,6 +115,11 @@ class Stack:
     def payload_keys_file(self) -> Path:
         return self.secrets_dir / "payload-keys.json"
 
+    @property
+    def codec_sign_in_file(self) -> Path:
+        """What an operator pastes into the codec server's /login."""
+        return self.secrets_dir / "codec-sign-in"
+
     def data_converter(self) -> DataConverter:
         """The converter the stack's processes use: a client of a test or a
         benchmark that reads results or failures of their runs needs it."""
@@ -138,6 +143,7 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.access = DevAccess.create(self.secrets_dir, grants=self.grants)
         payload_key_ring(self.secrets_dir)
+        codec_sign_in_secret(self.secrets_dir)
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",
@@ -223,11 +229,15 @@ class Stack:
 
     def start_codec_server(self) -> ManagedProcess:
         """The codec server: the Temporal UI's operator decodes payloads there."""
+        assert self.access is not None, "start_embedded() first"
         ui = f"http://127.0.0.1:{self.ports.temporal_ui}" if self.ports.temporal_ui else ""
         env = {
             **self.env(),
             "TENANTRY_CODEC_ADDRESS": f"127.0.0.1:{self.ports.codec}",
             "TENANTRY_CODEC_CORS_ORIGIN": ui,
+            "TENANTRY_CODEC_SIGN_IN_FILE": str(self.codec_sign_in_file),
+            # Bearer tokens too when TENANTRY_OIDC_ISSUER is set: the API's policy says who operates.
+            "TENANTRY_ACCESS_POLICY_FILE": str(self.access.policy_file),
         }
         process = ManagedProcess(
             "codec_server",

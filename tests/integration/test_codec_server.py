@@ -12,23 +12,31 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import DataConverter
 
 from libs import codec
+from libs.auth import AccessPolicy, TokenVerifier
+from libs.devstack.payload_keys import codec_sign_in_secret
 from libs.devstack.processes import ManagedProcess, free_port, python_module, wait_until
 from services.codec_server.server import (
     SESSION_COOKIE,
     CodecServer,
     Forbidden,
+    OperatorTokens,
     Settings,
     Unauthenticated,
 )
+from tests.fakes.http import FakeHttpServer
 
 UI = "http://127.0.0.1:8233"
 OPERATOR, VIEWER = "operator-token-1", "viewer-token-2"
@@ -229,11 +237,13 @@ def test_a_body_that_is_not_payloads_is_a_bad_request(server: CodecServer) -> No
     assert request(server, "POST", "/decode", b"{nope", as_operator())[0] == 400
 
 
-def test_the_process_serves_health_and_refuses_until_an_authorizer_is_plugged_in(
-    ring: codec.KeyRing, tmp_path: Path
-) -> None:
+def test_the_process_decodes_for_the_dev_stacks_operator_only(ring: codec.KeyRing, tmp_path: Path) -> None:
+    """`python -m services.codec_server` as the dev stack runs it: the
+    sign-in secret beside the key ring is the operator's credential."""
     keys = tmp_path / "keys.json"
     keys.write_text(ring.to_json())
+    sign_in = codec_sign_in_secret(tmp_path / "secrets")
+    secret = sign_in.read_text().strip()
     port = free_port()
     env = {
         **os.environ,
@@ -241,33 +251,159 @@ def test_the_process_serves_health_and_refuses_until_an_authorizer_is_plugged_in
         codec.KEYS_FILE: str(keys),
         "TENANTRY_CODEC_ADDRESS": f"127.0.0.1:{port}",
         "TENANTRY_CODEC_CORS_ORIGIN": UI,
+        "TENANTRY_CODEC_SIGN_IN_FILE": str(sign_in),
     }
+    env.pop("TENANTRY_OIDC_ISSUER", None)
     process = ManagedProcess(
         "codec_server", python_module("services.codec_server"), log_dir=tmp_path, env=env
     )
     process.start()
     try:
-        conn = lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=2)  # noqa: E731
+
+        def call(
+            method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+        ) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                reply = conn.getresponse()
+                return reply.status, reply.read()
+            finally:
+                conn.close()
 
         def healthy() -> bool:
             try:
-                c = conn()
-                c.request("GET", "/healthz")
-                return c.getresponse().status == 200
+                return call("GET", "/healthz")[0] == 200
             except OSError:
                 return False
 
         wait_until(healthy, timeout=30, what="codec server")
-        c = conn()
-        c.request("POST", "/decode", body=sealed_body(ring), headers=as_operator())
-        reply = c.getresponse()
-        assert reply.status == 401 and not leaks(reply.read())
+        status, body = call("POST", "/decode", sealed_body(ring), as_operator())  # a token nobody issued
+        assert status == 401 and not leaks(body)
+        status, body = call("POST", "/decode", sealed_body(ring), {"Authorization": f"Bearer {secret}"})
+        assert status == 200 and list(json_format.Parse(body, Payloads()).payloads) == plain_payloads()
     finally:
         assert process.stop() == 0  # SIGTERM: a clean stop
-    assert SECRET not in process.log_path.read_text()
+    log = process.log_path.read_text()
+    assert SECRET not in log and secret not in log
 
 
-def test_the_process_refuses_to_start_without_a_key_ring(tmp_path: Path) -> None:
+def test_the_process_refuses_to_start_without_a_way_to_authenticate(
+    ring: codec.KeyRing, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(ring.to_json())
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TENANTRY_OIDC_ISSUER", "TENANTRY_CODEC_SIGN_IN_FILE")
+    }
+    env |= {
+        codec.SWITCH: "on",
+        codec.KEYS_FILE: str(keys),
+        "TENANTRY_CODEC_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.codec_server"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "TENANTRY_OIDC_ISSUER" in done.stderr and "TENANTRY_CODEC_SIGN_IN_FILE" in done.stderr
+
+
+class Jwks(FakeHttpServer):
+    """An issuer's JWKS endpoint: one EC key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        self.jwks = {"keys": [{**public, "kid": "k1", "alg": "ES256", "use": "sig"}]}
+
+    def _answer(self, handler: Any, path: str, query: str, raw: str) -> tuple[int, Any]:
+        return 200, self.jwks
+
+    def _record(self, handler: Any, path: str, query: str, raw: str, status: int) -> None:
+        pass
+
+    def token(self, subject: str, *, lifetime: float = 300) -> str:
+        now = time.time()
+        claims = {"iss": ISSUER, "aud": "tenantry-codec", "sub": subject, "iat": now, "exp": now + lifetime}
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "k1"})
+
+
+ISSUER = "https://issuer.tenantry.test"
+
+
+@pytest.fixture
+def token_server(ring: codec.KeyRing, tmp_path: Path) -> Iterator[tuple[CodecServer, Jwks]]:
+    jwks = Jwks().start()
+    policy = tmp_path / "access.toml"
+    policy.write_text(
+        f"""[[grants]]
+issuer = "{ISSUER}"
+subject = "ops"
+roles = ["operator"]
+
+[[grants]]
+issuer = "{ISSUER}"
+subject = "looker"
+roles = ["viewer"]
+
+[[grants]]
+issuer = "{ISSUER}"
+subject = "one-tenant-ops"
+roles = ["operator"]
+tenants = ["acme"]
+"""
+    )
+    verifier = TokenVerifier(issuer=ISSUER, audience="tenantry-codec", jwks_url=f"{jwks.url}/jwks")
+    running = CodecServer(
+        ("127.0.0.1", free_port()),
+        codec=codec.EncryptionCodec(ring),
+        authorizer=OperatorTokens(verifier, AccessPolicy.load(policy)),
+        settings=Settings(namespace="default", cors_origin=UI),
+    ).start()
+    yield running, jwks
+    running.stop()
+    jwks.stop()
+
+
+def test_oidc_tokens_are_verified_by_libs_auth_and_only_operators_of_every_tenant_decode(
+    token_server: tuple[CodecServer, Jwks], ring: codec.KeyRing
+) -> None:
+    server, jwks = token_server
+    body = sealed_body(ring)
+
+    def decode(token: str) -> tuple[int, bytes]:
+        status, _, answer = request(server, "POST", "/decode", body, {"Authorization": f"Bearer {token}"})
+        return status, answer
+
+    status, answer = decode(jwks.token("ops"))
+    assert status == 200 and list(json_format.Parse(answer, Payloads()).payloads) == plain_payloads()
+    for token, expected in (
+        (jwks.token("looker"), 403),  # a viewer
+        (jwks.token("one-tenant-ops"), 403),  # an operator of some tenants only
+        (jwks.token("stranger"), 403),  # no grant at all
+        (jwks.token("ops", lifetime=-120), 401),  # expired
+        (jwks.token("ops")[:-4] + "AAAA", 401),  # a forged signature
+    ):
+        status, answer = decode(token)
+        assert status == expected and not leaks(answer)
+    # A token signs the browser in once; the session cookie does the rest.
+    status, headers, _ = request(
+        server, "POST", "/login", b"", {"Authorization": f"Bearer {jwks.token('ops')}"}
+    )
+    assert status == 200 and SESSION_COOKIE in headers["set-cookie"]
+    session = headers["set-cookie"].split(";")[0]
+    assert request(server, "POST", "/decode", body, {"Cookie": session})[0] == 200
+
+
+def test_the_process_refuses_to_start_without_a_key_ring() -> None:
     env = {k: v for k, v in os.environ.items() if k not in (codec.KEYS, codec.KEYS_FILE)}
     env[codec.SWITCH] = "on"
     done = subprocess.run(
