@@ -6,14 +6,16 @@ in base64) and the `X-Namespace` header; the answer is the same shape. Every
 request must come from an operator, authenticated by the `Authorizer` the
 process is given:
 
-- a caller with a token (the CLI, a UI with login and "pass access token")
-  sends `Authorization: Bearer <token>`;
+- a caller with a token (the CLI's `--codec-auth`, a UI with login and
+  "pass access token", which the UI allows over https only) sends
+  `Authorization: Bearer <token>`: an OIDC token verified by libs/auth whose
+  principal the access policy makes an operator of every tenant;
 - the dev server's UI has no login, so no token: the operator signs in here
-  once (`/login`, with an operator token) and gets a session cookie
-  (HttpOnly, SameSite=Strict, this server only), and the UI's codec setting
-  "include cross-origin credentials" makes the browser send it. CORS
-  answers (with `Allow-Credentials`) only the configured UI origin, so no
-  other page can read a decoded payload.
+  once (`/login`, with an operator token or the dev stack's sign-in secret)
+  and gets a session cookie (HttpOnly, SameSite=Strict, a random id, never
+  the token), and the UI's codec setting "include cross-origin credentials"
+  makes the browser send it. CORS answers (with `Allow-Credentials`) only the
+  configured UI origin, so no other page can read a decoded payload.
 
 Nothing here logs or echoes a payload, a token or a session id.
 """
@@ -355,7 +357,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.info("operator %s signed in", principal)
         cookie = (
             f"{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; "
-            f"Max-Age={self.app.settings.session_seconds}"
+            f"Max-Age={self.app.settings.session_seconds}{self._secure()}"
         )
         headers = {"Set-Cookie": cookie}
         if self.app.settings.cors_origin and token:
@@ -370,7 +372,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         session = self._session_id()
         if session:
             self.app.sessions.close(session)
-        expired = f"{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        expired = f"{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{self._secure()}"
         self._send_json(HTTPStatus.OK, {}, {"Set-Cookie": expired})
 
     # -- authentication ------------------------------------------------------
@@ -394,6 +396,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _HttpError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "the token issuer does not answer; try again"
             ) from None
+
+    def _secure(self) -> str:
+        # An https UI can fetch an https codec endpoint only (mixed content is
+        # blocked), so the cookie travels over TLS only then; the dev UI is http.
+        return "; Secure" if self.app.settings.cors_origin.startswith("https://") else ""
 
     def _session_id(self) -> str | None:
         raw = self.headers.get("Cookie")

@@ -452,3 +452,32 @@ def test_principals_and_tokens_stay_out_of_what_the_server_answers(
     )
     assert status == 401 and b"not-a-token" not in body
     assert json.loads(body) == {"message": "an operator must sign in"}
+
+
+def test_the_cookie_is_secure_behind_an_https_ui(ring: codec.KeyRing) -> None:
+    running = CodecServer(
+        ("127.0.0.1", free_port()),
+        codec=codec.EncryptionCodec(ring),
+        authorizer=FakeAuthorizer(),
+        settings=Settings(namespace="default", cors_origin="https://temporal.example"),
+    ).start()
+    try:
+        status, headers, _ = request(running, "POST", "/login", b"", as_operator())
+        assert status == 200 and "; Secure" in headers["set-cookie"]
+    finally:
+        running.stop()
+    status, headers, _ = request_login_plain(ring)
+    assert status == 200 and "Secure" not in headers["set-cookie"]  # the dev UI is http
+
+
+def request_login_plain(ring: codec.KeyRing) -> tuple[int, dict[str, str], bytes]:
+    running = CodecServer(
+        ("127.0.0.1", free_port()),
+        codec=codec.EncryptionCodec(ring),
+        authorizer=FakeAuthorizer(),
+        settings=Settings(namespace="default", cors_origin=UI),
+    ).start()
+    try:
+        return request(running, "POST", "/login", b"", as_operator())
+    finally:
+        running.stop()
