@@ -135,8 +135,8 @@ class SmtpMailer:
         except smtplib.SMTPRecipientsRefused as err:
             code = min((code for code, _ in err.recipients.values()), default=0)
             if code >= 500:
-                raise Rejected(f"the mail server refused recipient {email.recipient} ({code})") from err
-            raise Unavailable(f"the mail server deferred recipient {email.recipient} ({code})") from err
+                raise Rejected(f"the mail server refused the recipient ({code})") from err
+            raise Unavailable(f"the mail server deferred the recipient ({code})") from err
         except smtplib.SMTPAuthenticationError as err:
             # Retryable: the notice waits, not lost, until the operator fixes the
             # secret and restarts the worker. No cause attached: the server's

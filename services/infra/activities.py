@@ -154,13 +154,14 @@ class InfrastructureActivities:
         """
         zone = self._dns.zone
         names = [f"{tenant_id}.{zone}"]
-        for raw in domains:
+        # Messages name the domain by its place: a domain may be personal data.
+        for index, raw in enumerate(domains):
             domain = namespace.normal_domain(raw)
             if not is_hostname(domain):
-                raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domain {raw[:253]!r} is not a host name")
+                raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domains[{index}] is not a host name")
             problem = namespace.zone_domain_problem(domain, tenant_id=tenant_id, zone=zone)
             if problem and claiming:
-                raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domain {domain}: {problem}")
+                raise errors.permanent(ErrorType.INVALID_ARGUMENT, f"domains[{index}]: {problem}")
             if domain.endswith(f".{zone}") and domain not in names:
                 names.append(domain)
         return names

@@ -49,9 +49,7 @@ class NotificationActivities:
             )
         recipient = request.recipient.strip()
         if len(recipient) > 254 or not _EMAIL.fullmatch(recipient):
-            raise errors.permanent(
-                ErrorType.INVALID_ARGUMENT, f"recipient {recipient[:254]!r} is not an email address"
-            )
+            raise errors.permanent(ErrorType.INVALID_ARGUMENT, "the recipient is not an email address")
         if not request.idempotency_key:
             raise errors.permanent(ErrorType.INVALID_ARGUMENT, "idempotency_key is empty")
         purge_time = None

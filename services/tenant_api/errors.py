@@ -108,7 +108,8 @@ def already_exists(tenant_id: str) -> ApiError:
 def domains_in_use(tenant_id: str, domains: Sequence[str], positions: Sequence[int]) -> ApiError:
     return ApiError(
         grpc.StatusCode.ALREADY_EXISTS,
-        f"domain {', '.join(domains)} is already used by another tenant",
+        # The violations say which; the message may be logged, a domain is personal data.
+        "a domain of the tenant is already used by another tenant",
         "DOMAIN_IN_USE",
         metadata={"tenant_id": tenant_id, "domains": ",".join(domains)},
         violations=[(f"tenant.domains[{i}]", "already used by another tenant") for i in positions],

@@ -35,7 +35,8 @@ DEPROVISION = WORKFLOWS.rpc("DeprovisionTenant")
 SUSPEND = WORKFLOWS.rpc("SuspendTenant")
 RESUME = WORKFLOWS.rpc("ResumeTenant")
 CLEAN_UP = WORKFLOWS.rpc("CleanUpTenant")
-# Memo keys on the provisioning run. No secrets: memos are stored in clear.
+# Memo keys on the provisioning run. Memos go through the payload codec (libs/codec.py),
+# so the spec is stored encrypted; still no secrets in it.
 SPEC_MEMO = "tenant_spec"
 FINGERPRINT_MEMO = "tenant_spec_sha256"
 WATCH_INTERVAL = 0.25

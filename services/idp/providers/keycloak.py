@@ -592,9 +592,11 @@ class KeycloakIdentityProvider:
                         raise
                     user = await self._find_user(admin, email)
                     if user is None:
-                        raise Conflict(f"a user with email {email} already exists in realm {realm}") from None
+                        raise Conflict(
+                            f"a user with the admin's email already exists in realm {realm}"
+                        ) from None
             if user is not None:
-                _check_owner(f"user {email}", user, tenant_id)
+                _check_owner("the admin's user", user, tenant_id)
                 user_id = str(user["id"])
                 if (user.get("firstName") or "", user.get("lastName") or "") != (
                     admin_user.given_name,
@@ -682,7 +684,7 @@ class KeycloakIdentityProvider:
             if user is None:
                 log.info("tenant %s: admin user already gone", tenant_id)
                 return
-            _check_owner(f"user {email}", user, tenant_id)
+            _check_owner("the admin's user", user, tenant_id)
             await self._ignore_missing(admin.a_delete_user(user["id"]))
             log.info("tenant %s: admin user %s deleted", tenant_id, user["id"])
 

@@ -138,7 +138,7 @@ class LocalIdentityStore:
             )
             taken = await cur.fetchone()
             if taken:
-                raise Conflict(f"domain {taken[1]} already belongs to the realm of tenant {taken[0]}")
+                raise Conflict(f"a domain of this tenant already belongs to the realm of tenant {taken[0]}")
             cur = await conn.execute(
                 "INSERT INTO idp_local.realms (tenant_id, realm_id, display_name, domains)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",

@@ -129,7 +129,7 @@ class SesMailer:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in _RETRYABLE or status >= 500:
                 raise Unavailable(f"SES could not send the message now: {_describe(err)}") from err
-            raise Rejected(f"SES refused the message to {email.recipient}: {_describe(err)}") from err
+            raise Rejected(f"SES refused the message to the admin: {_describe(err)}") from err
         except BotoCoreError as err:
             raise Unavailable(f"cannot reach SES: {type(err).__name__}") from err
         return str(answer["MessageId"])

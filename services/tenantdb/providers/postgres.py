@@ -857,7 +857,7 @@ async def _claim_domains(conn: AsyncConnection, tenant_id: str, domains: Sequenc
     )
     taken = await cur.fetchone()
     if taken:
-        raise Conflict(f"domain {taken[1]} is already used by tenant {taken[0]}")
+        raise Conflict(f"a domain of this tenant is already used by tenant {taken[0]}")
 
 
 async def _keep_backups(conn: AsyncConnection, tenant_id: str, backups: Sequence[BackupRecord]) -> None:
