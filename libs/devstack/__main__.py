@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--aws-port", type=int, default=5050)
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--keycloak-port", type=int, default=8080)
+    parser.add_argument("--codec-port", type=int, default=8234)
     parser.add_argument("--idp", choices=("local", "keycloak"), default="local", help="identity provider")
     parser.add_argument("--keycloak-mode", choices=("realm", "organization"), default="realm")
     args = parser.parse_args()
@@ -33,6 +34,7 @@ def main() -> None:
             moto=args.aws_port,
             smtp=args.smtp_port,
             keycloak=args.keycloak_port,
+            codec=args.codec_port,
         ),
         idp=args.idp,
         keycloak_mode=args.keycloak_mode,
@@ -50,7 +52,10 @@ def main() -> None:
 Tenantry is running.
   gRPC API     {stack.grpc_address}   (mTLS: .venv/bin/tenantry list calls as the developer, admin)
   Credentials  {stack.secrets_dir} (ca.pem, dev-admin.pem, access.toml: who may do what)
-  Temporal UI  http://127.0.0.1:{args.ui_port}
+  Temporal UI  http://127.0.0.1:{args.ui_port}   (history is encrypted; to read it decoded:)
+  Codec server {stack.codec_endpoint}   (sign in once at {stack.codec_endpoint}/login with the
+               secret in {stack.codec_sign_in_file}; in the UI's codec settings turn on
+               "Include cross-origin credentials")
   Temporal     {stack.temporal_address}
   AWS (moto)   {stack.aws_endpoint}
   Identity     {identity}

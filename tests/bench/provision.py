@@ -141,7 +141,7 @@ async def bench(n: int, concurrencies: list[int], tier_tenants: int) -> None:
         try:
             results: dict[tuple[str, int], dict[str, float]] = {}
             tiers: dict[str, dict[str, float]] = {}
-            client = await Client.connect(stack.temporal_address)
+            client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
             await tenantry(stack, client, 5, 5)  # warm-up: pools, caches, first workflow tasks
             for c in concurrencies:
                 results[("tenantry", c)] = await tenantry(stack, client, n, c)

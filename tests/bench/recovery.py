@@ -95,7 +95,7 @@ async def bench(rounds: int) -> None:
         ).start()
         replicas = {"infra": stack.services["infra"], "infra-2": replica(stack, "infra-2")}
         try:
-            client = await Client.connect(stack.temporal_address)
+            client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
             recoveries: list[float] = []
             async with stack.aio_channel() as channel:
                 api = tenant_service_pb2_grpc.TenantServiceStub(channel)

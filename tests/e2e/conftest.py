@@ -318,7 +318,7 @@ def wait_until_victim_holds_a_task(stack: Stack, tenant_id: str, victim: str, ti
     returns what it holds."""
 
     async def held() -> str:
-        client = await Client.connect(stack.temporal_address)
+        client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
         handle = client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -26,7 +26,7 @@ State = tenant_pb2.Tenant.State
 
 def workflow_runs(stack: Stack, tenant_id: str) -> int:
     async def count() -> int:
-        client = await Client.connect(stack.temporal_address)
+        client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
         query = f"WorkflowId = '{lifecycle.provision_workflow_id(tenant_id)}'"
         return len([w async for w in client.list_workflows(query)])
 

@@ -35,7 +35,7 @@ def assert_no_secrets_leaked(stack: Stack, providers: Providers, tenant_id: str)
     )
 
     async def history() -> str:
-        client = await Client.connect(stack.temporal_address)
+        client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
         fetched = await client.get_workflow_handle(lifecycle.provision_workflow_id(tenant_id)).fetch_history()
         return fetched.to_json()
 

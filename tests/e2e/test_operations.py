@@ -31,7 +31,7 @@ Kind = tenant_pb2.TenantEvent.Kind
 
 def runs(stack: Stack, tenant_id: str) -> int:
     async def count() -> int:
-        client = await Client.connect(stack.temporal_address)
+        client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
         query = f"WorkflowId = '{lifecycle.provision_workflow_id(tenant_id)}'"
         return len([w async for w in client.list_workflows(query)])
 
@@ -128,7 +128,7 @@ def test_cancelling_a_run_undoes_what_it_did_even_steps_in_flight(
     except grpc.RpcError:
 
         async def pending() -> list[str]:
-            client = await Client.connect(stack.temporal_address)
+            client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
             raw = (
                 await client.get_workflow_handle(lifecycle.provision_workflow_id(tid)).describe()
             ).raw_description

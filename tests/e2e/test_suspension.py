@@ -29,7 +29,7 @@ def desired_count(providers: Providers, tid: str) -> int:
 
 def access_runs(stack: Stack, tid: str) -> int:
     async def count() -> int:
-        client = await Client.connect(stack.temporal_address)
+        client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
         query = f"WorkflowId = '{lifecycle.access_workflow_id(tid)}'"
         return len([w async for w in client.list_workflows(query)])
 

@@ -369,7 +369,9 @@ class KeycloakIdentityProvider:
                     raise
                 existing = await self._get_realm(realm)  # made meanwhile by a concurrent call
                 if existing is None:
-                    raise
+                    # An earlier attempt's create (cut off by its timeout) is still
+                    # running inside Keycloak: not there yet, not a conflict. Try again.
+                    raise Unavailable(f"realm {realm} is still being created by an earlier attempt") from None
         if existing is not None:
             if owner is not None:
                 _check_owner(f"realm {realm}", existing, owner)
