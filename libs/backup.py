@@ -13,22 +13,17 @@ import asyncio
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
-from libs import buckets, config, namespace
-from libs.errors import Unavailable
+from libs import aws, buckets, config, namespace
+from libs.aws import error_code, faults_as_unavailable
 from tenantry.tenant.v1 import tenant_pb2
 
 log = logging.getLogger(__name__)
 
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30)
 # Backups are kept this long, then S3 expires them (a lifecycle rule on the bucket).
 DEFAULT_RETENTION_DAYS = 90
 
@@ -53,7 +48,7 @@ class BackupStore:
 
     def __init__(self, settings: BackupSettings, client: Any | None = None) -> None:
         self.settings = settings
-        self._s3 = client or boto3.session.Session().client("s3", config=_CLIENT_CONFIG)
+        self._s3 = client or aws.client("s3", read_timeout=30)
         self._bucket_ready = False
 
     async def ensure_bucket(self) -> None:
@@ -65,18 +60,18 @@ class BackupStore:
         if self._bucket_ready:
             return
         bucket = self.settings.bucket
-        with _faults(f"backup bucket {bucket}"):
+        with faults_as_unavailable(f"backup bucket {bucket}"):
             try:
                 self._s3.head_bucket(Bucket=bucket)
                 self._bucket_ready = True
                 return
             except botocore.exceptions.ClientError as err:
-                if _code(err) not in ("404", "NoSuchBucket", "NotFound"):
+                if error_code(err) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
             try:
                 self._s3.create_bucket(Bucket=bucket)
             except botocore.exceptions.ClientError as err:
-                if _code(err) != "BucketAlreadyOwnedByYou":
+                if error_code(err) != "BucketAlreadyOwnedByYou":
                     raise
             buckets.secure(self._s3, bucket)
             self._s3.put_bucket_lifecycle_configuration(
@@ -126,7 +121,7 @@ class BackupStore:
         # Made on first use, so a worker starts (and serves its other
         # activities) while S3 is briefly away.
         self._ensure_bucket()
-        with _faults(f"backup upload {key}"):
+        with faults_as_unavailable(f"backup upload {key}"):
             self._s3.upload_fileobj(
                 body,
                 self.settings.bucket,
@@ -140,21 +135,3 @@ class BackupStore:
         return tenant_pb2.BackupObject(
             kind=kind, uri=f"s3://{self.settings.bucket}/{key}", size_bytes=size, sha256=digest.hexdigest()
         )
-
-
-def _code(err: botocore.exceptions.ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-@contextmanager
-def _faults(what: str) -> Iterator[None]:
-    """Turns connection faults, throttling and 5xx into `Unavailable` (retried)."""
-    try:
-        yield
-    except botocore.exceptions.ClientError as err:
-        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if status >= 500 or status == 429 or _code(err) in ("SlowDown", "Throttling", "RequestTimeout"):
-            raise Unavailable(f"{what}: {_code(err) or status}") from err
-        raise
-    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as err:
-        raise Unavailable(f"{what}: {type(err).__name__}") from err

@@ -29,6 +29,7 @@ from libs import auth, config
 from libs.auth import AccessPolicy, AuthenticationError, IssuerUnavailable, Principal, TokenVerifier
 from libs.config import ConfigError, ServerTls
 from services.tenant_api import errors
+from services.tenant_api.handlers import rewrap
 from tenantry.options.v1 import options_pb2
 from tenantry.tenant.v1 import tenant_service_pb2
 
@@ -303,19 +304,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
             return handler
         rpc = method.rsplit("/", 1)[1]
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, rpc),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, rpc),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            unary=lambda inner: self._unary(inner, rpc),
+            stream=lambda inner: self._stream(inner, rpc),
+        )
 
     async def _admit(self, rpc: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         principal = await self._access.authenticate(context)

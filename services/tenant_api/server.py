@@ -23,6 +23,7 @@ from libs.health import HealthEndpoint
 from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
 from services.tenant_api.errors import ApiError, malformed_request
+from services.tenant_api.handlers import rewrap
 from services.tenant_api.registry import Registry
 from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
@@ -54,20 +55,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         # A body that does not parse reaches the handler as _Malformed, which
         # refuses it (grpc.aio would answer UNKNOWN and log a traceback).
-        deserializer = _tolerant(handler.request_deserializer)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(handler.unary_unary, method),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(handler.unary_stream, method),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            unary=lambda inner: _guard_unary(inner, method),
+            stream=lambda inner: _guard_stream(inner, method),
+            request_deserializer=_tolerant(handler.request_deserializer),
+        )
 
 
 class _Malformed:

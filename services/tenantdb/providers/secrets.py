@@ -16,24 +16,20 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 from psycopg.conninfo import conninfo_to_dict
 
-from libs.errors import Unavailable
+from libs import aws
+from libs.aws import error_code, faults_as_unavailable
 from services.tenantdb.providers import Conflict
 
 log = logging.getLogger(__name__)
 
 # The infra domain's tag (services/infra/providers): one scan finds every tenant resource.
 TENANT_TAG = "tenantry:tenant-id"
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=30)
 _PASSWORD_BYTES = 32
 
 
@@ -61,7 +57,7 @@ class TenantCredentials:
             "port": int(info.get("port") or 5432),
             "dbname": str(info.get("dbname") or info.get("user") or ""),
         }
-        self._client = client or boto3.session.Session().client("secretsmanager", config=_CLIENT_CONFIG)
+        self._client = client or aws.client("secretsmanager", read_timeout=30)
 
     async def ensure(self, tenant_id: str, *, username: str, schema: str) -> DatabaseCredentials:
         """The tenant's credentials: those in its secret, or new ones in a new secret."""
@@ -75,7 +71,7 @@ class TenantCredentials:
         name = secret_name(tenant_id)
         password = secrets.token_urlsafe(_PASSWORD_BYTES)
         value = {**self._connection, "username": username, "password": password, "schema": schema}
-        with _faults("create the database secret"):
+        with faults_as_unavailable("create the database secret"):
             try:
                 made = self._client.create_secret(
                     Name=name,
@@ -86,10 +82,10 @@ class TenantCredentials:
                 log.info("tenant %s: database secret %s created", tenant_id, name)
                 return DatabaseCredentials(reference=made["ARN"], password=password)
             except botocore.exceptions.ClientError as err:
-                if _code(err) != "ResourceExistsException":
+                if error_code(err) != "ResourceExistsException":
                     raise
         # Made by an earlier attempt (or a twin): its password is the role's.
-        with _faults("read the database secret"):
+        with faults_as_unavailable("read the database secret"):
             described = self._client.describe_secret(SecretId=name)
             tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
             if tags.get(TENANT_TAG) != tenant_id:
@@ -99,11 +95,11 @@ class TenantCredentials:
 
     def _delete(self, tenant_id: str) -> None:
         name = secret_name(tenant_id)
-        with _faults("delete the database secret"):
+        with faults_as_unavailable("delete the database secret"):
             try:
                 described = self._client.describe_secret(SecretId=name)
             except botocore.exceptions.ClientError as err:
-                if _code(err) == "ResourceNotFoundException":
+                if error_code(err) == "ResourceNotFoundException":
                     return
                 raise
             tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
@@ -112,24 +108,6 @@ class TenantCredentials:
             try:
                 self._client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
             except botocore.exceptions.ClientError as err:
-                if _code(err) != "ResourceNotFoundException":
+                if error_code(err) != "ResourceNotFoundException":
                     raise
         log.info("tenant %s: database secret %s deleted", tenant_id, name)
-
-
-def _code(err: botocore.exceptions.ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-@contextmanager
-def _faults(what: str) -> Iterator[None]:
-    """Connection faults, throttling and 5xx become `Unavailable` (retried); the rest propagates."""
-    try:
-        yield
-    except botocore.exceptions.ClientError as err:
-        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if status >= 500 or status == 429 or _code(err) == "ThrottlingException":
-            raise Unavailable(f"cannot {what}: {_code(err) or status}") from None
-        raise
-    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as err:
-        raise Unavailable(f"cannot {what}: {type(err).__name__}") from None
