@@ -28,14 +28,8 @@ from libs import codec
 from libs.auth import AccessPolicy, TokenVerifier
 from libs.devstack.payload_keys import codec_sign_in_secret
 from libs.devstack.processes import ManagedProcess, free_port, python_module, wait_until
-from services.codec_server.server import (
-    SESSION_COOKIE,
-    CodecServer,
-    Forbidden,
-    OperatorTokens,
-    Settings,
-    Unauthenticated,
-)
+from services.codec_server.operators import Forbidden, OperatorTokens, Unauthenticated
+from services.codec_server.server import SESSION_COOKIE, CodecServer, Settings
 from tests.fakes.http import FakeHttpServer
 
 UI = "http://127.0.0.1:8233"
