@@ -212,7 +212,10 @@ class DeprovisionTenantWorkflow(Claims):
         purge_time: datetime | None = workflow.now() + grace if self._grace else None
         run.purge_time = purge_time
         marking = tenantdb.MarkDeprovisioningRequest(
-            tenant_id=tid, workflow_id=workflow.info().workflow_id, run_id=workflow.info().run_id
+            tenant_id=tid,
+            workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
+            expected_state=request.expected_state,
         )
         if purge_time is not None:
             marking.purge_time.FromDatetime(purge_time)

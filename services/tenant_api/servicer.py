@@ -53,6 +53,9 @@ _DELETABLE = (
     State.STATE_SUSPENDED,
     State.STATE_DEPROVISION_FAILED,
 )
+# States a suspend or resume moves a tenant between: a deletion started from
+# one of them claims the tenant only if it is still in it.
+_RACED_BY_ACCESS = (State.STATE_ACTIVE, State.STATE_SUSPENDED)
 # What a run's in-flight state shows once the run has ended without saying how.
 _DIED_AS = {
     State.STATE_PROVISIONING: State.STATE_PROVISION_FAILED,
@@ -202,7 +205,12 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         await self._runs.start(
             DEPROVISION,
             orchestrator_pb2.DeprovisionTenantRequest(
-                tenant_id=tid, requested_by=caller, grace_period=period, skip_backup=request.skip_backup
+                tenant_id=tid,
+                requested_by=caller,
+                grace_period=period,
+                skip_backup=request.skip_backup,
+                # A suspend or resume that lands first wins; this deletion then fails cleanly.
+                expected_state=tenant.state if tenant.state in _RACED_BY_ACCESS else State.STATE_UNSPECIFIED,
             ),
             deletion,
             reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

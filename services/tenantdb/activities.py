@@ -124,7 +124,13 @@ class TenantDataActivities:
         )
         with provider_errors():
             await self._provider.mark_deprovisioning(
-                tenant_id, request.workflow_id, purge_time, request.run_id
+                tenant_id,
+                request.workflow_id,
+                purge_time,
+                request.run_id,
+                expected_state=(
+                    tenant_pb2.Tenant.State.Name(request.expected_state) if request.expected_state else None
+                ),
             )
         return tenantdb_pb2.MarkDeprovisioningResponse()
 

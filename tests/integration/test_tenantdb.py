@@ -329,6 +329,37 @@ async def test_deprovisioning_starts_from_every_allowed_state(
     assert (row["state"], row["workflow_id"]) == ("STATE_DEPROVISIONING", "deprov-2")
 
 
+async def test_a_deletion_takes_the_tenant_only_from_the_state_its_caller_saw(
+    acts: Activities, db: psycopg.AsyncConnection
+) -> None:
+    tid = new_id()
+    await in_state(acts, tid, "STATE_SUSPENDED")  # a suspend landed after the caller saw ACTIVE
+    before = await snapshot(db)
+    seen_active = pb.MarkDeprovisioningRequest(
+        tenant_id=tid, workflow_id="deprov-4", run_id="run-4", expected_state=tenant_pb2.Tenant.STATE_ACTIVE
+    )
+    with pytest.raises(ApplicationError) as err:
+        await acts.mark_deprovisioning(seen_active)
+    assert_permanent(err, "Conflict")
+    assert await snapshot(db) == before
+    # From the state it saw, it goes; the same run marking again (a retry after
+    # the mark was written) is not a conflict, another run's mark is.
+    seen_suspended = pb.MarkDeprovisioningRequest(
+        tenant_id=tid,
+        workflow_id="deprov-4",
+        run_id="run-4",
+        expected_state=tenant_pb2.Tenant.STATE_SUSPENDED,
+    )
+    await acts.mark_deprovisioning(seen_suspended)
+    await acts.mark_deprovisioning(seen_suspended)
+    row = await registry_row(db, tid)
+    assert row is not None and row["state"] == "STATE_DEPROVISIONING"
+    seen_suspended.run_id = "run-5"
+    with pytest.raises(ApplicationError) as err:
+        await acts.mark_deprovisioning(seen_suspended)
+    assert_permanent(err, "Conflict")
+
+
 async def test_a_pending_tenant_cannot_be_deprovisioned(
     acts: Activities, db: psycopg.AsyncConnection
 ) -> None:

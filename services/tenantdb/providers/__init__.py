@@ -214,9 +214,17 @@ class TenantDataProvider(Protocol):
         """Moves the tenant from PROVISIONING to ACTIVE."""
 
     async def mark_deprovisioning(
-        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None, run_id: str = ""
+        self,
+        tenant_id: str,
+        workflow_id: str,
+        purge_time: datetime | None = None,
+        run_id: str = "",
+        *,
+        expected_state: str | None = None,
     ) -> None:
-        """Moves the tenant to DEPROVISIONING under `workflow_id`, with the end of its grace period."""
+        """Moves the tenant to DEPROVISIONING under `workflow_id`, with the end
+        of its grace period; with `expected_state`, only from that state (a
+        Conflict otherwise, unless run `run_id` marked it already)."""
 
     async def mark_deprovisioned(self, tenant_id: str, backups: Sequence[BackupRecord] = ()) -> None:
         """Moves the tenant from DEPROVISIONING to DEPROVISIONED, keeping `backups` with the record."""

@@ -319,12 +319,22 @@ class PostgresTenantData:
             await self._transition_in(conn, tenant_id, ACTIVE, ACTIVE_FROM, fields, state=state)
 
     async def mark_deprovisioning(
-        self, tenant_id: str, workflow_id: str, purge_time: datetime | None = None, run_id: str = ""
+        self,
+        tenant_id: str,
+        workflow_id: str,
+        purge_time: datetime | None = None,
+        run_id: str = "",
+        *,
+        expected_state: str | None = None,
     ) -> None:
         async with self._pool.connection() as conn, conn.transaction():
-            state, before, current_op = await _locked_row(
-                conn, tenant_id, "state", "state_before_deletion", "last_operation"
+            state, before, current_op, current_run = await _locked_row(
+                conn, tenant_id, "state", "state_before_deletion", "last_operation", "run_id"
             )
+            marked_by_us = state == DEPROVISIONING and bool(run_id) and current_run == run_id
+            if expected_state and state != expected_state and not marked_by_us:
+                # Another operation (a suspend, say) changed the tenant since the caller looked.
+                raise Conflict(f"tenant {tenant_id} is {state}, no longer {expected_state}")
             if state not in (DEPROVISIONING, DEPROVISION_FAILED):
                 before = state
             fields: dict[str, object] = {

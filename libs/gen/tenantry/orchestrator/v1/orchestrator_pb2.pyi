@@ -31,16 +31,18 @@ class ProvisionTenantResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ...) -> None: ...
 
 class DeprovisionTenantRequest(_message.Message):
-    __slots__ = ("tenant_id", "requested_by", "grace_period", "skip_backup")
+    __slots__ = ("tenant_id", "requested_by", "grace_period", "skip_backup", "expected_state")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     SKIP_BACKUP_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_STATE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     requested_by: str
     grace_period: _duration_pb2.Duration
     skip_backup: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., skip_backup: _Optional[bool] = ...) -> None: ...
+    expected_state: _tenant_pb2.Tenant.State
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., skip_backup: _Optional[bool] = ..., expected_state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
 
 class DeprovisionTenantResponse(_message.Message):
     __slots__ = ("state", "backups")

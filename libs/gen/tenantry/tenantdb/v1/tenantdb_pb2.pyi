@@ -64,16 +64,18 @@ class MarkActiveResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class MarkDeprovisioningRequest(_message.Message):
-    __slots__ = ("tenant_id", "workflow_id", "purge_time", "run_id")
+    __slots__ = ("tenant_id", "workflow_id", "purge_time", "run_id", "expected_state")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_STATE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     workflow_id: str
     purge_time: _timestamp_pb2.Timestamp
     run_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ...) -> None: ...
+    expected_state: _tenant_pb2.Tenant.State
+    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ..., expected_state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
 
 class MarkDeprovisioningResponse(_message.Message):
     __slots__ = ()
