@@ -65,6 +65,10 @@ TENANTDB = Role("tenantdb", "tenantry_tenantdb", "TENANTRY_DATABASE_PASSWORD_TEN
 TENANT_API = Role("tenant_api", "tenantry_api", "TENANTRY_DATABASE_PASSWORD_TENANT_API")
 IDP = Role("idp", "tenantry_idp", "TENANTRY_DATABASE_PASSWORD_IDP")
 ROLES = (TENANTDB, TENANT_API, IDP)
+# Every tenant's role is a member of this one, which may connect: granting
+# CONNECT to each tenant role would rewrite the database's one catalog row per
+# tenant, and concurrent provisionings then fail with "tuple concurrently updated".
+TENANT_GROUP = "tenantry_tenants"
 
 
 async def migrate(admin_dsn: str, passwords: Mapping[str, str]) -> None:
@@ -104,13 +108,20 @@ async def _grants(conn: AsyncConnection) -> None:
     assert row is not None
     database = sql.Identifier(row[0])
     tenantdb, api, idp = (sql.Identifier(r.name) for r in (TENANTDB, TENANT_API, IDP))
+    tenants = sql.Identifier(TENANT_GROUP)
+    cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [TENANT_GROUP])
+    if await cur.fetchone() is None:
+        await conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(tenants))
     statements: list[sql.SQL | sql.Composed] = [
         # Nobody but the roles granted below connects; nobody gets `public`.
         sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database),
         sql.SQL("REVOKE ALL ON SCHEMA public FROM PUBLIC"),
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(database, api, idp),
         # CREATE for the tenant schemas; the grant option to let each tenant's role connect.
-        sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {} WITH GRANT OPTION").format(database, tenantdb),
+        sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(database, tenantdb),
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, tenants),
+        # The worker adds each tenant's role to the group (and removes it), nothing more.
+        sql.SQL("GRANT {} TO {} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE").format(tenants, tenantdb),
         *_owned_schema(REGISTRY_SCHEMA, tenantdb),
         *_owned_schema(IDENTITY_SCHEMA, idp),
         sql.SQL("GRANT USAGE ON SCHEMA registry TO {}").format(api),

@@ -228,6 +228,30 @@ async def test_a_retried_schema_creation_keeps_one_role_and_the_stored_password(
     assert str(first["password"]) not in str(results)
 
 
+async def test_many_tenants_made_and_removed_at_once_never_contend(
+    acts: Activities, postgres_url: str
+) -> None:
+    # Each tenant's role joins the tenants' group instead of being granted
+    # CONNECT itself: no shared catalog row is rewritten per tenant, so
+    # concurrent provisionings never fail with "tuple concurrently updated".
+    tids = [new_id() for _ in range(8)]
+    for tid in tids:
+        await acts.mark_provisioning(pb.MarkProvisioningRequest(tenant=tenant(tid), workflow_id=f"p-{tid}"))
+    await asyncio.gather(
+        *(acts.create_tenant_schema(pb.CreateTenantSchemaRequest(tenant_id=tid)) for tid in tids)
+    )
+    roles = []
+    for tid in tids:
+        async with await connect(tenant_dsn(stored_credentials(tid), postgres_url)) as conn:
+            [(role,)] = await fetch(conn, "SELECT current_user")
+            roles.append(role)
+    await asyncio.gather(
+        *(acts.drop_tenant_schema(pb.DropTenantSchemaRequest(tenant_id=tid)) for tid in tids)
+    )
+    async with await connect(postgres_url) as conn:
+        assert await fetch(conn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", roles) == []
+
+
 async def test_a_role_of_that_name_not_made_by_the_worker_is_a_conflict(
     acts: Activities, db: psycopg.AsyncConnection
 ) -> None:
@@ -275,6 +299,13 @@ async def test_the_migration_is_idempotent_and_safe_when_several_run_at_once(
                 " WHERE nspname IN ('registry', 'idp_local') ORDER BY 1",
             )
         assert owners == [("idp_local", "tenantry_idp"), ("registry", "tenantry_tenantdb")]
-        assert len(await fetch(db, "SELECT 1 FROM pg_roles WHERE rolname LIKE 'tenantry\\_%%'")) == 3
+        assert await fetch(
+            db, "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'tenantry\\_%%' ORDER BY 1"
+        ) == [
+            ("tenantry_api", True),
+            ("tenantry_idp", True),
+            ("tenantry_tenantdb", True),
+            ("tenantry_tenants", False),  # the group every tenant's role connects through
+        ]
     finally:
         await db.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

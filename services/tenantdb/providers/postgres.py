@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from libs.postgres import advisory_lock, connection_pool, open_pool, role_password
+from services.tenantdb.migrate import TENANT_GROUP
 from services.tenantdb.providers import (
     ACTIVE,
     ACTIVE_FROM,
@@ -622,7 +623,7 @@ class PostgresTenantData:
             role = await _tenant_role(conn, role_name(tenant_id), role_password)
             for statement in _seed_ddl(schema):
                 await conn.execute(statement)
-            for statement in _tenant_grants(schema, role, await _database(conn)):
+            for statement in _tenant_grants(schema, role):
                 await conn.execute(statement)
             await conn.execute(
                 sql.SQL(
@@ -765,12 +766,11 @@ async def _tenant_role(conn: AsyncConnection, name: str, password: str) -> sql.I
     return role
 
 
-def _tenant_grants(
-    schema: sql.Identifier, role: sql.Identifier, database: sql.Identifier
-) -> list[sql.Composed]:
-    """The tenant's role may connect and use its own schema: nothing else is granted to it."""
+def _tenant_grants(schema: sql.Identifier, role: sql.Identifier) -> list[sql.Composed]:
+    """The tenant's role may connect (as a member of the tenants' group) and use
+    its own schema: nothing else is granted to it."""
     return [
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role),
+        sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(sql.Identifier(TENANT_GROUP), role),
         sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, role),
         sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role),
@@ -789,7 +789,7 @@ async def _drop_tenant_role(conn: AsyncConnection, name: str) -> None:
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name]
             )
-            # Its grants (CONNECT on the database) and anything it made outside its schema.
+            # Its grants and anything it made outside its schema.
             await conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
             await conn.execute(sql.SQL("DROP ROLE {}").format(role))
     except errors.InsufficientPrivilege:
@@ -798,13 +798,6 @@ async def _drop_tenant_role(conn: AsyncConnection, name: str) -> None:
         ) from None
     except errors.DependentObjectsStillExist:
         raise Conflict(f"database role {name} still owns objects in another database") from None
-
-
-async def _database(conn: AsyncConnection) -> sql.Identifier:
-    cur = await conn.execute("SELECT current_database()")
-    row = await cur.fetchone()
-    assert row is not None
-    return sql.Identifier(row[0])
 
 
 async def _locked_row(conn: AsyncConnection, tenant_id: str, *columns: str, share: bool = False) -> tuple:
