@@ -43,7 +43,7 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 	$(BIN)/mypy libs services orchestrator
 
 test: $(STAMP) iac lint ## every test tier: unit, workflow, integration, end-to-end
-	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 IDP ?= local
 KEYCLOAK_MODE ?= realm

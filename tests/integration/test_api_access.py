@@ -86,11 +86,6 @@ def allowed(role: str, rpc: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    return LocalCA(tmp_path_factory.mktemp("access-ca"))
-
-
-@pytest.fixture(scope="module")
 def certs(ca: LocalCA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyPair]:
     """A client certificate per caller; `untrusted` is signed by another CA."""
     made = {who: ca.client(who, uri=SPIFFE + who) for who in (*ROLES, "breakglass", "scoped", "nobody")}

@@ -16,12 +16,14 @@ from services.idp.activities import IdentityActivities
 from services.idp.providers.local import LocalIdentityStore
 from services.tenantdb.activities import TenantDataActivities
 from services.tenantdb.providers.postgres import PostgresTenantData
+from services.tenantdb.providers.secrets import TenantCredentials
 from tenantry.idp.v1 import idp_pb2
 from tenantry.tenantdb.v1 import tenantdb_pb2
 from tests.integration.conftest import Activities, assert_permanent, new_id
 from tests.integration.test_notification import (  # noqa: F401 - refusing_server is a fixture
     activities_for,
     fails_with,
+    plaintext,
     refusing_server,
     welcome,
 )
@@ -29,18 +31,19 @@ from tests.integration.test_tenantdb import tenant
 
 
 @pytest.fixture(scope="module")
-async def identity(postgres_url: str) -> AsyncIterator[Activities]:
-    store = LocalIdentityStore(postgres_url, max_connections=2)
+async def identity(database_urls: dict[str, str]) -> AsyncIterator[Activities]:
+    store = LocalIdentityStore(database_urls["idp"], max_connections=2)
     await store.open()
     yield Activities(IDENTITY, IdentityActivities(store))
     await store.close()
 
 
 @pytest.fixture(scope="module")
-async def tenant_data(postgres_url: str, backups: BackupStore) -> AsyncIterator[Activities]:
-    store = PostgresTenantData(postgres_url, max_connections=2)
+async def tenant_data(database_urls: dict[str, str], backups: BackupStore) -> AsyncIterator[Activities]:
+    store = PostgresTenantData(database_urls["tenantdb"], max_connections=2)
     await store.open()
-    yield Activities(TENANT_DATA, TenantDataActivities(store, backups=backups))
+    credentials = TenantCredentials(database_urls["tenantdb"])
+    yield Activities(TENANT_DATA, TenantDataActivities(store, backups=backups, credentials=credentials))
     await store.close()
 
 
@@ -48,7 +51,7 @@ def test_a_refused_or_deferred_recipient_is_not_in_the_message(
     monkeypatch: pytest.MonkeyPatch,
     refusing_server: str,  # noqa: F811
 ) -> None:
-    notify = activities_for(monkeypatch, refusing_server)
+    notify = activities_for(monkeypatch, plaintext(refusing_server))
     tid = new_id()
     for recipient, error_type in (
         (f"nobody@{tid}.example.com", "InvalidArgument"),
@@ -62,7 +65,7 @@ def test_a_recipient_that_is_not_an_address_is_not_in_the_message(
     monkeypatch: pytest.MonkeyPatch,
     refusing_server: str,  # noqa: F811
 ) -> None:
-    notify = activities_for(monkeypatch, refusing_server)
+    notify = activities_for(monkeypatch, plaintext(refusing_server))
     error = fails_with("InvalidArgument", notify, welcome(new_id(), recipient="Ada Quarrendon at home"))
     assert "Quarrendon" not in error.message
 
