@@ -449,8 +449,9 @@ async def test_bad_keycloak_credentials_are_unauthenticated(
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
-        ({"exp": int(time.time()) - 60}, "TOKEN_EXPIRED"),
-        ({"nbf": int(time.time()) + 120}, "TOKEN_NOT_YET_VALID"),
+        # Times are seconds from when the test runs (the token is made then).
+        ({"exp": -60}, "TOKEN_EXPIRED"),
+        ({"nbf": 120}, "TOKEN_NOT_YET_VALID"),
         ({"iss": "https://issuer.elsewhere.test"}, "TOKEN_WRONG_ISSUER"),
         ({"aud": "another-api"}, "TOKEN_WRONG_AUDIENCE"),
         ({"exp": None}, "TOKEN_INVALID"),
@@ -460,7 +461,9 @@ async def test_bad_keycloak_credentials_are_unauthenticated(
 async def test_bad_tokens_are_unauthenticated(
     local_api: str, ca: LocalCA, issuer: LocalIssuer, claims: dict[str, Any], reason: str
 ) -> None:
-    token = issuer.token(**claims)
+    now = int(time.time())
+    timed = {k: now + v if k in ("exp", "nbf") and v is not None else v for k, v in claims.items()}
+    token = issuer.token(**timed)
     async with channel(local_api, ca, token=token) as ch:
         code, info = await call(Stub(ch), "GetTenant", REQUESTS["GetTenant"])
     assert (code, info.reason) == (grpc.StatusCode.UNAUTHENTICATED, reason)
