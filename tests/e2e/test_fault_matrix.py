@@ -135,10 +135,14 @@ def supervised(stack: Stack) -> Iterator[list[str]]:
 
     watcher = threading.Thread(target=watch, name="restarter", daemon=True)
     watcher.start()
-    yield restarted
-    stop.set()
-    # A restart under way waits for its process to be ready (up to a minute).
-    watcher.join(timeout=90)
+    try:
+        yield restarted
+    finally:
+        # Also when the test failed: a restarter left running would start
+        # processes of a stack that has been stopped, outliving the session.
+        stop.set()
+        # A restart under way waits for its process to be ready (up to a minute).
+        watcher.join(timeout=90)
     assert not watcher.is_alive(), "the restarter did not stop"
 
 
