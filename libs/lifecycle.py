@@ -94,6 +94,10 @@ CANCEL_UPDATE = "cancel"
 CLAIMED_UPDATE = "claimed"
 # The ApplicationError type of an update refused because of the run's state.
 UPDATE_REFUSED = "UpdateRefused"
+# The PostgreSQL NOTIFY channel on which the registry announces every change
+# of a tenant (payload: the tenant id): the tenant-data worker's triggers
+# raise it, the facade listens.
+REGISTRY_CHANGES_CHANNEL = "tenantry_registry_changes"
 
 State = tenant_pb2.Tenant.State
 # States in which no run is under way for the tenant.

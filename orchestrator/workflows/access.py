@@ -57,7 +57,7 @@ class _AccessChange:
 
     async def _change(self, tid: str, requested_by: str) -> int:
         run = self._run
-        run.audit = audit = AuditLog.for_run(tid, requested_by)
+        run.audit = audit = AuditLog.for_run(tid, requested_by, progress=run.progress)
         run.failure_proof = workflow.patched(FAILURE_PROOF_PATCH)
         try:
             audit.requested("suspend" if self.suspend else "resume")
@@ -90,7 +90,7 @@ class _AccessChange:
             await run.best_effort(f"send_{kind.lower()}", notice(tenant, kind, per_run=True))
             return target
         finally:
-            await audit.flushed()
+            await audit.flushed(final=True)
 
     async def _claimed_change(self, tid: str) -> int:
         run = self._run

@@ -41,7 +41,7 @@ class CleanUpTenantWorkflow:
     @workflow.run
     async def run(self, request: orchestrator.CleanUpTenantRequest) -> orchestrator.CleanUpTenantResponse:
         run, tid = self._run, request.tenant_id
-        run.audit = audit = AuditLog.for_run(tid, request.requested_by)
+        run.audit = audit = AuditLog.for_run(tid, request.requested_by, progress=run.progress)
         try:
             audit.requested("clean_up")
             try:
@@ -78,4 +78,4 @@ class CleanUpTenantWorkflow:
             )
             return orchestrator.CleanUpTenantResponse(leftover_resources=remaining)
         finally:
-            await audit.flushed()
+            await audit.flushed(final=True)

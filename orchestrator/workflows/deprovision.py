@@ -135,12 +135,14 @@ class DeprovisionTenantWorkflow(Claims):
     async def run(
         self, request: orchestrator.DeprovisionTenantRequest
     ) -> orchestrator.DeprovisionTenantResponse:
-        self._audit = self._run.audit = AuditLog.for_run(request.tenant_id, request.requested_by)
+        self._audit = self._run.audit = AuditLog.for_run(
+            request.tenant_id, request.requested_by, progress=self._run.progress
+        )
         self._run.failure_proof = workflow.patched(FAILURE_PROOF_PATCH)
         try:
             return await self._deprovision(request)
         finally:
-            await self._audit.flushed()
+            await self._audit.flushed(final=True)
 
     def _refused(self, failure: StepFailed) -> ApplicationError:
         """The run could not take the tenant over and changed nothing."""

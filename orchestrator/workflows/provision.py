@@ -79,7 +79,9 @@ class ProvisionTenantWorkflow(Claims):
 
     @workflow.run
     async def run(self, request: orchestrator.ProvisionTenantRequest) -> orchestrator.ProvisionTenantResponse:
-        self._audit = self._run.audit = AuditLog.for_run(request.tenant.tenant_id, request.requested_by)
+        self._audit = self._run.audit = AuditLog.for_run(
+            request.tenant.tenant_id, request.requested_by, progress=self._run.progress
+        )
         self._run.failure_proof = workflow.patched(FAILURE_PROOF_PATCH)
         self._run.tenant = request.tenant
         self._audit.requested("provision", tenant_pb2.PlanTier.Name(request.tenant.plan_tier))
@@ -88,7 +90,7 @@ class ProvisionTenantWorkflow(Claims):
         try:
             return await self._provision(request)
         finally:
-            await self._audit.flushed()
+            await self._audit.flushed(final=True)
 
     async def _provision(
         self, request: orchestrator.ProvisionTenantRequest

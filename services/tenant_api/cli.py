@@ -105,6 +105,8 @@ def watch(stub: tenant_service_pb2_grpc.TenantServiceStub, tenant_id: str) -> te
     tty = sys.stdout.isatty()
     for update in stub.WatchTenant(tenant_service_pb2.WatchTenantRequest(name=_name(tenant_id))):
         last = update.tenant
+        if update.heartbeat:
+            continue  # nothing changed
         print(("\r\033[K" if tty else "") + progress_line(last), end="" if tty else "\n", flush=True)
     if tty:
         print()

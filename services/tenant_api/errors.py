@@ -147,6 +147,16 @@ def unavailable(dependency: str) -> ApiError:
     )
 
 
+def shutting_down() -> ApiError:
+    """This server is stopping: open streams end so that callers go on with another replica."""
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE,
+        "the server is shutting down; reconnect",
+        "SHUTTING_DOWN",
+        retry_delay=RETRY_DELAY,
+    )
+
+
 # The gRPC code of a failed run, by its failure type (libs.errors.ErrorType).
 _RUN_FAILURE_CODES = {
     "OperationInProgress": (grpc.StatusCode.ABORTED, "OPERATION_IN_PROGRESS"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -21,14 +22,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from libs import config
-from libs.lifecycle import tenant_name
+from libs.lifecycle import IN_FLIGHT_STATES, tenant_name
 from services.tenant_api import errors
 from tenantry.tenant.v1 import tenant_pb2
 
 _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
     t.admin_email, t.admin_given_name, t.admin_family_name,
     t.state, t.current_step, t.failed_step, t.failure_reason, t.create_time, t.update_time, t.purge_time,
-    t.leftover_resources, t.last_operation,
+    t.leftover_resources, t.last_operation, t.workflow_id, t.run_id, t.run_steps,
     coalesce((SELECT json_agg(json_build_object('kind', r.kind, 'id', r.resource_id, 'domain', r.domain)
                               ORDER BY r.domain, r.kind, r.resource_id)
               FROM registry.tenant_resources r WHERE r.tenant_id = t.tenant_id), '[]'::json) AS resources,
@@ -45,6 +46,23 @@ RECONNECT_TIMEOUT = 1.0
 
 _EVENT_COLUMNS = """e.event_id, e.tenant_id, e."time", e.kind, e.step, e.state, e.actor,
     e.workflow_id, e.run_id, e.detail, e.sequence"""
+
+
+@dataclass
+class Record:
+    """A tenant as the registry has it, with the run that owns the record
+    (its latest mark) and whether the run of its step progress has ended."""
+
+    tenant: tenant_pb2.Tenant
+    workflow_id: str
+    run_id: str
+    # The run whose steps `tenant` shows has said it ended (or there is none).
+    run_ended: bool
+
+    @property
+    def under_way(self) -> bool:
+        """A run is under way: the record is in a run's state, or a run has not ended."""
+        return self.tenant.state in IN_FLIGHT_STATES or not self.run_ended
 
 
 class _Broken(Exception):
@@ -137,11 +155,38 @@ class Registry:
     async def close(self) -> None:
         await self._pool.close()
 
+    @property
+    def dsn(self) -> str:
+        return self._dsn
+
     async def get(self, tenant_id: str) -> tenant_pb2.Tenant | None:
+        record = await self.record(tenant_id)
+        return record.tenant if record else None
+
+    async def record(self, tenant_id: str) -> Record | None:
         rows = await self._query(
             f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id = %s", (tenant_id,)
         )
-        return _tenant(rows[0]) if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        tenant = _tenant(row)
+        steps = row["run_steps"] or {}
+        return Record(
+            tenant,
+            workflow_id=row["workflow_id"],
+            run_id=row["run_id"],
+            run_ended=not steps or bool(steps.get("ended")) or _shown_steps(tenant, row) is None,
+        )
+
+    async def recent_events(self, tenant_id: str, *, limit: int) -> list[tuple[int, tenant_pb2.TenantEvent]]:
+        """The tenant's latest `limit` events, oldest first, each with its event id."""
+        rows = await self._query(
+            f"SELECT {_EVENT_COLUMNS} FROM registry.tenant_events e"
+            " WHERE e.tenant_id = %s ORDER BY e.event_id DESC LIMIT %s",
+            (tenant_id, limit),
+        )
+        return [(row["event_id"], _event(row)) for row in reversed(rows)]
 
     async def page(
         self, *, after: str, limit: int, only: frozenset[str] | None = None
@@ -341,4 +386,25 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
     if row["last_operation"]:
         # Stored as proto JSON by the tenant-data worker; unknown fields of a newer one are skipped.
         json_format.ParseDict(row["last_operation"], tenant.last_operation, ignore_unknown_fields=True)
+    steps = _shown_steps(tenant, row)
+    if steps:
+        tenant.steps.extend(
+            tenant_pb2.StepProgress(
+                step=s["step"], status=_enum_value(tenant_pb2.StepStatus, s["status"]), error=s["error"]
+            )
+            for s in steps["steps"]
+        )
+        tenant.current_step = ",".join(steps["current_steps"])
     return tenant
+
+
+def _shown_steps(tenant: tenant_pb2.Tenant, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The step progress the tenant shows: that of its latest run, kept by
+    the run's appends; none while a new run has marked the record but not yet
+    sent its own (the steps would be the last run's)."""
+    steps = row.get("run_steps")
+    if not steps:
+        return None
+    if tenant.state in IN_FLIGHT_STATES and row.get("run_id") and steps.get("run_id") != row["run_id"]:
+        return None
+    return steps  # type: ignore[no-any-return]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -91,8 +94,8 @@ class Runs:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def handle(self, workflow_id: str) -> WorkflowHandle:
-        return self._client.get_workflow_handle(workflow_id)
+    def handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+        return self._client.get_workflow_handle(workflow_id, run_id=run_id)
 
     async def start(
         self,
@@ -183,6 +186,29 @@ class Runs:
             raise errors.unavailable("temporal") from None
         return Ended(description.status)
 
+    async def closed(self, workflow_id: str, run_id: str) -> Ended:
+        """Waits until the run closes (a history long-poll, re-issued by the
+        SDK while the run goes on) and says how it ended; while Temporal
+        cannot be reached, tries again, backing off."""
+        handle = self.handle(workflow_id, run_id)
+        delay = 1.0
+        while True:
+            try:
+                await handle.result(follow_runs=False)
+                return Ended(WorkflowExecutionStatus.COMPLETED)
+            except WorkflowFailureError as err:
+                try:
+                    status = (await handle.describe(rpc_timeout=RPC_TIMEOUT)).status
+                except RPCError:
+                    status = WorkflowExecutionStatus.FAILED
+                return _failure(status, err.cause)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return Ended(None)
+                log.debug("waiting for %s to close: %s", workflow_id, err.status)
+            await asyncio.sleep(delay)  # backoff while Temporal is away
+            delay = min(delay * 2, 30.0)
+
     async def update(
         self,
         tid: str,
@@ -257,3 +283,103 @@ def _update_refused(tid: str, cause: BaseException | None, state: int) -> errors
         return errors.failed_precondition(tid, f"tenant {tid!r}: {cause.message}", State.Name(state))
     ended = _failure(WorkflowExecutionStatus.FAILED, cause)
     return errors.operation_failed(tid, "undelete", ended.failed_step, ended.failure_type, ended.message)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What Temporal says of a tenant's run under way: whether it still runs,
+    its step progress (when it runs and answered), how it ended (when not)."""
+
+    running: bool
+    progress: orchestrator_pb2.RunProgress | None = None
+    ended: Ended | None = None
+
+
+class Lookups:
+    """Bounded looks at runs under way, for reads of tenants in a run's state.
+
+    Reads of settled tenants never come here. A look is a describe and, for
+    a run that still runs, a progress query (a workflow task on the
+    orchestrator's queue), so they are bounded: one per workflow at a time,
+    shared by concurrent callers, kept for `ttl` seconds, at most
+    `concurrency` at once and `per_second` on average. Beyond the bounds, or
+    when Temporal does not answer, the caller keeps the registry's view (the
+    steps of the run's last append), which is never an error.
+    """
+
+    def __init__(
+        self,
+        runs: Runs,
+        *,
+        ttl: float = 1.0,
+        concurrency: int = 4,
+        per_second: float = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runs = runs
+        self._ttl = ttl
+        self._gate = asyncio.Semaphore(concurrency)
+        self._rate = per_second
+        # A second's worth of looks may come at once.
+        self._burst = max(1.0, per_second)
+        self._tokens = self._burst
+        self._refilled = clock()
+        self._clock = clock
+        self._kept: dict[str, tuple[float, Look]] = {}
+        self._asking: dict[str, asyncio.Future[Look | None]] = {}
+        # asked, kept (answered from what was kept), shared, shed, looked, failed.
+        self.counts: Counter[str] = Counter()
+
+    async def look(self, workflow_id: str, *, exact: bool = False) -> Look | None:
+        """The run's look; None when it cannot be had now. `exact` (for
+        requests that change the tenant) asks Temporal whatever the bounds."""
+        self.counts["asked"] += 1
+        if exact:
+            return await self._look(workflow_id)
+        now = self._clock()
+        kept = self._kept.get(workflow_id)
+        if kept is not None and now - kept[0] < self._ttl:
+            self.counts["kept"] += 1
+            return kept[1]
+        asking = self._asking.get(workflow_id)
+        if asking is not None:
+            self.counts["shared"] += 1
+            return await asyncio.shield(asking)
+        if self._gate.locked() or not self._take(now):
+            self.counts["shed"] += 1
+            return None
+        task = asyncio.ensure_future(self._bounded(workflow_id))
+        self._asking[workflow_id] = task
+        task.add_done_callback(lambda _: self._asking.pop(workflow_id, None))
+        return await asyncio.shield(task)
+
+    def _take(self, now: float) -> bool:
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def _bounded(self, workflow_id: str) -> Look | None:
+        async with self._gate:
+            look = await self._look(workflow_id)
+        if look is not None:
+            if len(self._kept) > 4096:
+                horizon = self._clock() - self._ttl
+                self._kept = {k: v for k, v in self._kept.items() if v[0] > horizon}
+            self._kept[workflow_id] = (self._clock(), look)
+        return look
+
+    async def _look(self, workflow_id: str) -> Look | None:
+        self.counts["looked"] += 1
+        try:
+            description = await self._runs.describe(workflow_id)
+            if description is None:
+                return Look(running=False, ended=Ended(None))
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                return Look(running=True, progress=await self._runs.progress(workflow_id))
+            return Look(running=False, ended=await self._runs.ended(workflow_id))
+        except errors.ApiError:
+            self.counts["failed"] += 1
+            return None

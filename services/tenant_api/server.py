@@ -163,18 +163,23 @@ def create_server(
     access: Access,
     limits: Limits | None = None,
     reflection_on: bool = True,
+    service: TenantService | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Builds the server bound to `address` (port 0 picks a free one)."""
+    """Builds the server bound to `address` (port 0 picks a free one);
+    `reuse_port` lets several facade processes share one address (SO_REUSEPORT)."""
     server = grpc.aio.server(
         # The error guard is outermost: it turns the access checks' errors into statuses too.
         interceptors=[ErrorInterceptor(), AccessInterceptor(access, limits or Limits())],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
-    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(TenantService(client, registry), server)
+    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(
+        service or TenantService(client, registry), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_on:
@@ -215,12 +220,21 @@ async def run() -> None:
     # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
     client = await connect(retry_config=TEMPORAL_RETRIES)
     await registry.open()
+    service = TenantService(client, registry)
     server, port, health_servicer = create_server(
-        address, client, registry, access=access, limits=limits, reflection_on=reflection_on
+        address,
+        client,
+        registry,
+        access=access,
+        limits=limits,
+        reflection_on=reflection_on,
+        service=service,
+        # Off unless asked: a second process on the port by mistake would share the traffic silently.
+        reuse_port=config.choice("TENANTRY_GRPC_REUSE_PORT", "off", ("on", "off")) == "on",
     )
     await server.start()
-    for service in ("", SERVICE_NAME):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if probes:
         await probes.start()
         await probes.set_serving(True)
@@ -234,6 +248,8 @@ async def run() -> None:
     await health_servicer.enter_graceful_shutdown()
     if probes:
         await probes.set_serving(False)
+    # Watch streams end at once (UNAVAILABLE) so that their callers reconnect elsewhere.
+    await service.close()
     await server.stop(grace=10)
     if probes:
         await probes.stop()

@@ -18,12 +18,13 @@ from google.protobuf import duration_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
-from libs import lifecycle
+from libs import config, lifecycle
 from libs.contracts import WORKFLOWS, Rpc
 from services.tenant_api import auth, errors, validation
+from services.tenant_api.changes import RECENT_EVENTS, RegistryChanges, TenantFeed
 from services.tenant_api.page_tokens import PageTokens
-from services.tenant_api.registry import Registry
-from services.tenant_api.runs import SETTLE_WAIT, Ended, Runs, workflow_of
+from services.tenant_api.registry import Record, Registry
+from services.tenant_api.runs import SETTLE_WAIT, Ended, Lookups, Runs, workflow_of
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
@@ -39,11 +40,12 @@ CLEAN_UP = WORKFLOWS.rpc("CleanUpTenant")
 # so the spec is stored encrypted; still no secrets in it.
 SPEC_MEMO = "tenant_spec"
 FINGERPRINT_MEMO = "tenant_spec_sha256"
-WATCH_INTERVAL = 0.25
+# Seconds between heartbeat updates of a WatchTenant stream while nothing changes.
+WATCH_HEARTBEAT = 30
+# CreateTenant answers once the run has marked the record (its first step), if that comes this soon.
+RECORD_WAIT = 5.0
 DEFAULT_EVENT_PAGE = 100
 MAX_EVENT_PAGE = 1000
-# The first update of WatchTenant carries at most this many recent events.
-MAX_WATCH_EVENTS = 100
 # A clean-up run retries undos for up to a few hours (plan.COMPENSATION_STEP).
 CLEAN_UP_TIMEOUT = lifecycle.ACCESS_TIMEOUT
 # States from which DeleteTenant starts (or resumes) deprovisioning.
@@ -93,10 +95,32 @@ def _spec_of(record: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
 
 
 class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
-    def __init__(self, client: Client, registry: Registry, *, page_tokens: PageTokens | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        registry: Registry,
+        *,
+        page_tokens: PageTokens | None = None,
+        lookups: Lookups | None = None,
+    ) -> None:
         self._runs = Runs(client)
         self._registry = registry
         self._tokens = page_tokens or PageTokens.from_env()
+        self._lookups = lookups or Lookups(self._runs)
+        self._changes = RegistryChanges(registry, self._runs)
+        self._heartbeat = config.integer("TENANTRY_WATCH_HEARTBEAT_SECONDS", WATCH_HEARTBEAT)
+
+    @property
+    def changes(self) -> RegistryChanges:
+        return self._changes
+
+    @property
+    def lookups(self) -> Lookups:
+        return self._lookups
+
+    async def close(self) -> None:
+        """Ends the registry listener and every watch feed."""
+        await self._changes.close()
 
     async def CreateTenant(  # noqa: N802 (gRPC method name)
         self, request: tenant_service_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext
@@ -109,7 +133,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         if existing is not None:
             if not _same_spec(existing, spec):
                 raise errors.already_exists(tid)
-            return tenant_service_pb2.CreateTenantResponse(tenant=await self._with_progress(existing))
+            return tenant_service_pb2.CreateTenantResponse(tenant=await self._current(tid))
         # A domain belongs to one tenant (MarkProvisioning claims them, as the
         # last word in a race); say so before starting anything.
         taken = await self._registry.domain_holders(list(spec.domains), other_than=tid)
@@ -117,13 +141,17 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             raise errors.domains_in_use(tid, taken, [list(spec.domains).index(d) for d in taken])
         digest = fingerprint(spec)
         workflow_id = lifecycle.provision_workflow_id(tid)
-        await self._start_provision(
-            spec, digest, _caller(context), reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
-        )
-        started_with = await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str)
-        if started_with != digest:
-            raise errors.already_exists(tid)
-        # No progress query here: it would cost a workflow task per create.
+        async with self._changes.feed(tid) as feed:
+            await self._start_provision(
+                spec, digest, _caller(context), reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
+            )
+            started_with = await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str)
+            if started_with != digest:
+                raise errors.already_exists(tid)
+            # The run's first step marks the record: answer once it has (the
+            # registry's notice says so), so that reading the tenant never has
+            # to ask the run. No query here: it would cost a workflow task per create.
+            await _record_written(feed, RECORD_WAIT)
         accepted = await self._registry.get(tid) or _pending(spec)
         return tenant_service_pb2.CreateTenantResponse(tenant=accepted)
 
@@ -167,7 +195,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         grace = validation.grace_period(request, violations)
         if violations:
             raise errors.invalid(violations)
-        tenant = await self._current(tid)
+        tenant = await self._current(tid, exact=True)
         caller = _caller(context)
         if tenant.state in (State.STATE_PENDING, State.STATE_PROVISIONING):
             raise errors.failed_precondition(
@@ -248,7 +276,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         if failure_type == "Conflict":
             # The tenant changed under the request: another run has it, or it
             # is no longer in a state this operation starts from.
-            now = await self._current(tid)
+            now = await self._current(tid, exact=True)
             if now.state in (State.STATE_PROVISIONING, State.STATE_ACTIVE) and operation == "retry":
                 return  # a racing retry won: the tenant is provisioned, as asked
             failure_type = "OperationInProgress" if now.state in lifecycle.IN_FLIGHT_STATES else "TenantState"
@@ -260,7 +288,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.UndeleteTenantRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.UndeleteTenantResponse:
         tid = self._tenant_id(request.name)
-        tenant = await self._current(tid)
+        tenant = await self._current(tid, exact=True)
         deletion = lifecycle.deprovision_workflow_id(tid)
         if tenant.state != State.STATE_DEPROVISIONING or not await self._runs.running(deletion):
             raise errors.failed_precondition(
@@ -303,7 +331,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         reason, for it to end; already in `target` is success, a run that
         failed is its error."""
         operation = "suspend" if rpc is SUSPEND else "resume"
-        tenant = await self._current(tid)
+        tenant = await self._current(tid, exact=True)
         if tenant.state == target:
             return tenant
         changing = (State.STATE_SUSPENDING, State.STATE_RESUMING)
@@ -337,7 +365,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.CancelProvisioningRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.CancelProvisioningResponse:
         tid = self._tenant_id(request.name)
-        tenant = await self._current(tid)
+        tenant = await self._current(tid, exact=True)
         if tenant.state not in (State.STATE_PENDING, State.STATE_PROVISIONING):
             raise errors.failed_precondition(
                 tid, f"tenant {tid!r} has no provisioning run to cancel", State.Name(tenant.state)
@@ -379,7 +407,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.RetryProvisioningRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.RetryProvisioningResponse:
         tid = self._tenant_id(request.name)
-        tenant = await self._current(tid)
+        tenant = await self._current(tid, exact=True)
         workflow_id = lifecycle.provision_workflow_id(tid)
         if tenant.state == State.STATE_PROVISION_FAILED:
             spec = _spec_of(tenant)
@@ -409,7 +437,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.CleanUpTenantRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.CleanUpTenantResponse:
         tid = self._tenant_id(request.name)
-        tenant = await self._current(tid)
+        tenant = await self._current(tid, exact=True)
         if tenant.state != State.STATE_PROVISION_FAILED:
             raise errors.failed_precondition(
                 tid,
@@ -439,48 +467,68 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.WatchTenantRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tenant_service_pb2.WatchTenantResponse]:
         tid = self._tenant_id(request.name)
-        last = b""
-        seen, events = await self._recent_events(tid)
-        latest_run = events[-1].workflow_id if events else ""
+        async with self._changes.feed(tid) as feed:
+            await feed.ready()
+            spec = None
+            if feed.record is None:
+                # Accepted, not yet marked by its run: the run's spec, until the record comes.
+                spec = await self._runs.memo(
+                    lifecycle.provision_workflow_id(tid), SPEC_MEMO, tenant_pb2.Tenant
+                )
+                if not isinstance(spec, tenant_pb2.Tenant):
+                    raise errors.not_found(tid)
+            async for update in self._updates(feed, spec):
+                yield update
+
+    async def _updates(
+        self, feed: TenantFeed, spec: tenant_pb2.Tenant | None
+    ) -> AsyncIterator[tenant_service_pb2.WatchTenantResponse]:
+        """One watcher's updates from the tenant's feed: an update when what
+        it shows changed, a heartbeat while nothing does, the last once the
+        tenant is settled and its run has appended its last events."""
+        clock = asyncio.get_running_loop().time
+        sent: bytes | None = None
+        cursor: int | None = None  # the last event sent
         settled_at: float | None = None
+        quiet_since = clock()
         while True:
-            tenant = await self._current(tid)
+            seen = feed.version
+            if feed.error is not None:
+                raise feed.error
+            tenant = _watched(feed, spec)
+            now = clock()
             settled = tenant.state in lifecycle.SETTLED_STATES
-            if settled:
-                # The last update shows how every step of the run ended.
-                del tenant.steps[:]
-                tenant = await self._with_progress(tenant, settled=True)
-            # Events read after the tenant, so the last update has every event of its run.
-            for event_id, event in await self._registry.events(tid, after=seen, limit=MAX_WATCH_EVENTS):
-                seen, latest_run = event_id, event.workflow_id
-                events.append(event)
-            # Settled, the run still sends its notice and appends its last
-            # events: wait for it to end, within reason, before the last update.
-            now = asyncio.get_running_loop().time()
             if settled and settled_at is None:
                 settled_at = now
-            waited = now - (settled_at or now)
-            finished = settled and (
-                not latest_run or waited > SETTLE_WAIT or not await self._runs.running(latest_run)
-            )
+            run_ended = feed.record is None or feed.record.run_ended or feed.closed is not None
+            # A run that never says it ended (one from before it could) gets SETTLE_WAIT.
+            finished = settled_at is not None and (run_ended or now - settled_at >= SETTLE_WAIT)
+            if cursor is None:
+                events = feed.events[-RECENT_EVENTS:]
+            else:
+                kept = feed.events_after(cursor)
+                if kept is None:  # fell behind what the feed keeps
+                    kept = await self._registry.events(feed.tenant_id, after=cursor, limit=MAX_EVENT_PAGE)
+                events = kept
             snapshot = tenant.SerializeToString(deterministic=True)
-            if (snapshot != last or events) and (finished or not settled):
-                last = snapshot
-                yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, events=events)
-                events = []
+            # Settled, the run still sends its notice and appends its last
+            # events: they all come in the last update.
+            if (snapshot != sent or events) and (finished or not settled):
+                sent, quiet_since = snapshot, now
+                if events:
+                    cursor = events[-1][0]
+                elif cursor is None:
+                    cursor = feed.events[-1][0] if feed.events else 0
+                yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, events=[e for _, e in events])
+            elif now - quiet_since >= self._heartbeat:
+                quiet_since = now
+                yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, heartbeat=True)
             if finished:
                 return
-            await asyncio.sleep(WATCH_INTERVAL)
-
-    async def _recent_events(self, tid: str) -> tuple[int, list[tenant_pb2.TenantEvent]]:
-        """The id of the tenant's latest event and its last MAX_WATCH_EVENTS events."""
-        seen, recent = 0, list[tuple[int, tenant_pb2.TenantEvent]]()
-        while True:
-            page = await self._registry.events(tid, after=seen, limit=MAX_EVENT_PAGE)
-            if not page:
-                return seen, [e for _, e in recent[-MAX_WATCH_EVENTS:]]
-            seen = page[-1][0]
-            recent = [*recent[-MAX_WATCH_EVENTS:], *page]
+            wait = self._heartbeat - (now - quiet_since)
+            if settled_at is not None:
+                wait = min(wait, settled_at + SETTLE_WAIT - now)
+            await feed.changed(seen, max(wait, 0.0))
 
     # -- page tokens --------------------------------------------------------
 
@@ -512,64 +560,49 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             raise errors.invalid(violations)
         return tid
 
-    async def _current(self, tid: str) -> tenant_pb2.Tenant:
-        """The registry record, or the accepted spec while the run has not yet
-        written it, with the running workflow's step progress; a record whose
-        run has ended without saying how shows that run's failure."""
-        tenant = await self._registry.get(tid)
-        if tenant is None:
+    async def _current(self, tid: str, *, exact: bool = False) -> tenant_pb2.Tenant:
+        """The registry record (with its run's step progress), or the accepted
+        spec while the run has not yet written it.
+
+        A settled tenant is the registry's read and nothing else. Only a
+        record in a run's state looks at the run (bounded, see runs.Lookups;
+        `exact` for requests that change the tenant): for fresher progress,
+        and because a run that ended without its last mark shows as failed.
+        """
+        record = await self._registry.record(tid)
+        if record is None:
             spec = await self._runs.memo(lifecycle.provision_workflow_id(tid), SPEC_MEMO, tenant_pb2.Tenant)
             if not isinstance(spec, tenant_pb2.Tenant):
                 raise errors.not_found(tid)
-            tenant = _pending(spec)
-        elif tenant.state in _DELETABLE and await self._runs.running(lifecycle.deprovision_workflow_id(tid)):
-            # Deprovisioning has started but not yet marked the record.
-            tenant.state = State.STATE_DEPROVISIONING
-        elif tenant.state == State.STATE_PROVISION_FAILED and await self._runs.running(
-            lifecycle.provision_workflow_id(tid)
-        ):
-            # A retry (or a clean-up) has started but not yet marked the record.
-            description = await self._runs.describe(lifecycle.provision_workflow_id(tid))
-            if description is not None and description.workflow_type == PROVISION.name:
-                tenant.state = State.STATE_PROVISIONING
-        elif tenant.state in lifecycle.IN_FLIGHT_STATES and not await self._runs.running(workflow_of(tenant)):
-            await self._show_died(tenant)
-        return await self._with_progress(tenant)
+            return _pending(spec)
+        if record.tenant.state not in lifecycle.IN_FLIGHT_STATES:
+            return record.tenant
+        return await self._looked_at(record, exact=exact)
 
-    async def _show_died(self, tenant: tenant_pb2.Tenant) -> None:
-        """A run that ended (terminated, timed out) without its last mark: the
-        tenant shows it as failed rather than under way for ever. A
-        DeleteTenant (or RetryProvisioning) then starts again."""
-        ended = await self._runs.ended(workflow_of(tenant))
-        status = ended.status.name if ended and ended.status else "gone"
-        reason = f"the run ended ({status}) without recording its outcome" + (
-            f": {ended.message}" if ended and ended.message else ""
-        )
-        tenant.state = _DIED_AS.get(tenant.state, tenant.state)  # type: ignore[assignment]
-        if tenant.state in (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED):
-            tenant.failed_step = ended.failed_step if ended else ""
-            tenant.failure_reason = reason
-        tenant.last_operation.outcome = Operation.OUTCOME_FAILED
-        tenant.last_operation.failure_reason = reason
+    async def _looked_at(self, record: Record, *, exact: bool) -> tenant_pb2.Tenant:
+        tenant = record.tenant
+        look = await self._lookups.look(workflow_of(tenant), exact=exact)
+        if look is None:
+            return tenant  # the registry's view stands
+        if look.running:
+            if look.progress is not None and look.progress.steps:
+                del tenant.steps[:]
+                tenant.steps.extend(look.progress.steps)
+                tenant.current_step = ",".join(look.progress.current_steps)
+            return tenant
+        # The run has ended; its last mark may have come since the read.
+        again = await self._registry.record(tenant.tenant_id)
+        if again is None:
+            return tenant
+        if again.tenant.state in lifecycle.IN_FLIGHT_STATES and again.run_id == record.run_id:
+            _show_died(again.tenant, look.ended)
+        return again.tenant
 
     async def _refuse_while_running(self, tid: str, workflow_id: str, what: str) -> None:
         if await self._runs.running(workflow_id):
             raise errors.run_in_progress(
                 tid, f"{what} of tenant {tid!r} is under way; retry once it ends", workflow_id
             )
-
-    async def _with_progress(self, tenant: tenant_pb2.Tenant, *, settled: bool = False) -> tenant_pb2.Tenant:
-        """Adds the step progress of the tenant's run under way, or with
-        `settled` (or after a failure) of its last run."""
-        failed = tenant.state in (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED)
-        if not (tenant.state in lifecycle.IN_FLIGHT_STATES or settled or failed):
-            return tenant
-        progress = await self._runs.progress(workflow_of(tenant))
-        if progress is None:
-            return tenant
-        tenant.steps.extend(progress.steps)
-        tenant.current_step = ",".join(progress.current_steps)
-        return tenant
 
 
 def _raise_if_failed(tid: str, operation: str, ended: Ended | None) -> None:
@@ -579,6 +612,42 @@ def _raise_if_failed(tid: str, operation: str, ended: Ended | None) -> None:
     if ended.status == WorkflowExecutionStatus.CANCELED:
         raise errors.operation_failed(tid, operation, "", "Cancelled", f"the {operation} run was cancelled")
     raise errors.operation_failed(tid, operation, ended.failed_step, ended.failure_type, ended.message)
+
+
+def _show_died(tenant: tenant_pb2.Tenant, ended: Ended | None) -> None:
+    """A run that ended (terminated, timed out) without its last mark: the
+    tenant shows it as failed rather than under way for ever. A DeleteTenant
+    (or RetryProvisioning) then starts again."""
+    status = ended.status.name if ended and ended.status else "gone"
+    reason = f"the run ended ({status}) without recording its outcome" + (
+        f": {ended.message}" if ended and ended.message else ""
+    )
+    tenant.state = _DIED_AS.get(tenant.state, tenant.state)  # type: ignore[assignment]
+    if tenant.state in (State.STATE_PROVISION_FAILED, State.STATE_DEPROVISION_FAILED):
+        tenant.failed_step = ended.failed_step if ended else ""
+        tenant.failure_reason = reason
+    tenant.last_operation.outcome = Operation.OUTCOME_FAILED
+    tenant.last_operation.failure_reason = reason
+
+
+def _watched(feed: TenantFeed, spec: tenant_pb2.Tenant | None) -> tenant_pb2.Tenant:
+    """What a watcher of the feed sees: the record, or the spec until the record comes."""
+    if feed.record is None:
+        assert spec is not None, "a watch starts with a record or a spec"
+        return _pending(spec)
+    tenant = tenant_pb2.Tenant()
+    tenant.CopyFrom(feed.record.tenant)
+    if feed.closed is not None and tenant.state in lifecycle.IN_FLIGHT_STATES:
+        _show_died(tenant, feed.closed)
+    return tenant
+
+
+async def _record_written(feed: TenantFeed, within: float) -> None:
+    """Waits until the feed has the tenant's record, for at most `within` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while feed.record is None and (left := deadline - loop.time()) > 0:
+        await feed.changed(feed.version, left)
 
 
 def _pending(spec: tenant_pb2.Tenant) -> tenant_pb2.Tenant:

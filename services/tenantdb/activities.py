@@ -28,6 +28,7 @@ from services.tenantdb.providers import (
     LeftoverRecord,
     OperationRecord,
     ResourceRecord,
+    RunStepsRecord,
     TenantDataProvider,
     TenantRecord,
     TenantSpec,
@@ -339,8 +340,9 @@ class TenantDataActivities:
         tenant_id = checked_tenant_id(request.tenant_id)
         # Every event is checked before any is written: a batch goes in whole or not at all.
         events = [_event_of(index, e) for index, e in enumerate(request.events)]
+        progress = _run_steps_of(request.progress) if request.HasField("progress") else None
         with provider_errors():
-            await self._provider.append_events(tenant_id, events)
+            await self._provider.append_events(tenant_id, events, progress)
         return tenantdb_pb2.AppendTenantEventsResponse()
 
 
@@ -492,6 +494,27 @@ def _event_of(index: int, event: tenant_pb2.TenantEvent) -> EventRecord:
         actor=event.actor,
         workflow_id=event.workflow_id,
         detail=event.detail[:MAX_EVENT_DETAIL],
+    )
+
+
+def _run_steps_of(progress: tenantdb_pb2.RunSteps) -> RunStepsRecord:
+    if not progress.run_id:
+        raise errors.permanent(ErrorType.INVALID_ARGUMENT, "progress needs a run_id")
+    steps = tuple(
+        (
+            s.step,
+            _enum_name(tenant_pb2.StepStatus, s.status) or "STEP_STATUS_UNSPECIFIED",
+            s.error[:MAX_EVENT_DETAIL],
+        )
+        for s in progress.steps
+    )
+    return RunStepsRecord(
+        workflow_id=progress.workflow_id,
+        run_id=progress.run_id,
+        sequence=progress.sequence,
+        steps=steps,
+        current_steps=tuple(progress.current_steps),
+        ended=progress.ended,
     )
 
 

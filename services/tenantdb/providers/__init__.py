@@ -123,6 +123,29 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class RunStepsRecord:
+    """A run's step progress as its latest append saw it, kept on the tenant's
+    record (`run_steps`). Statuses are stored by their proto value names."""
+
+    workflow_id: str
+    run_id: str
+    sequence: int
+    steps: tuple[tuple[str, str, str], ...]  # (step, status, error)
+    current_steps: tuple[str, ...] = ()
+    ended: bool = False
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
+            "sequence": self.sequence,
+            "ended": self.ended,
+            "steps": [{"step": s, "status": status, "error": e} for s, status, e in self.steps],
+            "current_steps": list(self.current_steps),
+        }
+
+
+@dataclass(frozen=True)
 class LeftoverRecord:
     """Something a failed run could not remove (Tenant.leftover_resources)."""
 
@@ -299,8 +322,12 @@ class TenantDataProvider(Protocol):
         NotFound when the schema does not exist; `Unavailable` when the dump fails.
         """
 
-    async def append_events(self, tenant_id: str, events: Sequence[EventRecord]) -> int:
-        """Appends events to the tenant's audit log, each once; returns how many were new.
+    async def append_events(
+        self, tenant_id: str, events: Sequence[EventRecord], progress: RunStepsRecord | None = None
+    ) -> int:
+        """Appends events to the tenant's audit log, each once, and keeps
+        `progress` on the record unless a newer one of the same run is there;
+        returns how many events were new.
 
         The tenant need not be in the registry yet.
         """

@@ -22,6 +22,7 @@ from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from libs.lifecycle import REGISTRY_CHANGES_CHANNEL
 from libs.postgres import advisory_lock, connection_pool, open_pool, role_password
 from services.tenantdb.migrate import TENANT_GROUP
 from services.tenantdb.providers import (
@@ -56,6 +57,7 @@ from services.tenantdb.providers import (
     OperationRecord,
     Rejected,
     ResourceRecord,
+    RunStepsRecord,
     TenantRecord,
     TenantSpec,
     pgdump,
@@ -146,6 +148,30 @@ _REGISTRY_DDL = (
     "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS leftover_resources jsonb NOT NULL DEFAULT '[]'",
     "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS last_operation jsonb",
     "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS state_before_deletion text NOT NULL DEFAULT ''",
+    # Added with pushed watches: the step progress of the latest run that
+    # appended events (providers.RunStepsRecord as JSON), so that reading a
+    # tenant never asks its workflow.
+    "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS run_steps jsonb",
+    # Every change of what a tenant shows is announced on CHANNEL with the
+    # tenant id, at commit (identical notices of one transaction fold into
+    # one); the facade LISTENs, once per process, instead of polling.
+    f"""
+    CREATE OR REPLACE FUNCTION registry.announce_tenant_change() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('{REGISTRY_CHANGES_CHANNEL}', OLD.tenant_id);
+      ELSE
+        PERFORM pg_notify('{REGISTRY_CHANGES_CHANNEL}', NEW.tenant_id);
+      END IF;
+      RETURN NULL;
+    END $$
+    """,
+    *(
+        f"CREATE OR REPLACE TRIGGER {table}_announce AFTER INSERT OR UPDATE OR DELETE ON registry.{table}"
+        " FOR EACH ROW EXECUTE FUNCTION registry.announce_tenant_change()"
+        for table in ("tenants", "tenant_events", "tenant_resources", "tenant_backups")
+    ),
 )
 
 # Operation kinds and outcomes, by their proto value names (Tenant.Operation).
@@ -677,8 +703,10 @@ class PostgresTenantData:
 
     # -- audit log ----------------------------------------------------------
 
-    async def append_events(self, tenant_id: str, events: Sequence[EventRecord]) -> int:
-        if not events:
+    async def append_events(
+        self, tenant_id: str, events: Sequence[EventRecord], progress: RunStepsRecord | None = None
+    ) -> int:
+        if not events and progress is None:
             return 0
         rows = [
             (
@@ -697,14 +725,30 @@ class PostgresTenantData:
         ]
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # In order, so event ids follow the batch; a retried batch adds nothing.
-            await cur.executemany(
-                "INSERT INTO registry.tenant_events"
-                ' (tenant_id, "time", kind, step, state, actor, workflow_id, run_id, detail, sequence)'
-                " VALUES (%s, coalesce(%s, now()), %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (run_id, sequence) DO NOTHING",
-                rows,
-            )
-            added = max(cur.rowcount, 0)
+            if rows:
+                await cur.executemany(
+                    "INSERT INTO registry.tenant_events"
+                    ' (tenant_id, "time", kind, step, state, actor, workflow_id, run_id, detail, sequence)'
+                    " VALUES (%s, coalesce(%s, now()), %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (run_id, sequence) DO NOTHING",
+                    rows,
+                )
+            added = max(cur.rowcount, 0) if rows else 0
+            if progress is not None:
+                # A retried older batch of the same run never overwrites a newer
+                # one, and the same progress again changes nothing (nor announces).
+                await cur.execute(
+                    "UPDATE registry.tenants SET run_steps = %(steps)s WHERE tenant_id = %(tenant)s"
+                    " AND run_steps IS DISTINCT FROM %(steps)s AND (run_steps IS NULL"
+                    " OR run_steps->>'run_id' IS DISTINCT FROM %(run)s"
+                    " OR (run_steps->>'sequence')::int <= %(seq)s)",
+                    {
+                        "steps": Jsonb(progress.as_json()),
+                        "tenant": tenant_id,
+                        "run": progress.run_id,
+                        "seq": progress.sequence,
+                    },
+                )
         log.info("tenant %s: %d event(s) appended, %d new", tenant_id, len(rows), added)
         return added
 

@@ -27,7 +27,7 @@ from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_o
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"T\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"B\n\x14\x43reateTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x11GetTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x13ListTenantsResponse\x12+\n\x07tenants\x18\x01 \x03(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x84\x01\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhard_delete\x18\x03 \x01(\x08\x12\x19\n\x0bskip_backup\x18\x04 \x01(\x08\x42\x04\xd8\xf3\x18\x04\"B\n\x14\x44\x65leteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"\"\n\x12WatchTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"r\n\x13WatchTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\")\n\x19\x43\x61ncelProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x1a\x43\x61ncelProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"(\n\x18RetryProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19RetryProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"%\n\x15UndeleteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x16UndeleteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"$\n\x14SuspendTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15SuspendTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"#\n\x13ResumeTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14ResumeTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"P\n\x17ListTenantEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x18ListTenantEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x43leanUpTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15\x43leanUpTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant2\xa7\n\n\rTenantService\x12g\n\x0c\x43reateTenant\x12\'.tenantry.tenant.v1.CreateTenantRequest\x1a(.tenantry.tenant.v1.CreateTenantResponse\"\x04\xd0\xf3\x18\x03\x12^\n\tGetTenant\x12$.tenantry.tenant.v1.GetTenantRequest\x1a%.tenantry.tenant.v1.GetTenantResponse\"\x04\xd0\xf3\x18\x01\x12\x64\n\x0bListTenants\x12&.tenantry.tenant.v1.ListTenantsRequest\x1a\'.tenantry.tenant.v1.ListTenantsResponse\"\x04\xd0\xf3\x18\x01\x12g\n\x0c\x44\x65leteTenant\x12\'.tenantry.tenant.v1.DeleteTenantRequest\x1a(.tenantry.tenant.v1.DeleteTenantResponse\"\x04\xd0\xf3\x18\x03\x12m\n\x0eUndeleteTenant\x12).tenantry.tenant.v1.UndeleteTenantRequest\x1a*.tenantry.tenant.v1.UndeleteTenantResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rSuspendTenant\x12(.tenantry.tenant.v1.SuspendTenantRequest\x1a).tenantry.tenant.v1.SuspendTenantResponse\"\x04\xd0\xf3\x18\x02\x12g\n\x0cResumeTenant\x12\'.tenantry.tenant.v1.ResumeTenantRequest\x1a(.tenantry.tenant.v1.ResumeTenantResponse\"\x04\xd0\xf3\x18\x02\x12s\n\x10ListTenantEvents\x12+.tenantry.tenant.v1.ListTenantEventsRequest\x1a,.tenantry.tenant.v1.ListTenantEventsResponse\"\x04\xd0\xf3\x18\x01\x12\x66\n\x0bWatchTenant\x12&.tenantry.tenant.v1.WatchTenantRequest\x1a\'.tenantry.tenant.v1.WatchTenantResponse\"\x04\xd0\xf3\x18\x01\x30\x01\x12y\n\x12\x43\x61ncelProvisioning\x12-.tenantry.tenant.v1.CancelProvisioningRequest\x1a..tenantry.tenant.v1.CancelProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12v\n\x11RetryProvisioning\x12,.tenantry.tenant.v1.RetryProvisioningRequest\x1a-.tenantry.tenant.v1.RetryProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rCleanUpTenant\x12(.tenantry.tenant.v1.CleanUpTenantRequest\x1a).tenantry.tenant.v1.CleanUpTenantResponse\"\x04\xd0\xf3\x18\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"T\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"B\n\x14\x43reateTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x11GetTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x13ListTenantsResponse\x12+\n\x07tenants\x18\x01 \x03(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x84\x01\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhard_delete\x18\x03 \x01(\x08\x12\x19\n\x0bskip_backup\x18\x04 \x01(\x08\x42\x04\xd8\xf3\x18\x04\"B\n\x14\x44\x65leteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"\"\n\x12WatchTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x85\x01\n\x13WatchTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x11\n\theartbeat\x18\x03 \x01(\x08\")\n\x19\x43\x61ncelProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x1a\x43\x61ncelProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"(\n\x18RetryProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19RetryProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"%\n\x15UndeleteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x16UndeleteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"$\n\x14SuspendTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15SuspendTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"#\n\x13ResumeTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14ResumeTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"P\n\x17ListTenantEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x18ListTenantEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x43leanUpTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15\x43leanUpTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant2\xa7\n\n\rTenantService\x12g\n\x0c\x43reateTenant\x12\'.tenantry.tenant.v1.CreateTenantRequest\x1a(.tenantry.tenant.v1.CreateTenantResponse\"\x04\xd0\xf3\x18\x03\x12^\n\tGetTenant\x12$.tenantry.tenant.v1.GetTenantRequest\x1a%.tenantry.tenant.v1.GetTenantResponse\"\x04\xd0\xf3\x18\x01\x12\x64\n\x0bListTenants\x12&.tenantry.tenant.v1.ListTenantsRequest\x1a\'.tenantry.tenant.v1.ListTenantsResponse\"\x04\xd0\xf3\x18\x01\x12g\n\x0c\x44\x65leteTenant\x12\'.tenantry.tenant.v1.DeleteTenantRequest\x1a(.tenantry.tenant.v1.DeleteTenantResponse\"\x04\xd0\xf3\x18\x03\x12m\n\x0eUndeleteTenant\x12).tenantry.tenant.v1.UndeleteTenantRequest\x1a*.tenantry.tenant.v1.UndeleteTenantResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rSuspendTenant\x12(.tenantry.tenant.v1.SuspendTenantRequest\x1a).tenantry.tenant.v1.SuspendTenantResponse\"\x04\xd0\xf3\x18\x02\x12g\n\x0cResumeTenant\x12\'.tenantry.tenant.v1.ResumeTenantRequest\x1a(.tenantry.tenant.v1.ResumeTenantResponse\"\x04\xd0\xf3\x18\x02\x12s\n\x10ListTenantEvents\x12+.tenantry.tenant.v1.ListTenantEventsRequest\x1a,.tenantry.tenant.v1.ListTenantEventsResponse\"\x04\xd0\xf3\x18\x01\x12\x66\n\x0bWatchTenant\x12&.tenantry.tenant.v1.WatchTenantRequest\x1a\'.tenantry.tenant.v1.WatchTenantResponse\"\x04\xd0\xf3\x18\x01\x30\x01\x12y\n\x12\x43\x61ncelProvisioning\x12-.tenantry.tenant.v1.CancelProvisioningRequest\x1a..tenantry.tenant.v1.CancelProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12v\n\x11RetryProvisioning\x12,.tenantry.tenant.v1.RetryProvisioningRequest\x1a-.tenantry.tenant.v1.RetryProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rCleanUpTenant\x12(.tenantry.tenant.v1.CleanUpTenantRequest\x1a).tenantry.tenant.v1.CleanUpTenantResponse\"\x04\xd0\xf3\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -78,36 +78,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETETENANTRESPONSE']._serialized_end=771
   _globals['_WATCHTENANTREQUEST']._serialized_start=773
   _globals['_WATCHTENANTREQUEST']._serialized_end=807
-  _globals['_WATCHTENANTRESPONSE']._serialized_start=809
-  _globals['_WATCHTENANTRESPONSE']._serialized_end=923
-  _globals['_CANCELPROVISIONINGREQUEST']._serialized_start=925
-  _globals['_CANCELPROVISIONINGREQUEST']._serialized_end=966
-  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_start=968
-  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_end=1040
-  _globals['_RETRYPROVISIONINGREQUEST']._serialized_start=1042
-  _globals['_RETRYPROVISIONINGREQUEST']._serialized_end=1082
-  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_start=1084
-  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_end=1155
-  _globals['_UNDELETETENANTREQUEST']._serialized_start=1157
-  _globals['_UNDELETETENANTREQUEST']._serialized_end=1194
-  _globals['_UNDELETETENANTRESPONSE']._serialized_start=1196
-  _globals['_UNDELETETENANTRESPONSE']._serialized_end=1264
-  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1266
-  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1302
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1304
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1371
-  _globals['_RESUMETENANTREQUEST']._serialized_start=1373
-  _globals['_RESUMETENANTREQUEST']._serialized_end=1408
-  _globals['_RESUMETENANTRESPONSE']._serialized_start=1410
-  _globals['_RESUMETENANTRESPONSE']._serialized_end=1476
-  _globals['_LISTTENANTEVENTSREQUEST']._serialized_start=1478
-  _globals['_LISTTENANTEVENTSREQUEST']._serialized_end=1558
-  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_start=1560
-  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_end=1660
-  _globals['_CLEANUPTENANTREQUEST']._serialized_start=1662
-  _globals['_CLEANUPTENANTREQUEST']._serialized_end=1698
-  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=1700
-  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=1767
-  _globals['_TENANTSERVICE']._serialized_start=1770
-  _globals['_TENANTSERVICE']._serialized_end=3089
+  _globals['_WATCHTENANTRESPONSE']._serialized_start=810
+  _globals['_WATCHTENANTRESPONSE']._serialized_end=943
+  _globals['_CANCELPROVISIONINGREQUEST']._serialized_start=945
+  _globals['_CANCELPROVISIONINGREQUEST']._serialized_end=986
+  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_start=988
+  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_end=1060
+  _globals['_RETRYPROVISIONINGREQUEST']._serialized_start=1062
+  _globals['_RETRYPROVISIONINGREQUEST']._serialized_end=1102
+  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_start=1104
+  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_end=1175
+  _globals['_UNDELETETENANTREQUEST']._serialized_start=1177
+  _globals['_UNDELETETENANTREQUEST']._serialized_end=1214
+  _globals['_UNDELETETENANTRESPONSE']._serialized_start=1216
+  _globals['_UNDELETETENANTRESPONSE']._serialized_end=1284
+  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1286
+  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1322
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1324
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1391
+  _globals['_RESUMETENANTREQUEST']._serialized_start=1393
+  _globals['_RESUMETENANTREQUEST']._serialized_end=1428
+  _globals['_RESUMETENANTRESPONSE']._serialized_start=1430
+  _globals['_RESUMETENANTRESPONSE']._serialized_end=1496
+  _globals['_LISTTENANTEVENTSREQUEST']._serialized_start=1498
+  _globals['_LISTTENANTEVENTSREQUEST']._serialized_end=1578
+  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_start=1580
+  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_end=1680
+  _globals['_CLEANUPTENANTREQUEST']._serialized_start=1682
+  _globals['_CLEANUPTENANTREQUEST']._serialized_end=1718
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=1720
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=1787
+  _globals['_TENANTSERVICE']._serialized_start=1790
+  _globals['_TENANTSERVICE']._serialized_end=3109
 # @@protoc_insertion_point(module_scope)

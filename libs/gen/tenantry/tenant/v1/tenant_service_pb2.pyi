@@ -78,12 +78,14 @@ class WatchTenantRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class WatchTenantResponse(_message.Message):
-    __slots__ = ("tenant", "events")
+    __slots__ = ("tenant", "events", "heartbeat")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     tenant: _tenant_pb2.Tenant
     events: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.TenantEvent]
-    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., events: _Optional[_Iterable[_Union[_tenant_pb2.TenantEvent, _Mapping]]] = ...) -> None: ...
+    heartbeat: bool
+    def __init__(self, tenant: _Optional[_Union[_tenant_pb2.Tenant, _Mapping]] = ..., events: _Optional[_Iterable[_Union[_tenant_pb2.TenantEvent, _Mapping]]] = ..., heartbeat: _Optional[bool] = ...) -> None: ...
 
 class CancelProvisioningRequest(_message.Message):
     __slots__ = ("name",)

@@ -174,7 +174,10 @@ class TenantServiceServicer:
     def WatchTenant(self, request, context):
         """Streams the tenant each time its state or step progress changes, with
         the audit events recorded since the previous update, until it reaches a
-        state in which no run is under way.
+        state in which no run is under way. Updates are pushed as the registry
+        changes (never polled); step progress advances with each batch of the
+        run's audit events (at once for a state change, a failure or the start
+        of a long step). A heartbeat update comes while nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -290,12 +290,30 @@ class BackupTenantSchemaResponse(_message.Message):
     def __init__(self, backup: _Optional[_Union[_tenant_pb2.BackupObject, _Mapping]] = ...) -> None: ...
 
 class AppendTenantEventsRequest(_message.Message):
-    __slots__ = ("tenant_id", "events")
+    __slots__ = ("tenant_id", "events", "progress")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     events: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.TenantEvent]
-    def __init__(self, tenant_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_tenant_pb2.TenantEvent, _Mapping]]] = ...) -> None: ...
+    progress: RunSteps
+    def __init__(self, tenant_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_tenant_pb2.TenantEvent, _Mapping]]] = ..., progress: _Optional[_Union[RunSteps, _Mapping]] = ...) -> None: ...
+
+class RunSteps(_message.Message):
+    __slots__ = ("workflow_id", "run_id", "sequence", "steps", "current_steps", "ended")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    run_id: str
+    sequence: int
+    steps: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.StepProgress]
+    current_steps: _containers.RepeatedScalarFieldContainer[str]
+    ended: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[_tenant_pb2.StepProgress, _Mapping]]] = ..., current_steps: _Optional[_Iterable[str]] = ..., ended: _Optional[bool] = ...) -> None: ...
 
 class AppendTenantEventsResponse(_message.Message):
     __slots__ = ()

@@ -1,0 +1,274 @@
+"""Registry changes pushed to the facade: one LISTEN connection per process,
+one feed per watched tenant, shared by all of that tenant's watchers.
+
+The tenant-data worker's triggers NOTIFY `REGISTRY_CHANGES_CHANNEL` with the
+tenant id at every commit that changes what a tenant shows (record, events,
+resources, backups). A notice makes the tenant's feed read the record and its
+new events once, however many watchers it has, and the watchers wake when the
+feed's version moves. Nothing is polled: an idle tenant costs no read and no
+Temporal call. While the connection is down nothing is lost: on every
+(re)connect each feed reads again.
+
+Only a run's end is not in the registry when the run dies without its last
+mark (terminated, timed out): a feed whose record is in a run's state waits
+for that run to close with one history long-poll (`wait_new_event`), so the
+watchers see the failure; never a workflow query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from libs.lifecycle import IN_FLIGHT_STATES, REGISTRY_CHANGES_CHANNEL
+from services.tenant_api import errors
+from services.tenant_api.registry import Record, Registry
+from services.tenant_api.runs import Ended, Runs, workflow_of
+from tenantry.tenant.v1 import tenant_pb2
+
+log = logging.getLogger(__name__)
+
+# The first update of a watch carries at most this many recent events.
+RECENT_EVENTS = 100
+# Events a feed keeps for its watchers; one that falls further behind reads the registry.
+KEPT_EVENTS = 1000
+# Seconds between liveness checks of the listening connection while it is quiet
+# (a peer that vanished without a word raises nothing otherwise).
+KEEPALIVE = 30.0
+RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class TenantFeed:
+    """The latest registry view of one tenant, for all its watchers in this process."""
+
+    tenant_id: str
+    record: Record | None = None
+    # How the record's run ended, once it has closed while the record still shows it under way.
+    closed: Ended | None = None
+    # Recent events, oldest first, with their event ids.
+    events: list[tuple[int, tenant_pb2.TenantEvent]] = field(default_factory=list)
+    # Raised by the last read (the registry was unreachable); cleared by the next that works.
+    error: errors.ApiError | None = None
+    version: int = 0
+    watchers: int = 0
+    _trimmed_through: int = 0
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _dirty: bool = False
+    _reading: asyncio.Task[None] | None = None
+    _closing: asyncio.Task[None] | None = None
+    _closing_run: str = ""
+
+    async def ready(self) -> None:
+        """Waits for the feed's first read; raises its error when it failed."""
+        await self._ready.wait()
+        if self.error is not None and self.version == 0:
+            raise self.error
+
+    async def changed(self, seen: int, within: float | None) -> bool:
+        """Waits until the version moves past `seen`, at most `within` s; True if it did."""
+        if self.version != seen:
+            return True
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), within)
+        return self.version != seen
+
+    def events_after(self, event_id: int) -> list[tuple[int, tenant_pb2.TenantEvent]] | None:
+        """The kept events after `event_id`; None when some of them are no longer kept."""
+        if event_id < self._trimmed_through:
+            return None
+        return [(i, e) for i, e in self.events if i > event_id]
+
+    def _publish(self) -> None:
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+class RegistryChanges:
+    """The process's one LISTEN connection and its feeds.
+
+    Started on first use; `close()` ends the connection and every feed's tasks.
+    """
+
+    def __init__(self, registry: Registry, runs: Runs) -> None:
+        self._registry = registry
+        self._runs = runs
+        self._feeds: dict[str, TenantFeed] = {}
+        self._listening: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closed = False
+        self.reads = 0  # feed reads of the registry, for the benchmark
+
+    @property
+    def feeds(self) -> int:
+        return len(self._feeds)
+
+    @contextlib.asynccontextmanager
+    async def feed(self, tenant_id: str) -> AsyncIterator[TenantFeed]:
+        """The tenant's feed while the caller watches; the last watcher to leave ends it."""
+        self._start()
+        feed = self._feeds.get(tenant_id)
+        if feed is None:
+            feed = self._feeds[tenant_id] = TenantFeed(tenant_id)
+            if self._connected.is_set():
+                self._read(feed)
+            # Otherwise the (re)connect reads every feed.
+        feed.watchers += 1
+        try:
+            yield feed
+        finally:
+            feed.watchers -= 1
+            if feed.watchers == 0 and self._feeds.get(tenant_id) is feed:
+                del self._feeds[tenant_id]
+                for task in (feed._reading, feed._closing):
+                    if task is not None:
+                        task.cancel()
+
+    async def close(self) -> None:
+        """Ends the listener; every watcher's stream ends UNAVAILABLE (SHUTTING_DOWN)."""
+        self._closed = True
+        for feed in self._feeds.values():
+            feed.error = errors.shutting_down()
+            feed._ready.set()
+            feed._publish()
+        tasks = [t for f in self._feeds.values() for t in (f._reading, f._closing) if t is not None]
+        if self._listening is not None:
+            tasks.append(self._listening)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._feeds.clear()
+
+    # -- listening ------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._listening is None and not self._closed:
+            self._listening = asyncio.create_task(self._listen(), name="registry-changes")
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._registry.dsn, autocommit=True, connect_timeout=5
+                )
+            except psycopg.OperationalError as err:
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                (log.debug if attempt else log.warning)(
+                    "cannot listen for registry changes: %s", type(err).__name__
+                )
+                self._fail_feeds()
+                attempt += 1
+                await asyncio.sleep(delay)  # backoff between attempts, not synchronisation
+                continue
+            try:
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(REGISTRY_CHANGES_CHANNEL)))
+                    if attempt:
+                        log.info("listening for registry changes again")
+                    attempt = 0
+                    self._connected.set()
+                    # Whatever changed while nobody listened: every feed reads again.
+                    for each in self._feeds.values():
+                        self._read(each)
+                    while True:
+                        async for notice in conn.notifies(timeout=KEEPALIVE):
+                            watched = self._feeds.get(notice.payload)
+                            if watched is not None:
+                                self._read(watched)
+                        await conn.execute("SELECT 1")
+            except psycopg.OperationalError as err:
+                log.warning("lost the registry change listener: %s", type(err).__name__)
+            finally:
+                self._connected.clear()
+            attempt += 1
+            await asyncio.sleep(RECONNECT_BACKOFF[0])  # backoff before reconnecting
+
+    def _fail_feeds(self) -> None:
+        """Feeds waiting for their first read learn that the registry cannot be reached."""
+        for feed in self._feeds.values():
+            if not feed._ready.is_set():
+                feed.error = errors.unavailable("registry")
+                feed._ready.set()
+
+    # -- reading --------------------------------------------------------------
+
+    def _read(self, feed: TenantFeed) -> None:
+        """Reads the feed again soon; notices that come during a read make one more read."""
+        feed._dirty = True
+        if feed._reading is None or feed._reading.done():
+            feed._reading = asyncio.create_task(self._reads(feed))
+
+    async def _reads(self, feed: TenantFeed) -> None:
+        while feed._dirty:
+            feed._dirty = False
+            try:
+                changed = await self._read_once(feed)
+                feed.error = None
+            except errors.ApiError as err:
+                changed, feed.error = feed.version == 0, err
+            except Exception:  # a feed must not die silently; its watchers see the registry error
+                log.exception("reading the feed of tenant %s failed", feed.tenant_id)
+                changed, feed.error = feed.version == 0, errors.unavailable("registry")
+            if changed:
+                feed._publish()
+            feed._ready.set()
+            self._follow_run(feed)
+
+    async def _read_once(self, feed: TenantFeed) -> bool:
+        self.reads += 1
+        record = await self._registry.record(feed.tenant_id)
+        if feed.version == 0:
+            fresh = await self._registry.recent_events(feed.tenant_id, limit=RECENT_EVENTS)
+        else:
+            after = feed.events[-1][0] if feed.events else feed._trimmed_through
+            fresh = await self._registry.events(feed.tenant_id, after=after, limit=KEPT_EVENTS)
+        before = feed.record
+        feed.record = record
+        if record is None or before is None or record.run_id != before.run_id:
+            feed.closed = None
+        if fresh:
+            feed.events.extend(fresh)
+            if len(feed.events) > KEPT_EVENTS:
+                feed._trimmed_through = feed.events[-KEPT_EVENTS - 1][0]
+                del feed.events[:-KEPT_EVENTS]
+        return bool(fresh) or feed.version == 0 or _shown(before) != _shown(record)
+
+    # -- a run that ends without its last mark -----------------------------------
+
+    def _follow_run(self, feed: TenantFeed) -> None:
+        """While the record is in a run's state, one long-poll waits for that run to close."""
+        record = feed.record
+        under_way = record is not None and record.tenant.state in IN_FLIGHT_STATES and bool(record.run_id)
+        workflow_id = workflow_of(record.tenant) if record is not None and under_way else ""
+        run = f"{workflow_id}/{record.run_id}" if record is not None and under_way else ""
+        if run == feed._closing_run:
+            return
+        if feed._closing is not None:
+            feed._closing.cancel()
+        feed._closing_run, feed._closing = run, None
+        if record is not None and run:
+            feed._closing = asyncio.create_task(self._await_close(feed, workflow_id, record.run_id))
+
+    async def _await_close(self, feed: TenantFeed, workflow_id: str, run_id: str) -> None:
+        ended = await self._runs.closed(workflow_id, run_id)
+        if feed.record is not None and feed.record.run_id == run_id:
+            feed.closed = ended
+            # The run's last mark, if it made one, is in the registry by now.
+            self._read(feed)
+            feed._publish()
+
+
+def _shown(record: Record | None) -> bytes:
+    if record is None:
+        return b""
+    return record.tenant.SerializeToString(deterministic=True) + (b"\x01" if record.run_ended else b"\x00")
