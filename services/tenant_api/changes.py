@@ -52,6 +52,8 @@ class TenantFeed:
     record: Record | None = None
     # How the record's run ended, once it has closed while the record still shows it under way.
     closed: Ended | None = None
+    # The run has closed; the next read says whether its last mark came (then it ended well).
+    _close_seen: tuple[str, Ended] | None = None
     # Recent events, oldest first, with their event ids.
     events: list[tuple[int, tenant_pb2.TenantEvent]] = field(default_factory=list)
     # Raised by the last read (the registry was unreachable); cleared by the next that works.
@@ -212,7 +214,7 @@ class RegistryChanges:
         while feed._dirty:
             feed._dirty = False
             try:
-                changed = await self._read_once(feed)
+                changed = await self._read_once(feed) | self._died(feed)
                 feed.error = None
             except errors.ApiError as err:
                 changed, feed.error = feed.version == 0, err
@@ -261,11 +263,23 @@ class RegistryChanges:
 
     async def _await_close(self, feed: TenantFeed, workflow_id: str, run_id: str) -> None:
         ended = await self._runs.closed(workflow_id, run_id)
-        if feed.record is not None and feed.record.run_id == run_id:
-            feed.closed = ended
-            # The run's last mark, if it made one, is in the registry by now.
-            self._read(feed)
-            feed._publish()
+        # The run's last mark, if it made one, committed before the run closed:
+        # a read from now on sees it.
+        feed._close_seen = (run_id, ended)
+        self._read(feed)
+
+    @staticmethod
+    def _died(feed: TenantFeed) -> bool:
+        """After a read that followed the close of the record's run: a record
+        still in that run's state means the run died without its last mark."""
+        seen, record = feed._close_seen, feed.record
+        if seen is None or record is None or feed.closed is not None:
+            return False
+        if record.run_id != seen[0] or record.tenant.state not in IN_FLIGHT_STATES:
+            feed._close_seen = None
+            return False
+        feed.closed = seen[1]
+        return True
 
 
 def _shown(record: Record | None) -> bytes:

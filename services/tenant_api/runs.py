@@ -43,6 +43,8 @@ Operation = tenant_pb2.Operation
 # an UNAVAILABLE answer, not a hung call.
 RPC_TIMEOUT = timedelta(seconds=5)
 QUERY_TIMEOUT = timedelta(seconds=2)
+# How long a read waits for a look at a run under way before it answers from the registry.
+LOOK_TIMEOUT = 1.0
 # Suspend, resume, undelete and clean-up answer once their run has ended, if
 # it ends this soon; a deletion and a retry once their run has taken the tenant over.
 SETTLE_WAIT = 15.0
@@ -128,10 +130,12 @@ class Runs:
             log.warning("starting %s failed: %s", workflow_id, err.status)
             raise errors.unavailable("temporal") from None
 
-    async def describe(self, workflow_id: str) -> WorkflowExecutionDescription | None:
-        """The latest run under the id; None when there is none."""
+    async def describe(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowExecutionDescription | None:
+        """The latest run under the id (or that run); None when there is none."""
         try:
-            return await self.handle(workflow_id).describe(rpc_timeout=RPC_TIMEOUT)
+            return await self.handle(workflow_id, run_id).describe(rpc_timeout=RPC_TIMEOUT)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
@@ -330,27 +334,29 @@ class Lookups:
         # asked, kept (answered from what was kept), shared, shed, looked, failed.
         self.counts: Counter[str] = Counter()
 
-    async def look(self, workflow_id: str, *, exact: bool = False) -> Look | None:
-        """The run's look; None when it cannot be had now. `exact` (for
-        requests that change the tenant) asks Temporal whatever the bounds."""
+    async def look(self, workflow_id: str, run_id: str = "", *, exact: bool = False) -> Look | None:
+        """The run's look (that of `run_id`, the run that marked the record,
+        when given); None when it cannot be had now. `exact` (for requests that
+        change the tenant) asks Temporal whatever the bounds."""
         self.counts["asked"] += 1
         if exact:
-            return await self._look(workflow_id)
+            return await self._look(workflow_id, run_id)
         now = self._clock()
-        kept = self._kept.get(workflow_id)
+        key = f"{workflow_id}/{run_id}"
+        kept = self._kept.get(key)
         if kept is not None and now - kept[0] < self._ttl:
             self.counts["kept"] += 1
             return kept[1]
-        asking = self._asking.get(workflow_id)
+        asking = self._asking.get(key)
         if asking is not None:
             self.counts["shared"] += 1
             return await asyncio.shield(asking)
         if self._gate.locked() or not self._take(now):
             self.counts["shed"] += 1
             return None
-        task = asyncio.ensure_future(self._bounded(workflow_id))
-        self._asking[workflow_id] = task
-        task.add_done_callback(lambda _: self._asking.pop(workflow_id, None))
+        task = asyncio.ensure_future(self._bounded(key, workflow_id, run_id))
+        self._asking[key] = task
+        task.add_done_callback(lambda _: self._asking.pop(key, None))
         return await asyncio.shield(task)
 
     def _take(self, now: float) -> bool:
@@ -361,20 +367,25 @@ class Lookups:
         self._tokens -= 1
         return True
 
-    async def _bounded(self, workflow_id: str) -> Look | None:
+    async def _bounded(self, key: str, workflow_id: str, run_id: str) -> Look | None:
         async with self._gate:
-            look = await self._look(workflow_id)
+            try:
+                # A read does not wait long for what is a nicety to it.
+                look = await asyncio.wait_for(self._look(workflow_id, run_id), LOOK_TIMEOUT)
+            except TimeoutError:
+                self.counts["failed"] += 1
+                look = None
         if look is not None:
             if len(self._kept) > 4096:
                 horizon = self._clock() - self._ttl
                 self._kept = {k: v for k, v in self._kept.items() if v[0] > horizon}
-            self._kept[workflow_id] = (self._clock(), look)
+            self._kept[key] = (self._clock(), look)
         return look
 
-    async def _look(self, workflow_id: str) -> Look | None:
+    async def _look(self, workflow_id: str, run_id: str) -> Look | None:
         self.counts["looked"] += 1
         try:
-            description = await self._runs.describe(workflow_id)
+            description = await self._runs.describe(workflow_id, run_id or None)
             if description is None:
                 return Look(running=False, ended=Ended(None))
             if description.status == WorkflowExecutionStatus.RUNNING:

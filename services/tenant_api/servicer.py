@@ -581,7 +581,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
 
     async def _looked_at(self, record: Record, *, exact: bool) -> tenant_pb2.Tenant:
         tenant = record.tenant
-        look = await self._lookups.look(workflow_of(tenant), exact=exact)
+        look = await self._lookups.look(workflow_of(tenant), record.run_id, exact=exact)
         if look is None:
             return tenant  # the registry's view stands
         if look.running:

@@ -1,0 +1,340 @@
+"""WatchTenant pushed from the registry, and reads that never wait on Temporal.
+
+The real facade runs in this process (so its feeds can be counted) on the
+session's PostgreSQL, with a Temporal dev server of this module's own, which
+a test freezes. The tenant-data provider writes the records, as the worker
+would: the registry's triggers announce each change, and nothing is polled.
+A record "under way" belongs to a real run, started under the tenant's
+workflow id on a queue no worker polls, so it stays open until the test ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+import psutil
+import pytest
+from temporalio.client import Client
+
+from libs import lifecycle
+from libs.devstack.embedded import temporal_server
+from libs.devstack.processes import ManagedProcess, free_port
+from services.tenant_api.auth import Access, Limits
+from services.tenant_api.registry import Registry
+from services.tenant_api.server import create_server
+from services.tenant_api.servicer import TenantService
+from services.tenantdb.providers import EventRecord, RunStepsRecord, TenantSpec
+from services.tenantdb.providers.postgres import PostgresTenantData
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+
+State = tenant_pb2.Tenant.State
+HEARTBEAT = 1  # seconds, for this module's facade
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def temporal_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ManagedProcess, str]]:
+    state = tmp_path_factory.mktemp("watch-temporal")
+    port = free_port()
+    server = temporal_server(state / "temporal", port=port, ui_port=None, log_dir=state / "logs")
+    server.start().wait_ready()
+    yield server, f"127.0.0.1:{port}"
+    resume(server)
+    server.stop()
+
+
+def freeze(server: ManagedProcess) -> None:
+    """SIGSTOP on the server and its children: connections stay open, nothing answers."""
+    assert server.popen is not None
+    top = psutil.Process(server.popen.pid)
+    for process in [top, *top.children(recursive=True)]:
+        process.suspend()
+
+
+def resume(server: ManagedProcess) -> None:
+    assert server.popen is not None
+    top = psutil.Process(server.popen.pid)
+    for process in [top, *top.children(recursive=True)]:
+        process.resume()
+
+
+@pytest.fixture(scope="module")
+async def store(postgres_url: str) -> AsyncIterator[PostgresTenantData]:
+    """The tenant-data provider: it creates the registry with its triggers, and writes it."""
+    provider = PostgresTenantData(postgres_url, max_connections=4)
+    await provider.open()
+    yield provider
+    await provider.close()
+
+
+@dataclass
+class Facade:
+    stub: tenant_service_pb2_grpc.TenantServiceStub
+    service: TenantService
+    temporal: Client
+    server: ManagedProcess
+
+
+@pytest.fixture
+async def facade(
+    postgres_url: str,
+    store: PostgresTenantData,
+    temporal_process: tuple[ManagedProcess, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Facade]:
+    monkeypatch.setenv("TENANTRY_WATCH_HEARTBEAT_SECONDS", str(HEARTBEAT))
+    process, address = temporal_process
+    client = await Client.connect(address)
+    registry = Registry(postgres_url)
+    await registry.open()
+    service = TenantService(client, registry)
+    server, port, _ = create_server(
+        "127.0.0.1:0",
+        client,
+        registry,
+        access=Access(unauthenticated=True),
+        limits=Limits(watch_streams=100),
+        service=service,
+    )
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Facade(tenant_service_pb2_grpc.TenantServiceStub(channel), service, client, process)
+    finally:
+        resume(process)
+        await channel.close()
+        await service.close()
+        await server.stop(grace=None)
+        await registry.close()
+
+
+def spec(tid: str) -> TenantSpec:
+    return TenantSpec(
+        tenant_id=tid,
+        display_name="Watch Corp",
+        plan_tier="PLAN_TIER_POOLED",
+        domains=(),
+        admin_email=f"ada@{tid}.example.com",
+    )
+
+
+async def open_run(client: Client, tid: str) -> str:
+    """A real provisioning run of the tenant that stays open (no worker polls its queue)."""
+    handle = await client.start_workflow(
+        "bench.NobodyRunsThis", id=lifecycle.provision_workflow_id(tid), task_queue=f"nobody-{uuid.uuid4()}"
+    )
+    assert handle.result_run_id is not None
+    return handle.result_run_id
+
+
+def progress(run_id: str, sequence: int, *, done: int, ended: bool = False) -> RunStepsRecord:
+    steps = tuple(
+        (f"step_{i}", "STEP_STATUS_COMPLETED" if i < done else "STEP_STATUS_PENDING", "") for i in range(3)
+    )
+    return RunStepsRecord(
+        workflow_id="w", run_id=run_id, sequence=sequence, steps=steps, current_steps=(), ended=ended
+    )
+
+
+def event(run_id: str, sequence: int) -> EventRecord:
+    return EventRecord(run_id=run_id, sequence=sequence, kind="KIND_STEP_COMPLETED", step=f"step_{sequence}")
+
+
+@asynccontextmanager
+async def watching(
+    facade: Facade, tid: str
+) -> AsyncIterator[asyncio.Queue[tenant_service_pb2.WatchTenantResponse]]:
+    """A watcher whose updates arrive in a queue (None once the stream has ended)."""
+    updates: asyncio.Queue[tenant_service_pb2.WatchTenantResponse | None] = asyncio.Queue()
+    call = facade.stub.WatchTenant(tenant_service_pb2.WatchTenantRequest(name=f"tenants/{tid}"))
+
+    async def pump() -> None:
+        try:
+            async for update in call:
+                await updates.put(update)
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                await updates.put(err)  # type: ignore[arg-type]
+                return
+        await updates.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        yield updates  # type: ignore[misc]
+    finally:
+        call.cancel()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_update(
+    updates: asyncio.Queue, *, within: float = 10
+) -> tenant_service_pb2.WatchTenantResponse:
+    update = await asyncio.wait_for(updates.get(), within)
+    assert update is not None, "the stream ended"
+    if isinstance(update, Exception):
+        raise update
+    return update
+
+
+async def test_every_change_reaches_the_watcher_in_order_and_the_stream_ends_when_the_run_does(
+    facade: Facade, store: PostgresTenantData
+) -> None:
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    async with watching(facade, tid) as updates:
+        first = await next_update(updates)
+        assert first.tenant.state == State.STATE_PROVISIONING and not first.heartbeat
+        # Bursts of appends, some landing while the feed is still reading the last one.
+        for batch in range(10):
+            events = [event(run_id, batch * 3 + i) for i in range(1, 4)]
+            await store.append_events(tid, events, progress(run_id, batch * 3 + 3, done=min(batch, 3)))
+        await store.mark_active(tid, run_id)
+        await store.append_events(tid, [event(run_id, 31)], progress(run_id, 31, done=3, ended=True))
+        seen: list[int] = []
+        last = first
+        while True:
+            update = await asyncio.wait_for(updates.get(), 10)
+            if update is None:
+                break
+            if not update.heartbeat:
+                seen += [e.sequence for e in update.events]
+                last = update
+    # Nothing lost, nothing twice, in order; the last update is the settled tenant with its steps.
+    assert seen == list(range(1, 32))
+    assert last.tenant.state == State.STATE_ACTIVE
+    assert [s.status for s in last.tenant.steps] == [tenant_pb2.STEP_STATUS_COMPLETED] * 3
+
+
+async def test_a_quiet_tenant_gets_heartbeats_and_no_update_without_a_change(
+    facade: Facade, store: PostgresTenantData
+) -> None:
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=1))
+    async with watching(facade, tid) as updates:
+        first = await next_update(updates)
+        assert not first.heartbeat and [e.sequence for e in first.events] == [1]
+        beats = [await next_update(updates, within=HEARTBEAT * 5) for _ in range(3)]
+        assert all(b.heartbeat and not b.events and b.tenant == first.tenant for b in beats)
+        # The same progress again changes nothing the client sees: no update, only heartbeats.
+        await store.append_events(tid, [], progress(run_id, 1, done=1))
+        assert (await next_update(updates, within=HEARTBEAT * 5)).heartbeat
+        await store.append_events(tid, [event(run_id, 2)], progress(run_id, 2, done=2))
+        changed = await next_update(updates)
+        while changed.heartbeat:
+            changed = await next_update(updates)
+        assert [e.sequence for e in changed.events] == [2]
+        assert changed.tenant.steps[1].status == tenant_pb2.STEP_STATUS_COMPLETED
+
+
+async def test_many_watchers_share_one_feed_and_one_read_per_change(
+    facade: Facade, store: PostgresTenantData
+) -> None:
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    changes = facade.service.changes
+    async with many_watchers(facade, tid, 25) as queues:
+        for q in queues:
+            await next_update(q)
+        assert changes.feeds == 1
+        reads = changes.reads
+        await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=1))
+        for q in queues:
+            update = await next_update(q)
+            while update.heartbeat:
+                update = await next_update(q)
+            assert [e.sequence for e in update.events] == [1]
+        # One commit, one notice, one read for all 25 watchers.
+        assert changes.reads - reads == 1
+    # The last watcher to leave ends the feed (the server learns of each cancel shortly after).
+    await eventually(lambda: changes.feeds == 0, what="the feed ends with its last watcher")
+
+
+async def eventually(check: Callable[[], bool], *, what: str, within: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        assert loop.time() < deadline, f"{what}: not within {within} s"
+        await asyncio.sleep(0.05)  # polling with a deadline
+
+
+@asynccontextmanager
+async def many_watchers(facade: Facade, tid: str, n: int) -> AsyncIterator[list[asyncio.Queue]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(watching(facade, tid)) for _ in range(n)]
+
+
+async def test_a_run_that_dies_without_its_last_mark_shows_failed_to_its_watcher(
+    facade: Facade, store: PostgresTenantData
+) -> None:
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    async with watching(facade, tid) as updates:
+        assert (await next_update(updates)).tenant.state == State.STATE_PROVISIONING
+        await facade.temporal.get_workflow_handle(lifecycle.provision_workflow_id(tid)).terminate("test")
+        update = await next_update(updates)
+        while update.heartbeat:
+            update = await next_update(updates)
+        assert update.tenant.state == State.STATE_PROVISION_FAILED
+        assert "TERMINATED" in update.tenant.failure_reason
+
+
+async def test_settled_reads_answer_while_temporal_is_frozen(
+    facade: Facade, store: PostgresTenantData
+) -> None:
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    await store.mark_active(tid, run_id)
+    await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=3, ended=True))
+    looked = facade.service.lookups.counts["looked"]
+    freeze(facade.server)
+    try:
+        name = f"tenants/{tid}"
+        for _ in range(20):
+            got = await facade.stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=name), timeout=2)
+            assert got.tenant.state == State.STATE_ACTIVE and len(got.tenant.steps) == 3
+        listed = await facade.stub.ListTenants(
+            tenant_service_pb2.ListTenantsRequest(page_size=1000), timeout=2
+        )
+        assert tid in [t.tenant_id for t in listed.tenants]
+        # A watch of a settled tenant whose run has ended: one update, and the stream ends.
+        async with watching(facade, tid) as updates:
+            assert (await next_update(updates, within=2)).tenant.state == State.STATE_ACTIVE
+            assert await asyncio.wait_for(updates.get(), 2) is None
+    finally:
+        resume(facade.server)
+    # Not one look at a run: the reads were the registry's alone.
+    assert facade.service.lookups.counts["looked"] == looked
+
+
+async def test_a_read_of_a_run_under_way_answers_from_the_registry_while_temporal_is_frozen(
+    facade: Facade, store: PostgresTenantData
+) -> None:
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=1))
+    freeze(facade.server)
+    try:
+        got = await facade.stub.GetTenant(
+            tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}"), timeout=10
+        )
+    finally:
+        resume(facade.server)
+    # The look timed out; the answer is the record with the steps of the run's last append.
+    assert got.tenant.state == State.STATE_PROVISIONING
+    assert [s.status for s in got.tenant.steps][:2] == [
+        tenant_pb2.STEP_STATUS_COMPLETED,
+        tenant_pb2.STEP_STATUS_PENDING,
+    ]
