@@ -102,9 +102,11 @@ class Order:
     def after(self, key: Any, tenant_id: str) -> tuple[sql.Composable, list[Any]]:
         """The keyset condition: rows after the one with sort key `key` and `tenant_id`."""
         op = sql.SQL("<" if self.descending else ">")
+        tid = sql.Identifier("t", "tenant_id")
         if self.field == "tenant_id":
-            return sql.SQL("t.tenant_id {} %s").format(op), [tenant_id]
-        return sql.SQL("({}, t.tenant_id) {} (%s, %s)").format(sql.Identifier("t", self.field), op), [
+            return sql.SQL("{} {} %s").format(tid, op), [tenant_id]
+        # A row comparison: what the (field, tenant_id) index reads from.
+        return sql.SQL("({}, {}) {} (%s, %s)").format(sql.Identifier("t", self.field), tid, op), [
             key,
             tenant_id,
         ]

@@ -137,7 +137,7 @@ async def fill(url: str, n: int) -> float:
 
 async def plan_nodes(url: str, query: filters.Query) -> str:
     """The node types (with index names) of the first page's plan."""
-    statement, params = page_sql(query, after=None, limit=PAGE + 1, columns="t.tenant_id")
+    statement, params = page_sql(query, after=None, limit=PAGE + 1)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cur = await conn.execute(psycopg.sql.SQL("EXPLAIN (FORMAT JSON) {}").format(statement), params)
         found = await cur.fetchone()
@@ -146,7 +146,8 @@ async def plan_nodes(url: str, query: filters.Query) -> str:
 
 
 def nodes(plan: dict[str, Any]) -> list[str]:
-    name = plan["Node Type"] + (f" {plan['Index Name']}" if "Index Name" in plan else "")
+    name = plan["Node Type"] + (" Backward" if plan.get("Scan Direction") == "Backward" else "")
+    name += f" {plan['Index Name']}" if "Index Name" in plan else ""
     return [name, *(n for child in plan.get("Plans", []) for n in nodes(child))]
 
 
