@@ -8,10 +8,11 @@ proto value names.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -19,11 +20,12 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.sql import SQL, Composed
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from libs import config
 from libs.lifecycle import IN_FLIGHT_STATES, tenant_name
-from services.tenant_api import errors
+from services.tenant_api import errors, filters
 from tenantry.tenant.v1 import tenant_pb2
 
 _COLUMNS = """t.tenant_id, t.display_name, t.plan_tier, t.domains,
@@ -43,6 +45,9 @@ _T = TypeVar("_T")
 # Seconds the pool goes on trying to replace a lost connection; then the
 # registry counts as unreachable (see Registry._query).
 RECONNECT_TIMEOUT = 1.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_Statement = str | Composed
 
 _EVENT_COLUMNS = """e.event_id, e.tenant_id, e."time", e.kind, e.step, e.state, e.actor,
     e.workflow_id, e.run_id, e.detail, e.sequence"""
@@ -189,22 +194,18 @@ class Registry:
         return [(row["event_id"], _event(row)) for row in reversed(rows)]
 
     async def page(
-        self, *, after: str, limit: int, only: frozenset[str] | None = None
+        self,
+        *,
+        after: tuple[Any, str] | None = None,
+        limit: int,
+        only: frozenset[str] | None = None,
+        query: filters.Query = filters.DEFAULT_QUERY,
     ) -> list[tenant_pb2.Tenant]:
-        """Tenants with an id greater than `after`, in id order (keyset
-        pagination); with `only`, just those tenants."""
-        if only is None:
-            rows = await self._query(
-                f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id > %s"
-                " ORDER BY t.tenant_id LIMIT %s",
-                (after, limit),
-            )
-        else:
-            rows = await self._query(
-                f"SELECT {_COLUMNS} FROM registry.tenants t WHERE t.tenant_id > %s"
-                " AND t.tenant_id = ANY(%s) ORDER BY t.tenant_id LIMIT %s",
-                (after, sorted(only), limit),
-            )
+        """Tenants that match `query`'s filter, in its order, after the one
+        whose sort key and id are `after` (keyset pagination: every order has
+        an index that ends in tenant_id); with `only`, just those tenants."""
+        statement, params = page_sql(query, after=after, limit=limit, only=only)
+        rows = await self._query(statement, tuple(params))
         return [_tenant(row) for row in rows]
 
     async def events(
@@ -229,7 +230,7 @@ class Registry:
         )
         return [row["d"] for row in rows]
 
-    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _query(self, sql: _Statement, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         unreachable = self._unreachable
         try:
             if unreachable and not self._pool.get_stats().get("pool_available"):
@@ -253,7 +254,7 @@ class Registry:
         self._unreachable = False
         return rows
 
-    async def _probe(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _probe(self, sql: _Statement, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         """While the database cannot be reached, one read at a time tries on
         a connection of its own, instead of every read waiting for the pool
         (whose attempts back off); the others are answered at once."""
@@ -271,11 +272,11 @@ class Registry:
     async def _connected(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._unreachable = False
 
-    async def _pooled(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _pooled(self, sql: _Statement, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
             return await _read(conn, sql, params)
 
-    async def _fresh(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _fresh(self, sql: _Statement, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         try:
             conn = await psycopg.AsyncConnection.connect(self._dsn, **self._kwargs)
         except psycopg.OperationalError:
@@ -311,8 +312,34 @@ class Registry:
             task.exception()  # retrieved: it has no caller left to raise to
 
 
+def page_sql(
+    query: filters.Query,
+    *,
+    after: tuple[Any, str] | None,
+    limit: int,
+    only: frozenset[str] | None = None,
+    columns: str = _COLUMNS,
+) -> tuple[Composed, list[Any]]:
+    """The SELECT of one page and its parameters (the benchmark EXPLAINs it)."""
+    where, params = query.where()
+    conditions = [where]
+    if only is not None:
+        conditions.append(SQL("t.tenant_id = ANY(%s)"))
+        params.append(sorted(only))
+    if after is not None:
+        condition, values = query.order.after(*after)
+        conditions.append(condition)
+        params.extend(values)
+    statement = SQL("SELECT {} FROM registry.tenants t WHERE {} ORDER BY {} LIMIT %s").format(
+        SQL(columns),  # type: ignore[arg-type]  # a constant of this module
+        SQL(" AND ").join(conditions),
+        query.order.clause(),
+    )
+    return statement, [*params, limit]
+
+
 async def _read(
-    conn: psycopg.AsyncConnection[Any], sql: str, params: tuple[Any, ...]
+    conn: psycopg.AsyncConnection[Any], sql: _Statement, params: tuple[Any, ...]
 ) -> list[dict[str, Any]]:
     try:
         cursor = await conn.execute(sql, params)
@@ -328,9 +355,64 @@ async def _read(
 
 
 def _timestamp(value: datetime) -> Timestamp:
+    # Timestamp.FromDatetime is Python (calendar.timegm); timedelta arithmetic is C.
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
+def _json_timestamp(text: str) -> Timestamp:
+    """A proto JSON timestamp; the worker's own spelling (microseconds, Z) the fast way."""
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":
+        try:
+            return _timestamp(datetime.fromisoformat(text))
+        except ValueError:
+            pass
     stamp = Timestamp()
-    stamp.FromDatetime(value)
+    stamp.FromJsonString(text)
     return stamp
+
+
+def _enum_number(numbers: dict[str, int], name: str) -> int:
+    if not isinstance(name, str):
+        raise TypeError("an enum by number")  # the general parser takes it
+    return numbers.get(name, 0)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _operation_fields() -> dict[str, Callable[[Any], Any]]:
+    """How each field of Tenant.Operation is read from its proto JSON (field names as in proto)."""
+    readers: dict[str, Callable[[Any], Any]] = {}
+    for field in tenant_pb2.Operation.DESCRIPTOR.fields:
+        if field.enum_type is not None:
+            numbers = {value.name: value.number for value in field.enum_type.values}
+            # A name this build does not know reads as 0, as ParseDict skips it.
+            readers[field.name] = functools.partial(_enum_number, numbers)
+        elif field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
+            readers[field.name] = _json_timestamp
+        elif field.type == field.TYPE_STRING:
+            readers[field.name] = _string
+    return readers
+
+
+_OPERATION_FIELDS = _operation_fields()
+
+
+def _operation(value: dict[str, Any], into: tenant_pb2.Operation) -> None:
+    """Fills `into` from the last_operation column as json_format.ParseDict
+    (ignore_unknown_fields) does, at a tenth of its cost for what the worker writes."""
+    if value.keys() <= _OPERATION_FIELDS.keys():
+        try:
+            into.MergeFrom(tenant_pb2.Operation(**{k: _OPERATION_FIELDS[k](v) for k, v in value.items()}))
+            return
+        except (TypeError, ValueError):
+            into.Clear()
+    # A field of a newer worker, a camelCase name, a number for an enum: the general parser.
+    json_format.ParseDict(value, into, ignore_unknown_fields=True)
 
 
 def _enum_value(enum: Any, name: str) -> int:
@@ -385,7 +467,7 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
     )
     if row["last_operation"]:
         # Stored as proto JSON by the tenant-data worker; unknown fields of a newer one are skipped.
-        json_format.ParseDict(row["last_operation"], tenant.last_operation, ignore_unknown_fields=True)
+        _operation(row["last_operation"], tenant.last_operation)
     steps = _shown_steps(tenant, row)
     if steps:
         tenant.steps.extend(

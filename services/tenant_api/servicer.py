@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2
@@ -20,7 +21,7 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from libs import config, lifecycle
 from libs.contracts import WORKFLOWS, Rpc
-from services.tenant_api import auth, errors, validation
+from services.tenant_api import auth, errors, filters, validation
 from services.tenant_api.changes import RECENT_EVENTS, RegistryChanges, TenantFeed
 from services.tenant_api.page_tokens import PageTokens
 from services.tenant_api.registry import Record, Registry
@@ -178,13 +179,15 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     ) -> tenant_service_pb2.ListTenantsResponse:
         violations: validation.Violations = []
         size = validation.page_size(request.page_size, violations)
-        after = self._after_tenant(request.page_token, violations)
+        query = validation.list_query(request, violations)
+        after = self._after_tenant(request.page_token, query, violations)
         if violations:
             raise errors.invalid(violations)
-        page = await self._registry.page(after=after, limit=size + 1, only=auth.view_scope())
+        assert query is not None  # a wrong one is a violation
+        page = await self._registry.page(query=query, after=after, limit=size + 1, only=auth.view_scope())
         more = len(page) > size
         page = page[:size]
-        token = self._tokens.encode(page[-1].tenant_id, scope=_TENANTS_SCOPE) if more else ""
+        token = self._tenants_token(page[-1], query) if more else ""
         return tenant_service_pb2.ListTenantsResponse(tenants=page, next_page_token=token)
 
     async def DeleteTenant(  # noqa: N802
@@ -532,14 +535,34 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
 
     # -- page tokens --------------------------------------------------------
 
-    def _after_tenant(self, token: str, violations: validation.Violations) -> str:
-        if not token:
-            return ""
-        after = self._tokens.decode(token, scope=_TENANTS_SCOPE)
-        if after is None or not lifecycle.valid_tenant_id(after):
-            violations.append(("page_token", "not a token returned by ListTenants for this request"))
-            return ""
-        return after
+    def _tenants_token(self, last: tenant_pb2.Tenant, query: filters.Query) -> str:
+        order = query.order.field
+        if order == "tenant_id":
+            position = last.tenant_id
+        else:
+            stamp = getattr(last, order)
+            position = f"{stamp.seconds * 1_000_000 + stamp.nanos // 1000} {last.tenant_id}"
+        return self._tokens.encode(position, scope=_tenants_scope(query))
+
+    def _after_tenant(
+        self, token: str, query: filters.Query | None, violations: validation.Violations
+    ) -> tuple[object, str] | None:
+        """The sort key and tenant id a token continues after; a token of
+        another filter or order is refused (its position means nothing here)."""
+        if not token or query is None:
+            return None
+        position = self._tokens.decode(token, scope=_tenants_scope(query))
+        key: object = None
+        if position is not None and query.order.field != "tenant_id":
+            micros, _, position = position.partition(" ")
+            key = _from_micros(micros)
+            position = position if key is not None else None
+        if position is None or not lifecycle.valid_tenant_id(position):
+            violations.append(
+                ("page_token", "not a token returned by ListTenants for this filter and order_by")
+            )
+            return None
+        return key, position
 
     def _after_event(self, token: str, tid: str, violations: validation.Violations) -> int:
         if not token:
@@ -659,9 +682,26 @@ def _pending(spec: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
     return tenant
 
 
-# A token is bound to its rpc and, for events, to the tenant: one list's position means
-# nothing in another.
+# A token is bound to its rpc and, for events, to the tenant, for tenants to
+# the filter and order: one list's position means nothing in another.
 _TENANTS_SCOPE = "ListTenants"
+
+
+def _tenants_scope(query: filters.Query) -> str:
+    # The unfiltered list in id order keeps the scope of the tokens made before filters.
+    return _TENANTS_SCOPE if query == filters.DEFAULT_QUERY else f"{_TENANTS_SCOPE}?{query.canonical()}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_micros(text: str) -> datetime | None:
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 20:
+        return None
+    try:
+        return EPOCH + timedelta(microseconds=int(text))
+    except OverflowError:
+        return None
 
 
 def _events_scope(tenant_id: str) -> str:

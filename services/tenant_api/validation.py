@@ -16,6 +16,7 @@ from libs.lifecycle import (
     reserved_tenant_id,
     valid_tenant_id,
 )
+from services.tenant_api import filters
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2
 
 MAX_DISPLAY_NAME = 200
@@ -284,6 +285,23 @@ def page_size(value: int, violations: Violations, *, default: int = DEFAULT_PAGE
     if value < 0:
         violations.append(("page_size", "must not be negative"))
     return min(value or default, MAX_PAGE_SIZE)
+
+
+def list_query(
+    request: tenant_service_pb2.ListTenantsRequest, violations: Violations
+) -> filters.Query | None:
+    """ListTenants' filter and order_by; None if either is wrong (each says why)."""
+    try:
+        groups = filters.parse_filter(request.filter)
+    except filters.FilterError as err:
+        violations.append(("filter", str(err)))
+        groups = None
+    try:
+        order = filters.parse_order(request.order_by)
+    except filters.FilterError as err:
+        violations.append(("order_by", str(err)))
+        return None
+    return None if groups is None else filters.Query(groups=groups, order=order)
 
 
 def grace_period(request: tenant_service_pb2.DeleteTenantRequest, violations: Violations) -> timedelta:

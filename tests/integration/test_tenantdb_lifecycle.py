@@ -688,7 +688,7 @@ async def test_registry_reader_shows_purge_time_and_backups(
     )
     got = await registry.get(tid)
     assert got is not None and got.purge_time.ToDatetime(tzinfo=UTC) == purge
-    [listed] = [t for t in await registry.page(after=tid[:-1], limit=1000) if t.tenant_id == tid]
+    [listed] = [t for t in await registry.page(after=(None, tid[:-1]), limit=1000) if t.tenant_id == tid]
     assert listed == got
 
     objects = [

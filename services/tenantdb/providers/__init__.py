@@ -332,6 +332,9 @@ class TenantDataProvider(Protocol):
         The tenant need not be in the registry yet.
         """
 
+    async def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Deletes up to `limit` events older than `cutoff` (oldest first); returns how many."""
+
 
 def schema_name(tenant_id: str) -> str:
     """The tenant's schema: `tenant_<id>` with hyphens as underscores (ids have no underscores)."""

@@ -172,6 +172,17 @@ _REGISTRY_DDL = (
         " FOR EACH ROW EXECUTE FUNCTION registry.announce_tenant_change()"
         for table in ("tenants", "tenant_events", "tenant_resources", "tenant_backups")
     ),
+    # -- Added for a registry of 100,000 tenants (issue 11) ------------------
+    # ListTenants pages by keyset in each order it offers, and by state or
+    # plan tier, so each of them ends in tenant_id (the tiebreaker).
+    # tests/bench/registry_scale.py prints the plans.
+    "CREATE INDEX IF NOT EXISTS tenants_create_time ON registry.tenants (create_time, tenant_id)",
+    "CREATE INDEX IF NOT EXISTS tenants_update_time ON registry.tenants (update_time, tenant_id)",
+    "CREATE INDEX IF NOT EXISTS tenants_state ON registry.tenants (state, tenant_id)",
+    "CREATE INDEX IF NOT EXISTS tenants_plan_tier ON registry.tenants (plan_tier, tenant_id)",
+    # Event retention deletes the oldest events first, in batches.
+    'CREATE INDEX IF NOT EXISTS tenant_events_time ON registry.tenant_events ("time")',
+    # -- end of issue 11 -----------------------------------------------------
 )
 
 # Operation kinds and outcomes, by their proto value names (Tenant.Operation).
@@ -751,6 +762,21 @@ class PostgresTenantData:
                 )
         log.info("tenant %s: %d event(s) appended, %d new", tenant_id, len(rows), added)
         return added
+
+    async def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Deletes up to `limit` of the oldest events older than `cutoff`; returns how many.
+
+        Rows another deletion holds are skipped, so replicas share the work,
+        and appends (new rows) never wait for it.
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM registry.tenant_events WHERE event_id IN ("
+                ' SELECT event_id FROM registry.tenant_events WHERE "time" < %s'
+                ' ORDER BY "time" LIMIT %s FOR UPDATE SKIP LOCKED)',
+                [cutoff, limit],
+            )
+            return max(cur.rowcount, 0)
 
 
 def _seed_ddl(schema: sql.Identifier) -> list[sql.Composed]:
