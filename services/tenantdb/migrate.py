@@ -135,6 +135,7 @@ async def _grants(conn: AsyncConnection) -> None:
         await conn.execute(statement)
     # Tables made before the roles existed (by an administrator's DSN) pass to their schema's owner.
     await _reassign_tables(conn, REGISTRY_SCHEMA, TENANTDB.name)
+    await _reassign_functions(conn, REGISTRY_SCHEMA, TENANTDB.name)
     await _reassign_tables(conn, IDENTITY_SCHEMA, IDP.name)
     cur = await conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%%' AND nspowner <> %s::regrole",
@@ -167,6 +168,19 @@ async def _reassign_tables(conn: AsyncConnection, schema: str, owner: str) -> No
             sql.SQL("ALTER TABLE {}.{} OWNER TO {}").format(
                 sql.Identifier(schema), sql.Identifier(table), sql.Identifier(owner)
             )
+        )
+
+
+async def _reassign_functions(conn: AsyncConnection, schema: str, owner: str) -> None:
+    # The registry's trigger functions, should an administrator's DSN have made them.
+    cur = await conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = %s AND p.proowner <> %s::regrole",
+        [schema, owner],
+    )
+    for (signature,) in await cur.fetchall():
+        await conn.execute(
+            sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(signature), sql.Identifier(owner))
         )
 
 

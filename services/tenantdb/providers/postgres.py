@@ -152,24 +152,30 @@ _REGISTRY_DDL = (
     # appended events (providers.RunStepsRecord as JSON), so that reading a
     # tenant never asks its workflow.
     "ALTER TABLE registry.tenants ADD COLUMN IF NOT EXISTS run_steps jsonb",
-    # Every change of what a tenant shows is announced on CHANNEL with the
-    # tenant id, at commit (identical notices of one transaction fold into
-    # one); the facade LISTENs, once per process, instead of polling.
+    # Every change of what a tenant shows is announced on
+    # REGISTRY_CHANGES_CHANNEL with the tenant id, at commit (identical notices
+    # of one transaction fold into one); the facade LISTENs, once per process,
+    # instead of polling. Created once, never replaced (replacing needs its
+    # owner, who may be an administrator's role): a change gets a new name.
     f"""
-    CREATE OR REPLACE FUNCTION registry.announce_tenant_change() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-      IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('{REGISTRY_CHANGES_CHANNEL}', OLD.tenant_id);
-      ELSE
-        PERFORM pg_notify('{REGISTRY_CHANGES_CHANNEL}', NEW.tenant_id);
+    DO $do$ BEGIN
+      IF to_regprocedure('registry.announce_tenant_change_v1()') IS NULL THEN
+        CREATE FUNCTION registry.announce_tenant_change_v1() RETURNS trigger
+        LANGUAGE plpgsql AS $fn$
+        BEGIN
+          IF TG_OP = 'DELETE' THEN
+            PERFORM pg_notify('{REGISTRY_CHANGES_CHANNEL}', OLD.tenant_id);
+          ELSE
+            PERFORM pg_notify('{REGISTRY_CHANGES_CHANNEL}', NEW.tenant_id);
+          END IF;
+          RETURN NULL;
+        END $fn$;
       END IF;
-      RETURN NULL;
-    END $$
+    END $do$
     """,
     *(
         f"CREATE OR REPLACE TRIGGER {table}_announce AFTER INSERT OR UPDATE OR DELETE ON registry.{table}"
-        " FOR EACH ROW EXECUTE FUNCTION registry.announce_tenant_change()"
+        " FOR EACH ROW EXECUTE FUNCTION registry.announce_tenant_change_v1()"
         for table in ("tenants", "tenant_events", "tenant_resources", "tenant_backups")
     ),
     # -- Added for a registry of 100,000 tenants (issue 11) ------------------
