@@ -176,6 +176,10 @@ def tenant_id_naming(name: str, *, prefix: str = "", suffix: str = "") -> str | 
     return None
 
 
+# Every lifecycle workflow id starts so.
+TENANT_WORKFLOW_PREFIX = "tenant/"
+
+
 def provision_workflow_id(tenant_id: str) -> str:
     return f"tenant/{tenant_id}/provision"
 

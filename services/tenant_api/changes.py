@@ -10,9 +10,11 @@ Temporal call. While the connection is down nothing is lost: on every
 (re)connect each feed reads again.
 
 Only a run's end is not in the registry when the run dies without its last
-mark (terminated, timed out): a feed whose record is in a run's state waits
-for that run to close with one history long-poll (`wait_new_event`), so the
-watchers see the failure; never a workflow query.
+mark (terminated, timed out). A feed whose record is in a run's state asks
+once, when it meets the run, whether the run still runs (a describe); after
+that one visibility query per CLOSE_SWEEP seconds, for the whole process
+whatever the number of feeds, finds the runs that closed meanwhile. Never a
+workflow query, and nothing per watcher or per poll.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql
+from temporalio.client import WorkflowExecutionStatus
 
+from libs import config
 from libs.lifecycle import IN_FLIGHT_STATES, REGISTRY_CHANGES_CHANNEL
 from services.tenant_api import errors
 from services.tenant_api.registry import Record, Registry
@@ -42,6 +47,9 @@ KEPT_EVENTS = 1000
 # (a peer that vanished without a word raises nothing otherwise).
 KEEPALIVE = 30.0
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Seconds between the visibility queries for runs of watched tenants that
+# closed (TENANTRY_WATCH_CLOSE_SWEEP_SECONDS).
+CLOSE_SWEEP = 15
 
 
 @dataclass
@@ -108,6 +116,8 @@ class RegistryChanges:
         self._listening: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closed = False
+        self._sweeping: asyncio.Task[None] | None = None
+        self._sweep_every = float(config.integer("TENANTRY_WATCH_CLOSE_SWEEP_SECONDS", CLOSE_SWEEP))
         self.reads = 0  # feed reads of the registry, for the benchmark
 
     @property
@@ -143,8 +153,7 @@ class RegistryChanges:
             feed._ready.set()
             feed._publish()
         tasks = [t for f in self._feeds.values() for t in (f._reading, f._closing) if t is not None]
-        if self._listening is not None:
-            tasks.append(self._listening)
+        tasks += [t for t in (self._listening, self._sweeping) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -248,25 +257,53 @@ class RegistryChanges:
     # -- a run that ends without its last mark -----------------------------------
 
     def _follow_run(self, feed: TenantFeed) -> None:
-        """While the record is in a run's state, one long-poll waits for that run to close."""
+        """Meeting a run under way: one look whether it still runs, then the sweep follows it."""
         record = feed.record
         under_way = record is not None and record.tenant.state in IN_FLIGHT_STATES and bool(record.run_id)
-        workflow_id = workflow_of(record.tenant) if record is not None and under_way else ""
-        run = f"{workflow_id}/{record.run_id}" if record is not None and under_way else ""
+        run = f"{workflow_of(record.tenant)}/{record.run_id}" if record is not None and under_way else ""
         if run == feed._closing_run:
             return
         if feed._closing is not None:
             feed._closing.cancel()
         feed._closing_run, feed._closing = run, None
         if record is not None and run:
-            feed._closing = asyncio.create_task(self._await_close(feed, workflow_id, record.run_id))
+            feed._closing = asyncio.create_task(
+                self._check_run(feed, workflow_of(record.tenant), record.run_id)
+            )
+            if self._sweeping is None or self._sweeping.done():
+                self._sweeping = asyncio.create_task(self._sweep(), name="closed-runs-sweep")
 
-    async def _await_close(self, feed: TenantFeed, workflow_id: str, run_id: str) -> None:
-        ended = await self._runs.closed(workflow_id, run_id)
+    async def _check_run(self, feed: TenantFeed, workflow_id: str, run_id: str) -> None:
+        with contextlib.suppress(errors.ApiError):  # Temporal away: the sweep finds it later
+            description = await self._runs.describe(workflow_id, run_id)
+            if description is None or description.status != WorkflowExecutionStatus.RUNNING:
+                await self._seen_closed(feed, workflow_id, run_id)
+
+    async def _seen_closed(self, feed: TenantFeed, workflow_id: str, run_id: str) -> None:
         # The run's last mark, if it made one, committed before the run closed:
         # a read from now on sees it.
-        feed._close_seen = (run_id, ended)
+        feed._close_seen = (run_id, await self._runs.ended(workflow_id) or Ended(None))
         self._read(feed)
+
+    async def _sweep(self) -> None:
+        """While a feed follows a run, asks every so often which runs closed meanwhile."""
+        every = self._sweep_every
+        since = datetime.now(UTC) - timedelta(seconds=every)
+        while any(f._closing_run for f in self._feeds.values()):
+            await asyncio.sleep(every)  # the sweep's period, not synchronisation
+            # Visibility lags a little behind the runs: the windows overlap.
+            now = datetime.now(UTC)
+            try:
+                closed = await self._runs.closed_since(since - timedelta(seconds=max(every, 5)))
+            except errors.ApiError:
+                continue  # Temporal away: the next sweep covers this window too
+            since = now
+            followed = {f._closing_run: f for f in self._feeds.values() if f._closing_run}
+            for workflow_id, run_id in closed:
+                feed = followed.get(f"{workflow_id}/{run_id}")
+                if feed is not None and feed._close_seen is None:
+                    with contextlib.suppress(errors.ApiError):
+                        await self._seen_closed(feed, workflow_id, run_id)
 
     @staticmethod
     def _died(feed: TenantFeed) -> bool:

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from google.protobuf.message import Message
 from temporalio.client import (
@@ -190,28 +190,20 @@ class Runs:
             raise errors.unavailable("temporal") from None
         return Ended(description.status)
 
-    async def closed(self, workflow_id: str, run_id: str) -> Ended:
-        """Waits until the run closes (a history long-poll, re-issued by the
-        SDK while the run goes on) and says how it ended; while Temporal
-        cannot be reached, tries again, backing off."""
-        handle = self.handle(workflow_id, run_id)
-        delay = 1.0
-        while True:
-            try:
-                await handle.result(follow_runs=False)
-                return Ended(WorkflowExecutionStatus.COMPLETED)
-            except WorkflowFailureError as err:
-                try:
-                    status = (await handle.describe(rpc_timeout=RPC_TIMEOUT)).status
-                except RPCError:
-                    status = WorkflowExecutionStatus.FAILED
-                return _failure(status, err.cause)
-            except RPCError as err:
-                if err.status == RPCStatusCode.NOT_FOUND:
-                    return Ended(None)
-                log.debug("waiting for %s to close: %s", workflow_id, err.status)
-            await asyncio.sleep(delay)  # backoff while Temporal is away
-            delay = min(delay * 2, 30.0)
+    async def closed_since(self, since: datetime) -> list[tuple[str, str]]:
+        """(workflow id, run id) of the lifecycle runs that closed since `since`: one visibility query."""
+        query = f"ExecutionStatus != 'Running' AND CloseTime >= '{since.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
+        try:
+            return [
+                (execution.id, execution.run_id)
+                async for execution in self._client.list_workflows(
+                    query, limit=10_000, rpc_timeout=RPC_TIMEOUT
+                )
+                if execution.id.startswith(lifecycle.TENANT_WORKFLOW_PREFIX)
+            ]
+        except RPCError as err:
+            log.debug("listing closed runs failed: %s", err.status)
+            raise errors.unavailable("temporal") from None
 
     async def update(
         self,

@@ -88,6 +88,7 @@ async def facade(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Facade]:
     monkeypatch.setenv("TENANTRY_WATCH_HEARTBEAT_SECONDS", str(HEARTBEAT))
+    monkeypatch.setenv("TENANTRY_WATCH_CLOSE_SWEEP_SECONDS", "1")
     process, address = temporal_process
     client = await Client.connect(address)
     registry = Registry(postgres_url)
