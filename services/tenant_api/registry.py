@@ -21,8 +21,8 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg.types.json import set_json_loads
 from psycopg.sql import SQL, Composed
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from libs import config
