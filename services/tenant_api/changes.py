@@ -9,6 +9,12 @@ feed's version moves. Nothing is polled: an idle tenant costs no read and no
 Temporal call. While the connection is down nothing is lost: on every
 (re)connect each feed reads again.
 
+The same notices keep a small cache of settled records exact: GetTenant of a
+settled tenant is then answered from memory, and a notice for the tenant
+drops it. The cache is used only while the listener is connected (a notice
+missed while it was not would leave an entry stale), and is emptied on every
+(re)connect; a read that a notice overtook is not kept.
+
 Only a run's end is not in the registry when the run dies without its last
 mark (terminated, timed out). A feed whose record is in a run's state asks
 once, when it meets the run, whether the run still runs (a describe); after
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,6 +54,8 @@ KEPT_EVENTS = 1000
 # (a peer that vanished without a word raises nothing otherwise).
 KEEPALIVE = 30.0
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Settled records kept in memory for GetTenant (least recently used go first).
+CACHED_RECORDS = 10_000
 # Seconds between the visibility queries for runs of watched tenants that
 # closed (TENANTRY_WATCH_CLOSE_SWEEP_SECONDS).
 CLOSE_SWEEP = 15
@@ -119,10 +128,54 @@ class RegistryChanges:
         self._sweeping: asyncio.Task[None] | None = None
         self._sweep_every = float(config.integer("TENANTRY_WATCH_CLOSE_SWEEP_SECONDS", CLOSE_SWEEP))
         self.reads = 0  # feed reads of the registry, for the benchmark
+        self._cache: OrderedDict[str, Record] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Record | None]] = {}
+        self._overtaken: set[str] = set()  # noticed while being read
+        self._epoch = 0  # moves at every (re)connect and disconnect
 
     @property
     def feeds(self) -> int:
         return len(self._feeds)
+
+    async def record(self, tenant_id: str) -> Record | None:
+        """The tenant's record: from memory when the listener vouches for it
+        (settled records only), else one registry read, shared by concurrent callers."""
+        self._start()
+        kept = self._cache.get(tenant_id)
+        if kept is not None and self._connected.is_set():
+            self._cache.move_to_end(tenant_id)
+            return kept
+        loading = self._loading.get(tenant_id)
+        if loading is None:
+            loading = self._loading[tenant_id] = asyncio.ensure_future(self._load(tenant_id))
+            loading.add_done_callback(lambda _: self._loading.pop(tenant_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, tenant_id: str) -> Record | None:
+        self._overtaken.discard(tenant_id)
+        epoch = self._epoch
+        try:
+            record = await self._registry.record(tenant_id)
+        finally:
+            overtaken = tenant_id in self._overtaken
+            self._overtaken.discard(tenant_id)
+        keep = record is not None and record.tenant.state not in IN_FLIGHT_STATES and record.run_ended
+        if keep and not overtaken and epoch == self._epoch and self._connected.is_set():
+            assert record is not None
+            self._cache[tenant_id] = record
+            if len(self._cache) > CACHED_RECORDS:
+                self._cache.popitem(last=False)
+        return record
+
+    def _forget(self, tenant_id: str) -> None:
+        self._cache.pop(tenant_id, None)
+        if tenant_id in self._loading:
+            self._overtaken.add(tenant_id)
+
+    def _forget_all(self) -> None:
+        self._epoch += 1
+        self._cache.clear()
+        self._overtaken.update(self._loading)
 
     @contextlib.asynccontextmanager
     async def feed(self, tenant_id: str) -> AsyncIterator[TenantFeed]:
@@ -187,12 +240,14 @@ class RegistryChanges:
                     if attempt:
                         log.info("listening for registry changes again")
                     attempt = 0
+                    self._forget_all()
                     self._connected.set()
                     # Whatever changed while nobody listened: every feed reads again.
                     for each in self._feeds.values():
                         self._read(each)
                     while True:
                         async for notice in conn.notifies(timeout=KEEPALIVE):
+                            self._forget(notice.payload)
                             watched = self._feeds.get(notice.payload)
                             if watched is not None:
                                 self._read(watched)
@@ -201,6 +256,7 @@ class RegistryChanges:
                 log.warning("lost the registry change listener: %s", type(err).__name__)
             finally:
                 self._connected.clear()
+                self._forget_all()
             attempt += 1
             await asyncio.sleep(RECONNECT_BACKOFF[0])  # backoff before reconnecting
 

@@ -172,7 +172,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         self, request: tenant_service_pb2.GetTenantRequest, context: grpc.aio.ServicerContext
     ) -> tenant_service_pb2.GetTenantResponse:
         tid = self._tenant_id(request.name)
-        return tenant_service_pb2.GetTenantResponse(tenant=await self._current(tid))
+        return tenant_service_pb2.GetTenantResponse(tenant=await self._current(tid, cached=True))
 
     async def ListTenants(  # noqa: N802
         self, request: tenant_service_pb2.ListTenantsRequest, context: grpc.aio.ServicerContext
@@ -583,7 +583,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             raise errors.invalid(violations)
         return tid
 
-    async def _current(self, tid: str, *, exact: bool = False) -> tenant_pb2.Tenant:
+    async def _current(self, tid: str, *, exact: bool = False, cached: bool = False) -> tenant_pb2.Tenant:
         """The registry record (with its run's step progress), or the accepted
         spec while the run has not yet written it.
 
@@ -591,8 +591,10 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         record in a run's state looks at the run (bounded, see runs.Lookups;
         `exact` for requests that change the tenant): for fresher progress,
         and because a run that ended without its last mark shows as failed.
+        `cached` (GetTenant) may answer a settled tenant from the facade's
+        memory, which the registry's change notices keep exact.
         """
-        record = await self._registry.record(tid)
+        record = await (self._changes.record(tid) if cached else self._registry.record(tid))
         if record is None:
             spec = await self._runs.memo(lifecycle.provision_workflow_id(tid), SPEC_MEMO, tenant_pb2.Tenant)
             if not isinstance(spec, tenant_pb2.Tenant):
@@ -603,7 +605,8 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         return await self._looked_at(record, exact=exact)
 
     async def _looked_at(self, record: Record, *, exact: bool) -> tenant_pb2.Tenant:
-        tenant = record.tenant
+        tenant = tenant_pb2.Tenant()
+        tenant.CopyFrom(record.tenant)  # the record may be shared by concurrent reads
         look = await self._lookups.look(workflow_of(tenant), record.run_id, exact=exact)
         if look is None:
             return tenant  # the registry's view stands

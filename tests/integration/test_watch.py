@@ -15,9 +15,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import psutil
+import psycopg
 import pytest
 from temporalio.client import Client
 
@@ -339,3 +341,44 @@ async def test_a_read_of_a_run_under_way_answers_from_the_registry_while_tempora
         tenant_pb2.STEP_STATUS_COMPLETED,
         tenant_pb2.STEP_STATUS_PENDING,
     ]
+
+
+async def test_a_settled_tenant_read_from_memory_follows_every_change(
+    facade: Facade, store: PostgresTenantData, postgres_url: str
+) -> None:
+    """GetTenant of a settled tenant may come from the facade's memory: a
+    change in the registry is seen at once, also one made while the facade's
+    listener was cut off."""
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    await store.mark_active(tid, run_id)
+    name = f"tenants/{tid}"
+
+    async def state() -> int:
+        got = await facade.stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=name), timeout=5)
+        return int(got.tenant.state)
+
+    assert await state() == State.STATE_ACTIVE
+    assert await state() == State.STATE_ACTIVE  # now from memory
+    await store.mark_access_changing(tid, suspend=True, workflow_id="w-suspend", run_id="r-suspend")
+    await store.mark_suspended(tid)
+    await eventually_async(state, State.STATE_SUSPENDED, what="the suspended state")
+    # Cut the listener's connection; change the tenant before it is back.
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%%'"
+        )
+        await store.mark_access_changing(tid, suspend=False, workflow_id="w-resume", run_id="r-resume")
+        await store.mark_resumed(tid)
+    await eventually_async(state, State.STATE_ACTIVE, what="the resumed state")
+
+
+async def eventually_async(
+    read: Callable[[], Any], expected: object, *, what: str, within: float = 5
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (got := await read()) != expected:
+        assert loop.time() < deadline, f"{what}: still {got} after {within} s"
+        await asyncio.sleep(0.01)  # polling with a deadline
