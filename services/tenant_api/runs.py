@@ -314,7 +314,8 @@ class Lookups:
     ) -> None:
         self._runs = runs
         self._ttl = ttl
-        self._gate = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._running = 0
         self._rate = per_second
         # A second's worth of looks may come at once.
         self._burst = max(1.0, per_second)
@@ -343,9 +344,10 @@ class Lookups:
         if asking is not None:
             self.counts["shared"] += 1
             return await asyncio.shield(asking)
-        if self._gate.locked() or not self._take(now):
+        if self._running >= self._concurrency or not self._take(now):
             self.counts["shed"] += 1
             return None
+        self._running += 1  # counted now: the task starts later
         task = asyncio.ensure_future(self._bounded(key, workflow_id, run_id))
         self._asking[key] = task
         task.add_done_callback(lambda _: self._asking.pop(key, None))
@@ -360,13 +362,14 @@ class Lookups:
         return True
 
     async def _bounded(self, key: str, workflow_id: str, run_id: str) -> Look | None:
-        async with self._gate:
-            try:
-                # A read does not wait long for what is a nicety to it.
-                look = await asyncio.wait_for(self._look(workflow_id, run_id), LOOK_TIMEOUT)
-            except TimeoutError:
-                self.counts["failed"] += 1
-                look = None
+        try:
+            # A read does not wait long for what is a nicety to it.
+            look = await asyncio.wait_for(self._look(workflow_id, run_id), LOOK_TIMEOUT)
+        except TimeoutError:
+            self.counts["failed"] += 1
+            look = None
+        finally:
+            self._running -= 1
         if look is not None:
             if len(self._kept) > 4096:
                 horizon = self._clock() - self._ttl

@@ -39,6 +39,7 @@ from libs.devstack.keycloak import KeycloakServer
 from services.tenant_api.auth import REQUIRED, Access, Limits
 from services.tenant_api.registry import Registry
 from services.tenant_api.server import create_server
+from services.tenant_api.servicer import TenantService
 from services.tenantdb.providers import TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.orchestrator.v1 import orchestrator_pb2
@@ -196,11 +197,15 @@ async def provisioning(postgres_url: str, temporal: Client) -> AsyncIterator[str
 async def facade(
     temporal: Client, registry: Registry, access: Access, limits: Limits | None = None
 ) -> AsyncIterator[str]:
-    server, port, _ = create_server("127.0.0.1:0", temporal, registry, access=access, limits=limits)
+    service = TenantService(temporal, registry)
+    server, port, _ = create_server(
+        "127.0.0.1:0", temporal, registry, access=access, limits=limits, service=service
+    )
     await server.start()
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        await service.close()
         await server.stop(grace=None)
 
 

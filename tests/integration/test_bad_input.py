@@ -42,6 +42,7 @@ from services.tenant_api.auth import Access, Limits
 from services.tenant_api.page_tokens import KEY_FILE_VARIABLE
 from services.tenant_api.registry import Registry
 from services.tenant_api.server import MAX_MESSAGE_BYTES, SERVICE_NAME, _RefusalLog, create_server
+from services.tenant_api.servicer import TenantService
 from services.tenantdb.providers import EventRecord, TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
@@ -127,10 +128,12 @@ class Facade:
         await self.registry.open()
         with pytest.MonkeyPatch.context() as env:
             env.setenv(KEY_FILE_VARIABLE, str(self._key_file))
+            self.service = TenantService(self.client, self.registry)
             self.server, port, _ = create_server(
                 "127.0.0.1:0",
                 self.client,
                 self.registry,
+                service=self.service,
                 access=self._access,
                 # Thousands of calls from one caller in seconds: the rate limit is not what is tested.
                 limits=Limits(mutations_per_second=1e6, mutation_burst=1_000_000, watch_streams=10_000),
@@ -148,6 +151,7 @@ class Facade:
             self._loop.close()
 
     async def _stop(self) -> None:
+        await self.service.close()
         await self.server.stop(grace=None)
         await self.registry.close()
 

@@ -33,6 +33,7 @@ from libs.devstack.embedded import Postgres
 from services.tenant_api.auth import Access
 from services.tenant_api.registry import Registry
 from services.tenant_api.server import create_server
+from services.tenant_api.servicer import TenantService
 from services.tenantdb.providers import EventRecord, TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
@@ -98,11 +99,15 @@ async def facade(database: Postgres, client: Client, **options: Any) -> AsyncIte
     database.start_server()  # should an earlier test have failed while it was down
     registry = Registry(database.url, **options)
     await registry.open()
-    server, port, _ = create_server("127.0.0.1:0", client, registry, access=Access(unauthenticated=True))
+    service = TenantService(client, registry)
+    server, port, _ = create_server(
+        "127.0.0.1:0", client, registry, access=Access(unauthenticated=True), service=service
+    )
     await server.start()
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        await service.close()
         await server.stop(grace=None)
         await registry.close()
         database.start_server()

@@ -43,6 +43,7 @@ class FakeDomains:
     def __init__(self, record_tier: int = POOLED) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.events: list[tenant_pb2.TenantEvent] = []  # appended audit events, kept apart from calls
+        self.progress: list[Any] = []  # the step progress each append carried (tenantdb RunSteps)
         self.fail: set[str] = set()
         self.slow: dict[str, float] = {}
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -58,6 +59,8 @@ class FakeDomains:
         async def fake(request: Any) -> Any:
             if rpc.method == "AppendTenantEvents":
                 self.events.extend(request.events)
+                if request.HasField("progress"):
+                    self.progress.append(request.progress)
                 return rpc.output_type()
             self.calls.append((rpc.method, request))
             self.started[rpc.method].set()

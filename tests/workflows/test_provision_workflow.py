@@ -4,6 +4,7 @@ server, with fake activities."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -52,6 +53,34 @@ async def test_provision_runs_every_step_of_the_tier_and_reports_progress(client
         assert dict(deploy.infrastructure) == {"cluster": "tenantry-x"}
     [welcome] = fakes.called("SendNotice")
     assert welcome.recipient == "admin@acme.example.com"
+
+
+@pytest.mark.parametrize("failing", ["", "CreateBucket"])
+async def test_every_append_carries_the_steps_and_the_last_says_the_run_ended(
+    client: Client, failing: str
+) -> None:
+    """The registry keeps the steps of each append (reads never query the
+    run): they are the run's own progress, newer with each append, and the
+    last append, whatever the outcome, says the run has ended."""
+    fakes = FakeDomains()
+    if failing:
+        fakes.fail.add(failing)
+    async with running(client, fakes):
+        _, handle = await start_provision(client)
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        progress = await handle.query(lifecycle.PROGRESS_QUERY, result_type=orchestrator_pb2.RunProgress)
+    assert len(fakes.progress) >= 2
+    assert [p.ended for p in fakes.progress] == [False] * (len(fakes.progress) - 1) + [True]
+    sequences = [p.sequence for p in fakes.progress]
+    assert sequences == sorted(sequences) and sequences[-1] == max(e.sequence for e in fakes.events)
+    last = fakes.progress[-1]
+    assert list(last.steps) == list(progress.steps)
+    assert last.run_id == handle.result_run_id and not last.current_steps
+    if failing:
+        assert any(s.status == tenant_pb2.STEP_STATUS_FAILED for s in last.steps)
+    else:
+        assert {s.status for s in last.steps} == {tenant_pb2.STEP_STATUS_COMPLETED}
 
 
 async def test_independent_steps_run_concurrently(client: Client) -> None:
