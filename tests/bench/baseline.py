@@ -24,9 +24,9 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from libs.contracts import ACTIVITY_CONTRACTS, TENANT_DATA, WORKFLOWS, Contract, Rpc, StepOptions
-    from orchestrator.plan import EVENT_STEP, STEPS, TierPlan, plan_for
     from libs.temporal import main as run_process
     from libs.temporal import run_worker
+    from orchestrator.plan import EVENT_STEP, STEPS, TierPlan, plan_for
     from tenantry.tenant.v1 import tenant_pb2
 
 WORKFLOW_NAME = "bench.BaselineProvision"

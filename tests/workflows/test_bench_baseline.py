@@ -34,7 +34,8 @@ async def scheduled(handle: WorkflowHandle[Any, Any]) -> Counter[Scheduled]:
                 a.schedule_to_close_timeout.ToTimedelta().total_seconds(),
                 a.heartbeat_timeout.ToTimedelta().total_seconds(),
             )
-            found[(a.activity_type.name, a.task_queue.name, timeouts, a.retry_policy.SerializeToString())] += 1
+            retry = a.retry_policy.SerializeToString()
+            found[(a.activity_type.name, a.task_queue.name, timeouts, retry)] += 1
     return found
 
 
