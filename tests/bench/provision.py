@@ -180,14 +180,15 @@ class Results:
 CPU_PHASE = 10
 
 
-async def bench(n: int, concurrencies: list[int], tier_tenants: int) -> Results:
+async def bench(n: int, concurrencies: list[int], tier_tenants: int, profile: Path | None = None) -> Results:
+    """`profile`: a directory where every process writes its cProfile when it stops."""
     results = Results(n)
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as tmp:
         # As many tenants as fast as they go, from one caller: no rate limit in the way.
-        stack = Stack(
-            Path(tmp),
-            extra_env={"TENANTRY_MUTATIONS_PER_MINUTE": "600000", "TENANTRY_MUTATION_BURST": "10000"},
-        ).start()
+        env = {"TENANTRY_MUTATIONS_PER_MINUTE": "600000", "TENANTRY_MUTATION_BURST": "10000"}
+        if profile is not None:
+            env["TENANTRY_PROFILE_DIR"] = str(profile.absolute())
+        stack = Stack(Path(tmp), extra_env=env).start()
         try:
             client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
             await tenantry(stack, client, 5, 5)  # warm-up: pools, caches, first workflow tasks
@@ -284,8 +285,12 @@ def main() -> None:
     parser.add_argument(
         "--tier-tenants", type=int, default=10, help="tenants per tier for the per-tier figures"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="a directory for each process's cProfile (slows every process)"
+    )
     args = parser.parse_args()
-    report(asyncio.run(bench(args.tenants, args.concurrency, args.tier_tenants)), args.concurrency)
+    results = asyncio.run(bench(args.tenants, args.concurrency, args.tier_tenants, args.profile))
+    report(results, args.concurrency)
 
 
 if __name__ == "__main__":
