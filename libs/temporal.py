@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -149,20 +150,58 @@ async def run_activity_worker(
             await close()
 
 
+def _profile_threads() -> list[Any]:
+    """Profiles this thread and every thread started from now on; returns the profiles."""
+    import cProfile
+
+    profiles = [cProfile.Profile()]
+
+    def start_in_thread(*_: Any) -> None:
+        profile = cProfile.Profile()
+        profiles.append(profile)
+        profile.enable()  # replaces this hook for the rest of the thread
+
+    threading.setprofile(start_in_thread)
+    profiles[0].enable()
+    return profiles
+
+
+def _write_profile(profiles: list[Any], path: Path) -> None:
+    import pstats
+
+    for profile in profiles:
+        profile.disable()
+    threading.setprofile(None)  # type: ignore[arg-type]
+    stats = pstats.Stats(profiles[0])
+    for profile in profiles[1:]:
+        stats.add(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stats.dump_stats(path)
+
+
 def _interceptors() -> list[Interceptor]:
     rules = os.environ.get("TENANTRY_FAULT_INJECTION_FILE")
     return [FaultInjection(Path(rules))] if rules else []
 
 
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Runs a process's async entry point; a config error exits 2 with its message."""
+    """Runs a process's async entry point; a config error exits 2 with its message.
+
+    With TENANTRY_PROFILE_DIR set, the process is profiled (cProfile, every
+    thread) and writes `<dir>/<process>.prof` when it stops: a benchmark's
+    tool (tests/bench/provision.py --profile), never on in production.
+    """
     logs.configure(process)
     code = 0
+    profile_dir = os.environ.get("TENANTRY_PROFILE_DIR")
+    profiling = _profile_threads() if profile_dir else None
     try:
         asyncio.run(entry())
     except ConfigError as err:
         print(f"{process}: configuration error: {err}", file=sys.stderr)
         code = 2
+    if profile_dir and profiling is not None:
+        _write_profile(profiling, Path(profile_dir) / f"{process}.prof")
     # The SDK's Rust threads can outlive interpreter finalisation and abort
     # it (temporalio/sdk-python#300); everything is drained by now, so leave
     # without finalising.

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import argon2
 import psycopg
 import pytest
-from argon2 import PasswordHasher
 from temporalio.exceptions import ApplicationError
 
 from libs.backup import BackupStore
@@ -173,7 +173,10 @@ async def test_create_admin_user(acts: Activities, db: psycopg.AsyncConnection) 
     assert (row["email"], row["given_name"], row["family_name"]) == ("boss@acme.example", "Ada", "Boss")
     assert "realm-admin" in row["roles"]
     assert "UPDATE_PASSWORD" in row["required_actions"]
-    assert row["password_hash"].startswith("$argon2id$")
+    # No password at all, only a marker no password matches: nobody was ever told one.
+    assert row["password_hash"] == local.UNUSABLE_PASSWORD
+    with pytest.raises(argon2.exceptions.InvalidHashError):
+        argon2.PasswordHasher().verify(row["password_hash"], "")
 
     before = await snapshot(db)
     assert await acts.create_admin_user(request) == first
@@ -251,9 +254,10 @@ async def test_secrets_are_never_stored_logged_or_returned(
         await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin())),
         await acts.create_admin_user(pb.CreateAdminUserRequest(tenant_id=tid, admin=admin())),
     ]
-    # One client secret and one temporary password, each long enough to be a secret.
+    # A client secret per client call (the first one's is kept), long enough to
+    # be a secret; the admin gets no password, so none is generated for it.
     assert len(generated) == 2
-    assert all(len(value) >= 24 for value in generated)
+    assert all(len(value) >= 40 for value in generated)
 
     cells = await fetch(
         db,
@@ -275,9 +279,8 @@ async def test_secrets_are_never_stored_logged_or_returned(
     # What is stored is a hash of exactly what was generated.
     client, user = await one(db, "clients", tid), await one(db, "users", tid)
     assert client is not None and user is not None
-    hasher = PasswordHasher()
     assert client["secret_hash"] == local.client_secret_hash(generated[0])
-    assert hasher.verify(user["password_hash"], generated[1])
+    assert user["password_hash"] == local.UNUSABLE_PASSWORD
 
 
 async def test_access_is_switched_off_and_on_only_by_its_rpcs(

@@ -11,7 +11,7 @@ Auth0 application and role ids) and the activities never change:
 - `auth0`:    an organization, application, user, membership and role per tenant.
 
 Adapters are async; one over a blocking SDK runs its calls in a thread.
-Secrets (temporary passwords, client secrets) are created inside the adapter
+Secrets (client secrets, temporary passwords) are created inside the adapter
 and never returned, logged or put in an error; an export holds none either.
 
 Access: a realm is created enabled, and from then on only
@@ -103,8 +103,9 @@ class IdentityProvider(Protocol):
 
     async def create_admin_user(self, tenant_id: str, admin: AdminUser) -> str:
         """Creates (or reuses) the admin with the admin role and a way to set a
-        first password that never leaves the identity worker (a hashed
-        temporary password, or a set-password email the provider sends);
+        first password that never leaves the identity worker (a set-password
+        email the provider sends; the local store, which checks no password,
+        stores none);
         returns the user id."""
 
     async def delete_admin_user(self, tenant_id: str, email: str) -> None:

@@ -4,22 +4,20 @@ It keeps what a real IdP would keep, in schema `idp_local`: one realm per
 tenant, the tenant application's confidential client and the tenant's users.
 A realm's `enabled` flag says whether its users may sign in; it is set by
 `disable_access` / `enable_access` only (a new realm starts enabled).
-Secrets are generated here with `secrets` and stored only as hashes (argon2
-for passwords, SHA-256 for the 256-bit client secret);
-the plaintext lives in one local variable until it is hashed and is never
-returned, logged or put in an error.
+The client secret is generated here with `secrets` and stored only as its
+SHA-256 hash; the plaintext lives in one local variable until it is hashed
+and is never returned, logged or put in an error. The admin gets no password
+at all, only a marker no password matches (`UNUSABLE_PASSWORD`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-from argon2 import PasswordHasher
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
@@ -88,7 +86,10 @@ _DDL = (
 
 # Entropy of generated secrets, in bytes (token_urlsafe makes ~1.3 characters per byte).
 _CLIENT_SECRET_BYTES = 32
-_TEMPORARY_PASSWORD_BYTES = 18
+# The stored password of a user without one (see create_admin_user): no hash
+# format starts with `!` (PHC strings start with `$`), so no password
+# matches it, as with `!` in /etc/shadow.
+UNUSABLE_PASSWORD = "!unusable"
 
 
 def realm_id_of(tenant_id: str) -> str:
@@ -106,12 +107,6 @@ class LocalIdentityStore:
         self._pool = connection_pool(dsn, name="idp-local", max_connections=max_connections)
         self._open_timeout = open_timeout
         self._closed = False
-        # argon2id at OWASP's minimum (19 MiB, 2 passes, 1 lane): ~20 ms here
-        # instead of the library default's ~110 ms (64 MiB, 3 passes, 4 lanes),
-        # which sat twice on every tenant's critical path. The secrets hashed
-        # here are random (>=128 bits), so the cost guards only against a
-        # stolen table, and this is the floor recommended for that.
-        self._hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
     async def open(self) -> None:
         await open_pool(self._pool, open_timeout=self._open_timeout, migration_lock=_MIGRATION_LOCK, ddl=_DDL)
@@ -271,33 +266,29 @@ class LocalIdentityStore:
     ) -> str:
         client_id = client_id_of(tenant_id)
         uris, origins = list(redirect_uris), list(web_origins)
-        secret_hash: str | None = None
-        while True:
-            async with self._pool.connection() as conn, conn.transaction():
-                await _realm_exists(conn, tenant_id)
-                if secret_hash is not None:
-                    await conn.execute(
-                        "INSERT INTO idp_local.clients"
-                        " (tenant_id, client_id, secret_hash, redirect_uris, web_origins)"
-                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
-                        [tenant_id, client_id, secret_hash, uris, origins],
-                    )
-                cur = await conn.execute(
-                    "SELECT client_id FROM idp_local.clients WHERE tenant_id = %s FOR UPDATE", [tenant_id]
-                )
-                row = await cur.fetchone()
-                if row is not None:
-                    if row[0] != client_id:
-                        raise Conflict(f"tenant {tenant_id} has a client under another id")
-                    await conn.execute(
-                        "UPDATE idp_local.clients SET redirect_uris = %s, web_origins = %s"
-                        " WHERE tenant_id = %s AND (redirect_uris, web_origins) IS DISTINCT FROM (%s, %s)",
-                        [uris, origins, tenant_id, uris, origins],
-                    )
-                    log.info("tenant %s: client %s ready", tenant_id, client_id)
-                    return client_id
-            # None yet: make the secret outside the transaction (hashing is slow), then insert.
-            secret_hash = client_secret_hash(secrets.token_urlsafe(_CLIENT_SECRET_BYTES))
+        # Made on every call (a SHA-256, microseconds), kept by the one that inserts.
+        secret_hash = client_secret_hash(secrets.token_urlsafe(_CLIENT_SECRET_BYTES))
+        async with self._pool.connection() as conn, conn.transaction():
+            await _realm_exists(conn, tenant_id)
+            await conn.execute(
+                "INSERT INTO idp_local.clients"
+                " (tenant_id, client_id, secret_hash, redirect_uris, web_origins)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
+                [tenant_id, client_id, secret_hash, uris, origins],
+            )
+            cur = await conn.execute(
+                "SELECT client_id FROM idp_local.clients WHERE tenant_id = %s FOR UPDATE", [tenant_id]
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] != client_id:
+                raise Conflict(f"tenant {tenant_id} has a client under another id")
+            await conn.execute(
+                "UPDATE idp_local.clients SET redirect_uris = %s, web_origins = %s"
+                " WHERE tenant_id = %s AND (redirect_uris, web_origins) IS DISTINCT FROM (%s, %s)",
+                [uris, origins, tenant_id, uris, origins],
+            )
+        log.info("tenant %s: client %s ready", tenant_id, client_id)
+        return client_id
 
     async def delete_client(self, tenant_id: str) -> None:
         async with self._pool.connection() as conn:
@@ -308,38 +299,41 @@ class LocalIdentityStore:
 
     async def create_admin_user(self, tenant_id: str, admin: AdminUser) -> str:
         email = _normal_email(admin.email)
-        password_hash: str | None = None
-        while True:
-            async with self._pool.connection() as conn, conn.transaction():
-                await _realm_exists(conn, tenant_id)
-                if password_hash is not None:
-                    await conn.execute(
-                        "INSERT INTO idp_local.users (tenant_id, email, given_name, family_name,"
-                        " password_hash, required_actions, roles) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (tenant_id, email) DO NOTHING",
-                        [
-                            tenant_id,
-                            email,
-                            admin.given_name,
-                            admin.family_name,
-                            password_hash,
-                            [UPDATE_PASSWORD],
-                            [ADMIN_ROLE],
-                        ],
-                    )
-                # An existing user is reused: its password and pending actions
-                # stay; it gets the admin role and the names asked for.
-                cur = await conn.execute(
-                    "UPDATE idp_local.users SET given_name = %s, family_name = %s,"
-                    " roles = CASE WHEN %s = ANY(roles) THEN roles ELSE array_append(roles, %s) END"
-                    " WHERE tenant_id = %s AND email = %s RETURNING user_id",
-                    [admin.given_name, admin.family_name, ADMIN_ROLE, ADMIN_ROLE, tenant_id, email],
-                )
-                row = await cur.fetchone()
-                if row is not None:
-                    log.info("tenant %s: admin user %s ready", tenant_id, row[0])
-                    return str(row[0])
-            password_hash = await self._new_secret_hash(_TEMPORARY_PASSWORD_BYTES)
+        async with self._pool.connection() as conn, conn.transaction():
+            await _realm_exists(conn, tenant_id)
+            # No temporary password: the local store checks none (it has no
+            # sign-in), and one made here would be shown to nobody (never
+            # returned or mailed). Its argon2 hash cost ~20 ms of CPU on every
+            # tenant's critical path to guard a secret nobody could use; no
+            # password leaves nothing to steal or crack. The admin sets a
+            # first one through UPDATE_PASSWORD, as after Keycloak's
+            # set-password email.
+            await conn.execute(
+                "INSERT INTO idp_local.users (tenant_id, email, given_name, family_name,"
+                " password_hash, required_actions, roles) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (tenant_id, email) DO NOTHING",
+                [
+                    tenant_id,
+                    email,
+                    admin.given_name,
+                    admin.family_name,
+                    UNUSABLE_PASSWORD,
+                    [UPDATE_PASSWORD],
+                    [ADMIN_ROLE],
+                ],
+            )
+            # An existing user is reused: its password and pending actions
+            # stay; it gets the admin role and the names asked for.
+            cur = await conn.execute(
+                "UPDATE idp_local.users SET given_name = %s, family_name = %s,"
+                " roles = CASE WHEN %s = ANY(roles) THEN roles ELSE array_append(roles, %s) END"
+                " WHERE tenant_id = %s AND email = %s RETURNING user_id",
+                [admin.given_name, admin.family_name, ADMIN_ROLE, ADMIN_ROLE, tenant_id, email],
+            )
+            row = await cur.fetchone()
+        assert row is not None  # inserted or there, and locked by this transaction
+        log.info("tenant %s: admin user %s ready", tenant_id, row[0])
+        return str(row[0])
 
     async def delete_admin_user(self, tenant_id: str, email: str) -> None:
         async with self._pool.connection() as conn:
@@ -349,11 +343,6 @@ class LocalIdentityStore:
             )
             row = await cur.fetchone()
         log.info("tenant %s: admin user %s", tenant_id, f"{row[0]} deleted" if row else "already gone")
-
-    async def _new_secret_hash(self, entropy_bytes: int) -> str:
-        """A fresh random secret, returned only as its argon2 hash."""
-        # argon2 is deliberately slow: keep it off the event loop.
-        return await asyncio.to_thread(self._hasher.hash, secrets.token_urlsafe(entropy_bytes))
 
 
 def client_secret_hash(secret: str) -> str:
