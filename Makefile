@@ -50,8 +50,8 @@ KEYCLOAK_MODE ?= realm
 dev: $(STAMP) iac ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization)
 	$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE)
 
-bench: $(STAMP) iac ## provision N tenants (N=100) at c=1 and c=10 next to a raw-Temporal baseline; identity step latency per provider; recovery from a killed worker; payload codec CPU per run
-	$(BIN)/python -m tests.bench.provision --tenants $${N:-100}
+bench: $(STAMP) iac ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU
+	$(BIN)/python -m tests.bench --tenants $${N:-100}
 	$(BIN)/python -m tests.bench.identity --tenants 20
 	$(BIN)/python -m tests.bench.recovery --rounds 10
 	$(BIN)/python -m tests.bench.codec --runs 1000

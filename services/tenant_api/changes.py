@@ -11,9 +11,10 @@ Temporal call. While the connection is down nothing is lost: on every
 
 The same notices keep a small cache of settled records exact: GetTenant of a
 settled tenant is then answered from memory, and a notice for the tenant
-drops it. The cache is used only while the listener is connected (a notice
-missed while it was not would leave an entry stale), and is emptied on every
-(re)connect; a read that a notice overtook is not kept.
+drops it. The cache is used only while the listener is connected and proved alive in
+the last TRUSTED_FOR seconds (a notice missed while it was not would leave an
+entry stale), and is emptied on every (re)connect; a read that a notice
+overtook is not kept.
 
 Only a run's end is not in the registry when the run dies without its last
 mark (terminated, timed out). A feed whose record is in a run's state asks
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,9 +52,14 @@ log = logging.getLogger(__name__)
 RECENT_EVENTS = 100
 # Events a feed keeps for its watchers; one that falls further behind reads the registry.
 KEPT_EVENTS = 1000
-# Seconds between liveness checks of the listening connection while it is quiet
-# (a peer that vanished without a word raises nothing otherwise).
-KEEPALIVE = 30.0
+# Seconds between liveness checks of the listening connection while it is
+# quiet (a server that froze, or a network that dropped the connection without
+# a word, raises nothing otherwise), and how long one may take.
+KEEPALIVE = 1.0
+KEEPALIVE_TIMEOUT = 1.0
+# The cache is trusted only this soon after the connection last proved alive:
+# cut off from the database unnoticed, a read is at most this stale.
+TRUSTED_FOR = 2.0
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 # Settled records kept in memory for GetTenant (least recently used go first).
 CACHED_RECORDS = 10_000
@@ -132,6 +139,7 @@ class RegistryChanges:
         self._loading: dict[str, asyncio.Future[Record | None]] = {}
         self._overtaken: set[str] = set()  # noticed while being read
         self._epoch = 0  # moves at every (re)connect and disconnect
+        self._alive_at = 0.0  # when the listener last heard from the database
 
     @property
     def feeds(self) -> int:
@@ -142,7 +150,7 @@ class RegistryChanges:
         (settled records only), else one registry read, shared by concurrent callers."""
         self._start()
         kept = self._cache.get(tenant_id)
-        if kept is not None and self._connected.is_set():
+        if kept is not None and self._trusted():
             self._cache.move_to_end(tenant_id)
             return kept
         loading = self._loading.get(tenant_id)
@@ -160,12 +168,15 @@ class RegistryChanges:
             overtaken = tenant_id in self._overtaken
             self._overtaken.discard(tenant_id)
         keep = record is not None and record.tenant.state not in IN_FLIGHT_STATES and record.run_ended
-        if keep and not overtaken and epoch == self._epoch and self._connected.is_set():
+        if keep and not overtaken and epoch == self._epoch and self._trusted():
             assert record is not None
             self._cache[tenant_id] = record
             if len(self._cache) > CACHED_RECORDS:
                 self._cache.popitem(last=False)
         return record
+
+    def _trusted(self) -> bool:
+        return self._connected.is_set() and time.monotonic() - self._alive_at < TRUSTED_FOR
 
     def _forget(self, tenant_id: str) -> None:
         self._cache.pop(tenant_id, None)
@@ -241,18 +252,21 @@ class RegistryChanges:
                         log.info("listening for registry changes again")
                     attempt = 0
                     self._forget_all()
+                    self._alive_at = time.monotonic()
                     self._connected.set()
                     # Whatever changed while nobody listened: every feed reads again.
                     for each in self._feeds.values():
                         self._read(each)
                     while True:
                         async for notice in conn.notifies(timeout=KEEPALIVE):
+                            self._alive_at = time.monotonic()
                             self._forget(notice.payload)
                             watched = self._feeds.get(notice.payload)
                             if watched is not None:
                                 self._read(watched)
-                        await conn.execute("SELECT 1")
-            except psycopg.OperationalError as err:
+                        await asyncio.wait_for(conn.execute("SELECT 1"), KEEPALIVE_TIMEOUT)
+                        self._alive_at = time.monotonic()
+            except (psycopg.OperationalError, TimeoutError) as err:
                 log.warning("lost the registry change listener: %s", type(err).__name__)
             finally:
                 self._connected.clear()
