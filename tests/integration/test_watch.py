@@ -135,6 +135,14 @@ async def open_run(client: Client, tid: str) -> str:
     return handle.result_run_id
 
 
+async def under_way(facade: Facade, store: PostgresTenantData) -> tuple[str, str]:
+    """A new tenant marked PROVISIONING by an open run; its id and the run's."""
+    tid = f"watch-{uuid.uuid4().hex[:8]}"
+    run_id = await open_run(facade.temporal, tid)
+    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    return tid, run_id
+
+
 def progress(run_id: str, sequence: int, *, done: int, ended: bool = False) -> RunStepsRecord:
     steps = tuple(
         (f"step_{i}", "STEP_STATUS_COMPLETED" if i < done else "STEP_STATUS_PENDING", "") for i in range(3)
@@ -185,12 +193,18 @@ async def next_update(
     return update
 
 
+async def next_change(updates: asyncio.Queue) -> tenant_service_pb2.WatchTenantResponse:
+    """The next update that is not a heartbeat."""
+    update = await next_update(updates)
+    while update.heartbeat:
+        update = await next_update(updates)
+    return update
+
+
 async def test_every_change_reaches_the_watcher_in_order_and_the_stream_ends_when_the_run_does(
     facade: Facade, store: PostgresTenantData
 ) -> None:
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     async with watching(facade, tid) as updates:
         first = await next_update(updates)
         assert first.tenant.state == State.STATE_PROVISIONING and not first.heartbeat
@@ -218,9 +232,7 @@ async def test_every_change_reaches_the_watcher_in_order_and_the_stream_ends_whe
 async def test_a_quiet_tenant_gets_heartbeats_and_no_update_without_a_change(
     facade: Facade, store: PostgresTenantData
 ) -> None:
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=1))
     async with watching(facade, tid) as updates:
         first = await next_update(updates)
@@ -231,9 +243,7 @@ async def test_a_quiet_tenant_gets_heartbeats_and_no_update_without_a_change(
         await store.append_events(tid, [], progress(run_id, 1, done=1))
         assert (await next_update(updates, within=HEARTBEAT * 5)).heartbeat
         await store.append_events(tid, [event(run_id, 2)], progress(run_id, 2, done=2))
-        changed = await next_update(updates)
-        while changed.heartbeat:
-            changed = await next_update(updates)
+        changed = await next_change(updates)
         assert [e.sequence for e in changed.events] == [2]
         assert changed.tenant.steps[1].status == tenant_pb2.STEP_STATUS_COMPLETED
 
@@ -241,9 +251,7 @@ async def test_a_quiet_tenant_gets_heartbeats_and_no_update_without_a_change(
 async def test_many_watchers_share_one_feed_and_one_read_per_change(
     facade: Facade, store: PostgresTenantData
 ) -> None:
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     changes = facade.service.changes
     async with many_watchers(facade, tid, 25) as queues:
         for q in queues:
@@ -252,9 +260,7 @@ async def test_many_watchers_share_one_feed_and_one_read_per_change(
         reads = changes.reads
         await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=1))
         for q in queues:
-            update = await next_update(q)
-            while update.heartbeat:
-                update = await next_update(q)
+            update = await next_change(q)
             assert [e.sequence for e in update.events] == [1]
         # One commit, one notice, one read for all 25 watchers.
         assert changes.reads - reads == 1
@@ -262,12 +268,17 @@ async def test_many_watchers_share_one_feed_and_one_read_per_change(
     await eventually(lambda: changes.feeds == 0, what="the feed ends with its last watcher")
 
 
-async def eventually(check: Callable[[], bool], *, what: str, within: float = 10) -> None:
+async def eventually(check: Callable[[], Any], *, what: str, within: float = 10) -> None:
+    """Polls `check` (a function, or a coroutine function) until it is true, with a deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not check():
+    while not await _value(check()):
         assert loop.time() < deadline, f"{what}: not within {within} s"
-        await asyncio.sleep(0.05)  # polling with a deadline
+        await asyncio.sleep(0.02)  # polling with a deadline
+
+
+async def _value(result: Any) -> Any:
+    return await result if asyncio.iscoroutine(result) else result
 
 
 @asynccontextmanager
@@ -279,15 +290,11 @@ async def many_watchers(facade: Facade, tid: str, n: int) -> AsyncIterator[list[
 async def test_a_run_that_dies_without_its_last_mark_shows_failed_to_its_watcher(
     facade: Facade, store: PostgresTenantData
 ) -> None:
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     async with watching(facade, tid) as updates:
         assert (await next_update(updates)).tenant.state == State.STATE_PROVISIONING
         await facade.temporal.get_workflow_handle(lifecycle.provision_workflow_id(tid)).terminate("test")
-        update = await next_update(updates)
-        while update.heartbeat:
-            update = await next_update(updates)
+        update = await next_change(updates)
         assert update.tenant.state == State.STATE_PROVISION_FAILED
         assert "TERMINATED" in update.tenant.failure_reason
 
@@ -295,9 +302,7 @@ async def test_a_run_that_dies_without_its_last_mark_shows_failed_to_its_watcher
 async def test_settled_reads_answer_while_temporal_is_frozen(
     facade: Facade, store: PostgresTenantData
 ) -> None:
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     await store.mark_active(tid, run_id)
     await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=3, ended=True))
     looked = facade.service.lookups.counts["looked"]
@@ -324,9 +329,7 @@ async def test_settled_reads_answer_while_temporal_is_frozen(
 async def test_a_read_of_a_run_under_way_answers_from_the_registry_while_temporal_is_frozen(
     facade: Facade, store: PostgresTenantData
 ) -> None:
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=1))
     freeze(facade.server)
     try:
@@ -349,21 +352,19 @@ async def test_a_settled_tenant_read_from_memory_follows_every_change(
     """GetTenant of a settled tenant may come from the facade's memory: a
     change in the registry is seen at once, also one made while the facade's
     listener was cut off."""
-    tid = f"watch-{uuid.uuid4().hex[:8]}"
-    run_id = await open_run(facade.temporal, tid)
-    await store.mark_provisioning(spec(tid), lifecycle.provision_workflow_id(tid), run_id)
+    tid, run_id = await under_way(facade, store)
     await store.mark_active(tid, run_id)
     name = f"tenants/{tid}"
 
-    async def state() -> int:
+    async def is_in(state: int) -> bool:
         got = await facade.stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=name), timeout=5)
-        return int(got.tenant.state)
+        return got.tenant.state == state
 
-    assert await state() == State.STATE_ACTIVE
-    assert await state() == State.STATE_ACTIVE  # now from memory
+    assert await is_in(State.STATE_ACTIVE)
+    assert await is_in(State.STATE_ACTIVE)  # now from memory
     await store.mark_access_changing(tid, suspend=True, workflow_id="w-suspend", run_id="r-suspend")
     await store.mark_suspended(tid)
-    await eventually_async(state, State.STATE_SUSPENDED, what="the suspended state")
+    await eventually(lambda: is_in(State.STATE_SUSPENDED), what="the suspended state", within=5)
     # Cut the listener's connection; change the tenant before it is back.
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
         await admin.execute(
@@ -371,14 +372,4 @@ async def test_a_settled_tenant_read_from_memory_follows_every_change(
         )
         await store.mark_access_changing(tid, suspend=False, workflow_id="w-resume", run_id="r-resume")
         await store.mark_resumed(tid)
-    await eventually_async(state, State.STATE_ACTIVE, what="the resumed state")
-
-
-async def eventually_async(
-    read: Callable[[], Any], expected: object, *, what: str, within: float = 5
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (got := await read()) != expected:
-        assert loop.time() < deadline, f"{what}: still {got} after {within} s"
-        await asyncio.sleep(0.01)  # polling with a deadline
+    await eventually(lambda: is_in(State.STATE_ACTIVE), what="the resumed state", within=5)
