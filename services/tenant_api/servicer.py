@@ -228,6 +228,8 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 )
             return tenant_service_pb2.DeleteTenantResponse(tenant=await self._current(tid))
         await self._refuse_while_running(tid, lifecycle.access_workflow_id(tid), "a suspend or resume")
+        if tenant.state == State.STATE_DEPROVISION_FAILED:
+            await self._after_tail(deletion)
         period = duration_pb2.Duration()
         period.FromTimedelta(grace)
         # A run already under way is met (USE_EXISTING); a finished one (the
@@ -413,6 +415,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         tenant = await self._current(tid, exact=True)
         workflow_id = lifecycle.provision_workflow_id(tid)
         if tenant.state == State.STATE_PROVISION_FAILED:
+            await self._after_tail(workflow_id)
             spec = _spec_of(tenant)
             # A new run under the same id: allowed only because the last run
             # did not succeed (or was a clean-up); racing callers meet the one
@@ -452,6 +455,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             return tenant_service_pb2.CleanUpTenantResponse(tenant=tenant)
         # Under the provisioning id: a clean-up and a retry never run at once.
         workflow_id = lifecycle.provision_workflow_id(tid)
+        await self._after_tail(workflow_id)
         handle = await self._runs.start(
             CLEAN_UP,
             orchestrator_pb2.CleanUpTenantRequest(tenant_id=tid, requested_by=_caller(context)),
@@ -623,6 +627,13 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         if again.tenant.state in lifecycle.IN_FLIGHT_STATES and again.run_id == record.run_id:
             _show_died(again.tenant, look.ended)
         return again.tenant
+
+    async def _after_tail(self, workflow_id: str) -> None:
+        """A failed run has marked the tenant and appended its last events
+        (which ends its watchers), and may be closing still: the next run
+        under its id follows it rather than meeting it."""
+        if await self._runs.running(workflow_id):
+            await self._runs.ended(workflow_id, wait=SETTLE_WAIT)
 
     async def _refuse_while_running(self, tid: str, workflow_id: str, what: str) -> None:
         if await self._runs.running(workflow_id):
