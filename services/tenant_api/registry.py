@@ -69,6 +69,8 @@ class Record:
     run_id: str
     # The run whose steps `tenant` shows has said it ended (or there is none).
     run_ended: bool
+    # The run whose steps the record keeps (its latest append), shown or not.
+    steps_run_id: str = ""
 
     @property
     def under_way(self) -> bool:
@@ -188,6 +190,7 @@ class Registry:
             workflow_id=row["workflow_id"],
             run_id=row["run_id"],
             run_ended=not steps or bool(steps.get("ended")) or _shown_steps(tenant, row) is None,
+            steps_run_id=str(steps.get("run_id", "")),
         )
 
     async def recent_events(self, tenant_id: str, *, limit: int) -> list[tuple[int, tenant_pb2.TenantEvent]]:

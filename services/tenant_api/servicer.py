@@ -228,8 +228,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 )
             return tenant_service_pb2.DeleteTenantResponse(tenant=await self._current(tid))
         await self._refuse_while_running(tid, lifecycle.access_workflow_id(tid), "a suspend or resume")
-        if tenant.state == State.STATE_DEPROVISION_FAILED:
-            await self._after_tail(deletion)
+        await self._after_tail(tid, deletion)
         period = duration_pb2.Duration()
         period.FromTimedelta(grace)
         # A run already under way is met (USE_EXISTING); a finished one (the
@@ -415,7 +414,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         tenant = await self._current(tid, exact=True)
         workflow_id = lifecycle.provision_workflow_id(tid)
         if tenant.state == State.STATE_PROVISION_FAILED:
-            await self._after_tail(workflow_id)
+            await self._after_tail(tid, workflow_id)
             spec = _spec_of(tenant)
             # A new run under the same id: allowed only because the last run
             # did not succeed (or was a clean-up); racing callers meet the one
@@ -455,7 +454,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             return tenant_service_pb2.CleanUpTenantResponse(tenant=tenant)
         # Under the provisioning id: a clean-up and a retry never run at once.
         workflow_id = lifecycle.provision_workflow_id(tid)
-        await self._after_tail(workflow_id)
+        await self._after_tail(tid, workflow_id)
         handle = await self._runs.start(
             CLEAN_UP,
             orchestrator_pb2.CleanUpTenantRequest(tenant_id=tid, requested_by=_caller(context)),
@@ -628,11 +627,15 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             _show_died(again.tenant, look.ended)
         return again.tenant
 
-    async def _after_tail(self, workflow_id: str) -> None:
-        """A failed run has marked the tenant and appended its last events
-        (which ends its watchers), and may be closing still: the next run
-        under its id follows it rather than meeting it."""
-        if await self._runs.running(workflow_id):
+    async def _after_tail(self, tid: str, workflow_id: str) -> None:
+        """A run that has appended its last events (which ends its watchers)
+        may be closing still: the next run under its id follows it rather than
+        meeting it. A run that has not (one just started by another caller) is met."""
+        description = await self._runs.describe(workflow_id)
+        if description is None or description.status != WorkflowExecutionStatus.RUNNING:
+            return
+        record = await self._registry.record(tid)
+        if record is not None and record.steps_run_id == description.run_id and record.run_ended:
             await self._runs.ended(workflow_id, wait=SETTLE_WAIT)
 
     async def _refuse_while_running(self, tid: str, workflow_id: str, what: str) -> None:
