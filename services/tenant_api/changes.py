@@ -9,10 +9,11 @@ feed's version moves. Nothing is polled: an idle tenant costs no read and no
 Temporal call. While the connection is down nothing is lost: on every
 (re)connect each feed reads again.
 
-The same notices keep a small cache of settled records exact: GetTenant of a
-settled tenant is then answered from memory, and a notice for the tenant
-drops it. The cache is used only while the listener is connected and proved alive in
-the last TRUSTED_FOR seconds (a notice missed while it was not would leave an
+The same notices keep small caches exact: GetTenant of a settled tenant is
+answered from memory, and a notice for the tenant drops it; a page of
+ListTenants too, until any notice (a page may change with any tenant). The
+cache is used only while the listener is connected and proved alive in the
+last TRUSTED_FOR seconds (a notice missed while it was not would leave an
 entry stale), and is emptied on every (re)connect; a read that a notice
 overtook is not kept.
 
@@ -31,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -61,8 +62,9 @@ KEEPALIVE_TIMEOUT = 1.0
 # cut off from the database unnoticed, a read is at most this stale.
 TRUSTED_FOR = 2.0
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-# Settled records kept in memory for GetTenant (least recently used go first).
+# Settled records kept in memory for GetTenant, and ListTenants pages (least recently used go first).
 CACHED_RECORDS = 10_000
+CACHED_PAGES = 256
 # Seconds between the visibility queries for runs of watched tenants that
 # closed (TENANTRY_WATCH_CLOSE_SWEEP_SECONDS).
 CLOSE_SWEEP = 15
@@ -140,6 +142,9 @@ class RegistryChanges:
         self._overtaken: set[str] = set()  # noticed while being read
         self._epoch = 0  # moves at every (re)connect and disconnect
         self._alive_at = 0.0  # when the listener last heard from the database
+        self._pages: OrderedDict[Hashable, tuple[int, list[tenant_pb2.Tenant]]] = OrderedDict()
+        self._paging: dict[Hashable, asyncio.Future[list[tenant_pb2.Tenant]]] = {}
+        self._generation = 0  # moves at every notice: a kept page is of one generation
 
     @property
     def feeds(self) -> int:
@@ -175,17 +180,48 @@ class RegistryChanges:
                 self._cache.popitem(last=False)
         return record
 
+    async def page(
+        self, key: Hashable, load: Callable[[], Awaitable[list[tenant_pb2.Tenant]]]
+    ) -> list[tenant_pb2.Tenant]:
+        """A ListTenants page (`key` says which): from memory when no notice
+        came since it was read and the listener vouches for it, else `load()`,
+        shared by concurrent callers of the same page."""
+        self._start()
+        kept = self._pages.get(key)
+        if kept is not None and kept[0] == self._generation and self._trusted():
+            self._pages.move_to_end(key)
+            return kept[1]
+        loading = self._paging.get(key)
+        if loading is None:
+            loading = self._paging[key] = asyncio.ensure_future(self._load_page(key, load))
+            loading.add_done_callback(lambda _: self._paging.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load_page(
+        self, key: Hashable, load: Callable[[], Awaitable[list[tenant_pb2.Tenant]]]
+    ) -> list[tenant_pb2.Tenant]:
+        generation = self._generation
+        page = await load()
+        if generation == self._generation and self._trusted():
+            self._pages[key] = (generation, page)
+            if len(self._pages) > CACHED_PAGES:
+                self._pages.popitem(last=False)
+        return page
+
     def _trusted(self) -> bool:
         return self._connected.is_set() and time.monotonic() - self._alive_at < TRUSTED_FOR
 
     def _forget(self, tenant_id: str) -> None:
+        self._generation += 1
         self._cache.pop(tenant_id, None)
         if tenant_id in self._loading:
             self._overtaken.add(tenant_id)
 
     def _forget_all(self) -> None:
         self._epoch += 1
+        self._generation += 1
         self._cache.clear()
+        self._pages.clear()
         self._overtaken.update(self._loading)
 
     @contextlib.asynccontextmanager

@@ -184,7 +184,12 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         if violations:
             raise errors.invalid(violations)
         assert query is not None  # a wrong one is a violation
-        page = await self._registry.page(query=query, after=after, limit=size + 1, only=auth.view_scope())
+        only = auth.view_scope()
+        # Settled or not, a page is the registry's; kept in memory until any notice.
+        key = (query.canonical(), after, size, only)
+        page = await self._changes.page(
+            key, lambda: self._registry.page(query=query, after=after, limit=size + 1, only=only)
+        )
         more = len(page) > size
         page = page[:size]
         token = self._tenants_token(page[-1], query) if more else ""

@@ -360,11 +360,26 @@ async def test_a_settled_tenant_read_from_memory_follows_every_change(
         got = await facade.stub.GetTenant(tenant_service_pb2.GetTenantRequest(name=name), timeout=5)
         return got.tenant.state == state
 
+    async def listed(filter: str) -> bool:
+        request = tenant_service_pb2.ListTenantsRequest(page_size=1000, filter=filter)
+        return tid in [t.tenant_id for t in (await facade.stub.ListTenants(request, timeout=5)).tenants]
+
+    async def not_listed(filter: str) -> bool:
+        return not await listed(filter)
+
     assert await is_in(State.STATE_ACTIVE)
     assert await is_in(State.STATE_ACTIVE)  # now from memory
+    assert not await listed("state = SUSPENDED")
     await store.mark_access_changing(tid, suspend=True, workflow_id="w-suspend", run_id="r-suspend")
     await store.mark_suspended(tid)
     await eventually(lambda: is_in(State.STATE_SUSPENDED), what="the suspended state", within=5)
+    # A page kept in memory goes with any change too.
+    assert await listed("state = SUSPENDED")
+    await store.mark_access_changing(tid, suspend=False, workflow_id="w-resume0", run_id="r-resume0")
+    await store.mark_resumed(tid)
+    await eventually(lambda: not_listed("state = SUSPENDED"), what="the page without it", within=5)
+    await store.mark_access_changing(tid, suspend=True, workflow_id="w-suspend1", run_id="r-suspend1")
+    await store.mark_suspended(tid)
     # Cut the listener's connection; change the tenant before it is back.
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
         await admin.execute(
