@@ -130,6 +130,14 @@ class Runs:
             log.warning("starting %s failed: %s", workflow_id, err.status)
             raise errors.unavailable("temporal") from None
 
+    @staticmethod
+    def started_now(handle: WorkflowHandle) -> bool:
+        """The start made this run (rather than meeting one under way): the
+        server says so in its answer, which the SDK keeps on the handle (not a
+        public attribute: without it, False, and the caller asks Temporal)."""
+        response = getattr(handle, "_start_workflow_response", None)
+        return bool(getattr(response, "started", False))
+
     async def describe(
         self, workflow_id: str, run_id: str | None = None
     ) -> WorkflowExecutionDescription | None:

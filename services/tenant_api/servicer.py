@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
 from libs import config, lifecycle
@@ -143,12 +143,14 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         digest = fingerprint(spec)
         workflow_id = lifecycle.provision_workflow_id(tid)
         async with self._changes.feed(tid) as feed:
-            await self._start_provision(
+            handle = await self._start_provision(
                 spec, digest, _caller(context), reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
             )
-            started_with = await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str)
-            if started_with != digest:
-                raise errors.already_exists(tid)
+            # A run this call started has this spec; one it met may have another.
+            if not self._runs.started_now(handle):
+                started_with = await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str)
+                if started_with != digest:
+                    raise errors.already_exists(tid)
             # The run's first step marks the record: answer once it has (the
             # registry's notice says so), so that reading the tenant never has
             # to ask the run. No query here: it would cost a workflow task per create.
@@ -158,8 +160,8 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
 
     async def _start_provision(
         self, spec: tenant_pb2.Tenant, digest: str, caller: str, *, reuse: WorkflowIDReusePolicy
-    ) -> None:
-        await self._runs.start(
+    ) -> WorkflowHandle:
+        return await self._runs.start(
             PROVISION,
             orchestrator_pb2.ProvisionTenantRequest(tenant=spec, requested_by=caller),
             lifecycle.provision_workflow_id(spec.tenant_id),

@@ -4,9 +4,14 @@ run are answered."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+from types import SimpleNamespace
+
 import grpc
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
 
 from libs import lifecycle
 from services.tenant_api.errors import ApiError
@@ -88,3 +93,27 @@ async def test_a_claim_is_answered_once_the_run_has_the_tenant(client: Client) -
     assert isinstance(claim, orchestrator_pb2.ClaimResponse)
     assert (claim.claimed, claim.state) == (True, State.STATE_PROVISIONING)
     assert fakes.called("MarkProvisioning")
+
+
+async def test_a_start_knows_whether_it_made_the_run_or_met_one(client: Client) -> None:
+    """CreateTenant skips the spec check (a describe) only for a run its own start made."""
+    runs = Runs(client)
+    # A queue nobody polls: the first run stays open, so the second start meets it.
+    rpc = SimpleNamespace(name="test.NobodyRunsThis", task_queue=f"nobody-{uuid.uuid4()}")
+    workflow_id = f"test/started-now/{uuid.uuid4()}"
+
+    async def start() -> WorkflowHandle:
+        return await runs.start(
+            rpc,  # type: ignore[arg-type]
+            orchestrator_pb2.ClaimRequest(),
+            workflow_id,
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            execution_timeout=timedelta(minutes=1),
+        )
+
+    first, second = await start(), await start()
+    try:
+        assert Runs.started_now(first)
+        assert not Runs.started_now(second)
+    finally:
+        await client.get_workflow_handle(workflow_id).terminate("test")
