@@ -35,6 +35,9 @@ Kind = tenant_pb2.TenantEvent.Kind
 AUDIT_PATCH = "audit-log-v1"
 # Runs since this one end with an append that says so, even with no event left to append.
 RUN_ENDED_PATCH = "run-steps-v1"
+# Runs since this one that start on a record already there (deletion, suspend,
+# resume, clean-up) append their opening request before their first step.
+RUN_OPENED_PATCH = "run-opened-v1"
 
 
 class AuditLog:
@@ -102,6 +105,15 @@ class AuditLog:
         self.record(
             Kind.KIND_REQUESTED, step=operation, detail=detail, actor=actor, urgent=self._sequence > 0
         )
+
+    async def opened(self, operation: str, detail: str = "") -> None:
+        """Records the run's opening request and, in runs since RUN_OPENED_PATCH,
+        appends it (with the run's steps) before the run does anything else:
+        from then on the record says a run is under way, so a watcher follows
+        it even while its first step is held up (a worker restarting, say)."""
+        self.requested(operation, detail)
+        if self.enabled and workflow.patched(RUN_OPENED_PATCH):
+            await self.flushed()
 
     def state_changed(self, state: int, detail: str = "") -> None:
         self.record(Kind.KIND_STATE_CHANGED, state=state, detail=detail, urgent=True)

@@ -60,7 +60,7 @@ class _AccessChange:
         run.audit = audit = AuditLog.for_run(tid, requested_by, progress=run.progress)
         run.failure_proof = workflow.patched(FAILURE_PROOF_PATCH)
         try:
-            audit.requested("suspend" if self.suspend else "resume")
+            await audit.opened("suspend" if self.suspend else "resume")
             if run.failure_proof:
                 return await self._claimed_change(tid)
             record = await run.cleanup("read_record", tenantdb.GetTenantRecordRequest(tenant_id=tid))

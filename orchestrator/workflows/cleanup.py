@@ -43,7 +43,7 @@ class CleanUpTenantWorkflow:
         run, tid = self._run, request.tenant_id
         run.audit = audit = AuditLog.for_run(tid, request.requested_by, progress=run.progress)
         try:
-            audit.requested("clean_up")
+            await audit.opened("clean_up")
             try:
                 record = await run.cleanup("read_record", tenantdb.GetTenantRecordRequest(tenant_id=tid))
             except ActivityError as err:

@@ -161,11 +161,11 @@ class DeprovisionTenantWorkflow(Claims):
         graceful = workflow.patched(GRACE_PATCH)
         grace = request.grace_period.ToTimedelta() if graceful else timedelta(0)
         self._grace = grace > timedelta(0)
-        audit.requested(
+        run.state = State.STATE_DEPROVISIONING
+        await audit.opened(
             "deprovision",
             f"grace period {grace}; backup {'skipped' if request.skip_backup else 'taken'}",
         )
-        run.state = State.STATE_DEPROVISIONING
         try:
             record = await run.cleanup("read_record", tenantdb.GetTenantRecordRequest(tenant_id=tid))
         except ActivityError:

@@ -351,7 +351,7 @@ class RegistryChanges:
             fresh = await self._registry.events(feed.tenant_id, after=after, limit=KEPT_EVENTS)
         before = feed.record
         feed.record = record
-        if record is None or before is None or record.run_id != before.run_id:
+        if _followed(record) != _followed(before):
             feed.closed = None
         if fresh:
             feed.events.extend(fresh)
@@ -364,18 +364,15 @@ class RegistryChanges:
 
     def _follow_run(self, feed: TenantFeed) -> None:
         """Meeting a run under way: one look whether it still runs, then the sweep follows it."""
-        record = feed.record
-        under_way = record is not None and record.tenant.state in IN_FLIGHT_STATES and bool(record.run_id)
-        run = f"{workflow_of(record.tenant)}/{record.run_id}" if record is not None and under_way else ""
+        followed = _followed(feed.record)
+        run = "/".join(followed) if followed else ""
         if run == feed._closing_run:
             return
         if feed._closing is not None:
             feed._closing.cancel()
         feed._closing_run, feed._closing = run, None
-        if record is not None and run:
-            feed._closing = asyncio.create_task(
-                self._check_run(feed, workflow_of(record.tenant), record.run_id)
-            )
+        if followed:
+            feed._closing = asyncio.create_task(self._check_run(feed, *followed))
             if self._sweeping is None or self._sweeping.done():
                 self._sweeping = asyncio.create_task(self._sweep(), name="closed-runs-sweep")
 
@@ -414,15 +411,31 @@ class RegistryChanges:
     @staticmethod
     def _died(feed: TenantFeed) -> bool:
         """After a read that followed the close of the record's run: a record
-        still in that run's state means the run died without its last mark."""
+        that still shows that run under way means the run died without its
+        last mark (or its last append)."""
         seen, record = feed._close_seen, feed.record
         if seen is None or record is None or feed.closed is not None:
             return False
-        if record.run_id != seen[0] or record.tenant.state not in IN_FLIGHT_STATES:
+        followed = _followed(record)
+        if followed is None or followed[1] != seen[0]:
             feed._close_seen = None
             return False
         feed.closed = seen[1]
         return True
+
+
+def _followed(record: Record | None) -> tuple[str, str] | None:
+    """(workflow id, run id) of the run under way the record shows: the run
+    that marked it, while in that run's state; else a run that has appended
+    its steps and not yet said it ended (a deletion that has opened but not
+    yet taken the tenant, say)."""
+    if record is None:
+        return None
+    if record.tenant.state in IN_FLIGHT_STATES:
+        return (workflow_of(record.tenant), record.run_id) if record.run_id else None
+    if not record.run_ended and record.steps_run_id and record.steps_workflow_id:
+        return record.steps_workflow_id, record.steps_run_id
+    return None
 
 
 def _shown(record: Record | None) -> bytes:

@@ -71,6 +71,7 @@ class Record:
     run_ended: bool
     # The run whose steps the record keeps (its latest append), shown or not.
     steps_run_id: str = ""
+    steps_workflow_id: str = ""
 
     @property
     def under_way(self) -> bool:
@@ -191,6 +192,7 @@ class Registry:
             run_id=row["run_id"],
             run_ended=not steps or bool(steps.get("ended")) or _shown_steps(tenant, row) is None,
             steps_run_id=str(steps.get("run_id", "")),
+            steps_workflow_id=str(steps.get("workflow_id", "")),
         )
 
     async def recent_events(self, tenant_id: str, *, limit: int) -> list[tuple[int, tenant_pb2.TenantEvent]]:

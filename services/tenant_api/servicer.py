@@ -502,7 +502,6 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         clock = asyncio.get_running_loop().time
         sent: bytes | None = None
         cursor: int | None = None  # the last event sent
-        settled_at: float | None = None
         quiet_since = clock()
         while True:
             seen = feed.version
@@ -510,12 +509,14 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 raise feed.error
             tenant = _watched(feed, spec)
             now = clock()
-            settled = tenant.state in lifecycle.SETTLED_STATES
-            if settled and settled_at is None:
-                settled_at = now
-            run_ended = feed.record is None or feed.record.run_ended or feed.closed is not None
-            # A run that never says it ended (one from before it could) gets SETTLE_WAIT.
-            finished = settled_at is not None and (run_ended or now - settled_at >= SETTLE_WAIT)
+            # Settled, the stream goes on while a run is under way: the run
+            # that just settled the tenant has its last events to append, and
+            # a run that has opened on a settled tenant (a deletion whose
+            # first step is held up) is yet to change it. A run that dies
+            # without saying it ended is found closed by the feed.
+            finished = tenant.state in lifecycle.SETTLED_STATES and (
+                feed.record is None or feed.record.run_ended or feed.closed is not None
+            )
             if cursor is None:
                 events = feed.events[-RECENT_EVENTS:]
             else:
@@ -524,8 +525,6 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                     kept = await self._registry.events(feed.tenant_id, after=cursor, limit=MAX_EVENT_PAGE)
                 events = kept
             snapshot = tenant.SerializeToString(deterministic=True)
-            # Settled, the run may still send its notice and append its last
-            # events: the stream goes on until they have come (or SETTLE_WAIT).
             if snapshot != sent or events:
                 sent, quiet_since = snapshot, now
                 if events:
@@ -538,10 +537,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, heartbeat=True)
             if finished:
                 return
-            wait = self._heartbeat - (now - quiet_since)
-            if settled_at is not None:
-                wait = min(wait, settled_at + SETTLE_WAIT - now)
-            await feed.changed(seen, max(wait, 0.0))
+            await feed.changed(seen, max(self._heartbeat - (now - quiet_since), 0.0))
 
     # -- page tokens --------------------------------------------------------
 

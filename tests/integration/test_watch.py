@@ -29,6 +29,7 @@ from libs.devstack.processes import ManagedProcess, free_port
 from services.tenant_api.auth import Access, Limits
 from services.tenant_api.registry import Registry
 from services.tenant_api.server import create_server
+from services.tenant_api import servicer
 from services.tenant_api.servicer import TenantService
 from services.tenantdb.providers import EventRecord, RunStepsRecord, TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
@@ -297,6 +298,58 @@ async def test_a_run_that_dies_without_its_last_mark_shows_failed_to_its_watcher
         update = await next_change(updates)
         assert update.tenant.state == State.STATE_PROVISION_FAILED
         assert "TERMINATED" in update.tenant.failure_reason
+
+
+async def open_deletion(client: Client, tid: str) -> str:
+    """A real deletion run of the tenant that stays open (no worker polls its queue)."""
+    handle = await client.start_workflow(
+        "bench.NobodyRunsThis", id=lifecycle.deprovision_workflow_id(tid), task_queue=f"nobody-{uuid.uuid4()}"
+    )
+    assert handle.result_run_id is not None
+    return handle.result_run_id
+
+
+def opened(workflow_id: str, run_id: str) -> RunStepsRecord:
+    """A run's opening append: its steps, all pending, not ended."""
+    steps = (("read_record", "STEP_STATUS_PENDING", ""), ("mark_deprovisioning", "STEP_STATUS_PENDING", ""))
+    return RunStepsRecord(
+        workflow_id=workflow_id, run_id=run_id, sequence=1, steps=steps, current_steps=(), ended=False
+    )
+
+
+@pytest.mark.parametrize("outcome", ["marks", "dies"])
+async def test_a_watch_of_a_settled_tenant_follows_a_run_that_has_opened_on_it(
+    facade: Facade, store: PostgresTenantData, outcome: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deletion has appended its opening request but its first step is held
+    up (its worker restarting): the tenant is still ACTIVE, and its watcher
+    follows the run, however long, until it marks the tenant; a run that
+    dies first ends the stream (found by the close sweep)."""
+    # No timer ends the stream: not even the facade's wait for runs to settle, cut short here.
+    monkeypatch.setattr(servicer, "SETTLE_WAIT", 0.5)
+    tid, run_id = await under_way(facade, store)
+    await store.mark_active(tid, run_id)
+    await store.append_events(tid, [event(run_id, 1)], progress(run_id, 1, done=3, ended=True))
+    deletion = lifecycle.deprovision_workflow_id(tid)
+    deleting = await open_deletion(facade.temporal, tid)
+    requested = EventRecord(run_id=deleting, sequence=1, kind="KIND_REQUESTED", step="deprovision")
+    await store.append_events(tid, [requested], opened(deletion, deleting))
+    async with watching(facade, tid) as updates:
+        first = await next_update(updates)
+        assert first.tenant.state == State.STATE_ACTIVE
+        assert [s.step for s in first.tenant.steps] == ["read_record", "mark_deprovisioning"]
+        # More than one heartbeat: the stream stays open for the run under way.
+        for _ in range(3):
+            assert (await next_update(updates, within=HEARTBEAT * 5)).heartbeat
+        if outcome == "marks":
+            await store.mark_deprovisioning(tid, deletion, run_id=deleting)
+            assert (await next_change(updates)).tenant.state == State.STATE_DEPROVISIONING
+        else:
+            await facade.temporal.get_workflow_handle(deletion).terminate("test")
+            end = await asyncio.wait_for(updates.get(), 15)
+            while end is not None and not isinstance(end, Exception) and end.heartbeat:
+                end = await asyncio.wait_for(updates.get(), 15)
+            assert end is None, f"the stream goes on after the run died: {end}"
 
 
 async def test_settled_reads_answer_while_temporal_is_frozen(

@@ -44,6 +44,7 @@ class FakeDomains:
         self.calls: list[tuple[str, Any]] = []
         self.events: list[tenant_pb2.TenantEvent] = []  # appended audit events, kept apart from calls
         self.progress: list[Any] = []  # the step progress each append carried (tenantdb RunSteps)
+        self.calls_before_append: list[int] = []  # how many calls each append came after
         self.fail: set[str] = set()
         self.slow: dict[str, float] = {}
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -59,6 +60,7 @@ class FakeDomains:
         async def fake(request: Any) -> Any:
             if rpc.method == "AppendTenantEvents":
                 self.events.extend(request.events)
+                self.calls_before_append.append(len(self.calls))
                 if request.HasField("progress"):
                     self.progress.append(request.progress)
                 return rpc.output_type()

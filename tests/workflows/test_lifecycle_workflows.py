@@ -234,6 +234,28 @@ async def test_suspend_then_resume_switch_identity_and_deployment(client: Client
     assert states == [State.STATE_SUSPENDING, State.STATE_SUSPENDED, State.STATE_RESUMING, State.STATE_ACTIVE]
 
 
+@pytest.mark.parametrize("kind", ["DeprovisionTenant", "SuspendTenant"])
+async def test_a_run_on_a_settled_tenant_says_it_is_under_way_before_its_first_step(
+    client: Client, kind: str
+) -> None:
+    """Its opening append (the request, with the run's steps, not ended) comes
+    before it reads or marks the record: a watcher of the settled tenant then
+    follows the run even while that first step is held up."""
+    fakes = FakeDomains()
+    fakes.record_state = State.STATE_ACTIVE
+    async with running(client, fakes):
+        if kind == "DeprovisionTenant":
+            handle = await start_deprovision(client)
+        else:
+            handle = await start_access_change(client, kind)
+        await handle.result()
+    assert fakes.calls_before_append[0] == 0, methods(fakes)
+    opening = fakes.progress[0]
+    assert (opening.run_id, opening.ended) == (handle.result_run_id, False)
+    assert fakes.events[0].kind == Kind.KIND_REQUESTED
+    assert fakes.progress[-1].ended
+
+
 async def test_suspending_a_tenant_that_is_not_active_fails_without_touching_it(client: Client) -> None:
     fakes = FakeDomains()
     fakes.record_state = State.STATE_PROVISION_FAILED
