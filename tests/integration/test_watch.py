@@ -26,10 +26,10 @@ from temporalio.client import Client
 from libs import lifecycle
 from libs.devstack.embedded import temporal_server
 from libs.devstack.processes import ManagedProcess, free_port
+from services.tenant_api import servicer
 from services.tenant_api.auth import Access, Limits
 from services.tenant_api.registry import Registry
 from services.tenant_api.server import create_server
-from services.tenant_api import servicer
 from services.tenant_api.servicer import TenantService
 from services.tenantdb.providers import EventRecord, RunStepsRecord, TenantSpec
 from services.tenantdb.providers.postgres import PostgresTenantData
