@@ -47,8 +47,19 @@ test: $(STAMP) iac lint ## every test tier: unit, workflow, integration, end-to-
 
 IDP ?= local
 KEYCLOAK_MODE ?= realm
-dev: $(STAMP) iac ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization)
-	$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE)
+# The ports `make dev` listens on (all on 127.0.0.1), e.g. `make dev GRPC_PORT=50052`.
+GRPC_PORT ?= 50051
+TEMPORAL_PORT ?= 7233
+UI_PORT ?= 8233
+AWS_PORT ?= 5050
+SMTP_PORT ?= 1025
+KEYCLOAK_PORT ?= 8080
+CODEC_PORT ?= 8234
+dev: $(STAMP) iac ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization GRPC_PORT=50051 ...)
+	@$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE) \
+		--grpc-port $(GRPC_PORT) --temporal-port $(TEMPORAL_PORT) --ui-port $(UI_PORT) \
+		--aws-port $(AWS_PORT) --smtp-port $(SMTP_PORT) --keycloak-port $(KEYCLOAK_PORT) \
+		--codec-port $(CODEC_PORT)
 
 bench: $(STAMP) iac ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU
 	$(BIN)/python -m tests.bench --tenants $${N:-100}

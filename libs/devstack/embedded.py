@@ -73,7 +73,7 @@ def _cluster_healthy(binary: str, port: int) -> bool:
     return probe.returncode == 0
 
 
-def moto_server(*, port: int, log_dir: Path) -> ManagedProcess:
+def moto_server(*, port: int, log_dir: Path, recording: Path | None = None) -> ManagedProcess:
     """AWS APIs (S3, Route53, ECS, SES) from moto in server mode, over HTTP.
 
     moto runs no tasks: MOTO_ECS_SERVICE_RUNNING is the running count it
@@ -81,12 +81,23 @@ def moto_server(*, port: int, log_dir: Path) -> ManagedProcess:
     at least the desired count). 1 is the count the infra worker asks for
     (services/infra/providers/ecs.py DESIRED_COUNT), so its services become
     stable by the same check as on ECS; without it they would run 0 tasks.
+
+    With a `recording`, the state outlives the server (libs/devstack/aws.py:
+    requests one at a time, recorded, replayed by `aws.restore` at the next
+    start); without, moto's own server, which forgets everything.
     """
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1"}
+    if recording is not None:
+        recording.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "libs.devstack.aws", "--port", str(port), "--recording", str(recording)]
+        # Set iteration in the same order at every start, should moto draw ids in one.
+        env["PYTHONHASHSEED"] = "0"
     return ManagedProcess(
         "moto",
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        argv,
         log_dir=log_dir,
-        env={**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1"},
+        env=env,
         ready=lambda: port_open(port),
     )
 

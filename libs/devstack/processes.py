@@ -91,7 +91,10 @@ class ManagedProcess:
                     )
                 return self.ready() if self.ready else True
 
-            wait_until(check, timeout=self.ready_timeout, what=self.name)
+            try:
+                wait_until(check, timeout=self.ready_timeout, what=self.name)
+            except TimeoutError as err:
+                raise TimeoutError(f"{err}; see {self.log_path}") from None
         return self
 
     @property

@@ -18,7 +18,7 @@ from temporalio.converter import DataConverter
 
 from libs import codec
 from libs.codec import KeyRing
-from libs.devstack import database_roles
+from libs.devstack import aws, database_roles
 from libs.devstack.access import DevAccess
 from libs.devstack.certs import KeyPair, LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
@@ -27,6 +27,14 @@ from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
 from libs.devstack.mailcatcher import password_file
 from libs.devstack.payload_keys import codec_sign_in_secret, payload_key_ring
 from libs.devstack.processes import ManagedProcess, free_port, grpc_serving, python_module
+from libs.devstack.world import (
+    PortUse,
+    check_aws,
+    check_identity,
+    check_ports,
+    identity_setting,
+    recorded_identity,
+)
 
 # Process name -> module run with `python -m`. Domain workers first, then the
 # orchestrator, then the API: each is ready before anything calls it.
@@ -73,10 +81,14 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         grants: str = "",
         ca: LocalCA | None = None,
+        keep_aws: bool = False,
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
         given server (or on one this stack starts). `ca` signs the stack's
-        certificates (a given Keycloak must trust it); else its own."""
+        certificates (a given Keycloak must trust it); else its own.
+        `keep_aws`: the AWS emulator's state survives a restart on the same
+        state dir (libs/devstack/aws.py; `make dev`), at the cost of
+        handling one AWS request at a time; else it starts empty each time."""
         self.state_dir = state_dir.resolve()
         self.idp = idp
         self.keycloak_mode = keycloak_mode
@@ -88,6 +100,9 @@ class Stack:
         self.ports = ports or Ports()
         self.extra_env = extra_env or {}
         self.grants = grants
+        self.keep_aws = keep_aws
+        # AWS requests of earlier runs replayed at the last start (`keep_aws`).
+        self.aws_replayed = 0
         self.embedded: dict[str, ManagedProcess] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.postgres: Postgres | None = None
@@ -116,6 +131,41 @@ class Stack:
     @property
     def aws_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports.moto}"
+
+    @property
+    def aws_recording(self) -> Path:
+        """Every AWS request of the state dir's life, replayed at start (`keep_aws`)."""
+        return self.state_dir / "aws" / "recording.jsonl"
+
+    def aws_settings(self) -> dict[str, str]:
+        """boto3 client arguments that reach the stack's AWS emulator."""
+        return {
+            "endpoint_url": self.aws_endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "embedded",
+            "aws_secret_access_key": "embedded",
+        }
+
+    @property
+    def keycloak_admin_file(self) -> Path:
+        """The password of the own Keycloak's bootstrap admin (user `admin`)."""
+        return self.secrets_dir / "keycloak-admin-password"
+
+    def port_uses(self) -> list[PortUse]:
+        """The ports the stack will listen on, with how an operator changes each."""
+        p = self.ports
+        uses = [
+            PortUse(p.grpc, "gRPC API", "GRPC_PORT", "--grpc-port"),
+            PortUse(p.temporal, "Temporal", "TEMPORAL_PORT", "--temporal-port"),
+            PortUse(p.moto, "AWS emulator", "AWS_PORT", "--aws-port"),
+            PortUse(p.smtp, "mail catcher", "SMTP_PORT", "--smtp-port"),
+            PortUse(p.codec, "codec server", "CODEC_PORT", "--codec-port"),
+        ]
+        if p.temporal_ui:
+            uses.append(PortUse(p.temporal_ui, "Temporal UI", "UI_PORT", "--ui-port"))
+        if self.idp == "keycloak" and self.keycloak is None:
+            uses.append(PortUse(p.keycloak, "Keycloak", "KEYCLOAK_PORT", "--keycloak-port"))
+        return uses
 
     @property
     def codec_endpoint(self) -> str:
@@ -151,6 +201,9 @@ class Stack:
         return self
 
     def start_embedded(self) -> None:
+        """Starts the embedded providers; raises StartupError (a line for the
+        operator) if a port is taken or the state dir does not fit this stack."""
+        check_ports(self.port_uses())
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.access = DevAccess.create(self.secrets_dir, ca=self.ca, grants=self.grants)
         payload_key_ring(self.secrets_dir)
@@ -164,7 +217,11 @@ class Stack:
                 ui_codec_endpoint=self.codec_endpoint,
                 metrics_port=self.ports.temporal_metrics,
             ),
-            "moto": moto_server(port=self.ports.moto, log_dir=self.log_dir),
+            "moto": moto_server(
+                port=self.ports.moto,
+                log_dir=self.log_dir,
+                recording=self.aws_recording if self.keep_aws else None,
+            ),
             "mailcatcher": mail_catcher(
                 self.maildir,
                 port=self.ports.smtp,
@@ -173,20 +230,38 @@ class Stack:
                 password_file=password_file(self.state_dir / "secrets"),
             ),
         }
+        identity = identity_setting(self.idp, self.keycloak_mode)
+        if recorded_identity(self.state_dir) not in (None, identity):
+            # Perhaps refused: find out before Keycloak is even set up.
+            check_identity(self.state_dir, identity, self._start_postgres())
         if self.idp == "keycloak" and self.keycloak is None:
             self.keycloak = self._own_keycloak()
         for process in self.embedded.values():
             process.start()
-        self.postgres = Postgres.start(self.state_dir / "postgres")
-        self.database_urls = database_roles.prepare(self.postgres.url, self.state_dir / "secrets")
+        database = self.postgres.url if self.postgres else self._start_postgres()
+        check_identity(self.state_dir, identity, database)
         for process in self.embedded.values():
             process.wait_ready()
+        if self.keep_aws:
+            # Before any process calls AWS: the replay must be alone to draw the same ids.
+            self.aws_replayed = aws.restore(self.aws_endpoint, self.aws_recording)
+            check_aws(database, self.aws_settings(), self.aws_recording)
+
+    def _start_postgres(self) -> str:
+        """Starts PostgreSQL and migrates it; returns the administrator's DSN."""
+        self.postgres = Postgres.start(self.state_dir / "postgres")
+        self.database_urls = database_roles.prepare(self.postgres.url, self.state_dir / "secrets")
+        return self.postgres.url
 
     def _own_keycloak(self) -> KeycloakServer:
         state = self.state_dir / "keycloak"
         state.mkdir(parents=True, exist_ok=True)
-        # The bootstrap admin is made on the first start only: keep its password with the data.
-        secret = state / "admin-password"
+        # The bootstrap admin is made on the first start only: its password is
+        # kept as long as the data, with the stack's other secrets.
+        secret = self.keycloak_admin_file
+        secret.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not secret.exists() and (state / "admin-password").exists():
+            (state / "admin-password").rename(secret)  # where state dirs made before kept it
         if not secret.exists():
             secret.touch(mode=0o600)
             secret.write_text(secrets.token_urlsafe(18))

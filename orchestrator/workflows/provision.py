@@ -50,6 +50,8 @@ class ProvisionTenantWorkflow(Claims):
         self._audit: AuditLog | None = None
         self._cancelled_by = ""
         self._claim: orchestrator.ClaimResponse | None = None
+        # What the identity worker said of the admin's first sign-in, for the welcome notice.
+        self._admin_setup = 0
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> orchestrator.RunProgress:
@@ -141,7 +143,7 @@ class ProvisionTenantWorkflow(Claims):
         except asyncio.CancelledError:
             return await self._roll_back(tenant, self._cancelled(), cancelled=True)
         run.enter(State.STATE_ACTIVE)
-        await run.best_effort("send_welcome", notice(tenant, "WELCOME"))
+        await run.best_effort("send_welcome", notice(tenant, "WELCOME", admin_setup=self._admin_setup))
         return orchestrator.ProvisionTenantResponse(state=State.STATE_ACTIVE)
 
     async def _create_everything(self, tenant: tenant_pb2.Tenant) -> list[tenant_pb2.Resource]:
@@ -174,6 +176,7 @@ class ProvisionTenantWorkflow(Claims):
                 "create_admin_user", idp.CreateAdminUserRequest(tenant_id=tid, admin=tenant.admin)
             )
             found("create_admin_user", "idp_user", user.user_id, "idp")
+            self._admin_setup = user.admin_setup
 
         async def schema() -> None:
             created = await run.step("create_schema", tenantdb.CreateTenantSchemaRequest(tenant_id=tid))

@@ -84,7 +84,12 @@ class IdentityActivities:
         log.info("tenant %s: create admin user", tenant_id)
         with provider_errors():
             user_id = await self._provider.create_admin_user(tenant_id, admin)
-        return idp_pb2.CreateAdminUserResponse(user_id=user_id)
+        setup = (
+            idp_pb2.ADMIN_SETUP_SET_PASSWORD_LINK
+            if self._provider.sends_set_password_link
+            else idp_pb2.ADMIN_SETUP_NO_SIGN_IN
+        )
+        return idp_pb2.CreateAdminUserResponse(user_id=user_id, admin_setup=setup)
 
     async def delete_admin_user(
         self, request: idp_pb2.DeleteAdminUserRequest

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tenantry.idp.v1 import idp_pb2
 from tenantry.notification.v1 import notification_pb2
 
 # Free text from callers goes into one-line places (the subject) and a body;
@@ -91,13 +92,33 @@ def _where(request: notification_pb2.SendNoticeRequest) -> str:
     return f"It answers at:\n\n{links}\n\n" if links else ""
 
 
+def _sign_in(request: notification_pb2.SendNoticeRequest) -> str:
+    """How the admin gets to sign in: only what the tenant's identity provider does."""
+    account = f"Your administrator account is {request.recipient}."
+    if request.admin_setup == idp_pb2.ADMIN_SETUP_SET_PASSWORD_LINK:
+        return (
+            f"{account} Your password is never sent\n"
+            "by email: if you have none there yet, your identity provider emails you a\n"
+            "separate, single-use link to choose it.\n\n"
+        )
+    if request.admin_setup == idp_pb2.ADMIN_SETUP_NO_SIGN_IN:
+        # The local store (development) has no sign-in page and sends no link.
+        return (
+            f"{account} It is kept in Tenantry's local\n"
+            "identity store, which is for development: it has no sign-in page and sends\n"
+            "no password link, so nobody can sign in with this account, and no other email\n"
+            "about it will come. To get an account you can sign in with, ask your operator\n"
+            "to create the tenant on a real identity provider (Keycloak or Auth0).\n\n"
+        )
+    return f"{account} Your password is never sent by email.\n\n"
+
+
 def _welcome(request: notification_pb2.SendNoticeRequest) -> Rendered:
     body = (
         f"{_greeting(request)}\n\n"
         f"Your tenant {_tenant(request)} is ready.\n\n"
         f"{_where(request)}"
-        f"Your administrator account is {request.recipient}. The password is never sent\n"
-        "in this email: you set it yourself through the link your identity provider sends.\n\n"
+        f"{_sign_in(request)}"
         "-- Tenantry\n"
     )
     return Rendered(subject=f"Welcome to Tenantry: {_title(request)} is ready", body=body)
@@ -160,7 +181,7 @@ def _restored(request: notification_pb2.SendNoticeRequest) -> Rendered:
     body = (
         f"{_greeting(request)}\n\n"
         f"The scheduled deletion of your tenant {_tenant(request)} has been cancelled,\n"
-        "and the tenant is back: sign-in works again, with its data as it was.\n\n"
+        "and the tenant is back: sign-in is enabled again, with its data as it was.\n\n"
         f"{_where(request)}"
         "-- Tenantry\n"
     )
@@ -182,8 +203,8 @@ def _suspended(request: notification_pb2.SendNoticeRequest) -> Rendered:
 def _resumed(request: notification_pb2.SendNoticeRequest) -> Rendered:
     body = (
         f"{_greeting(request)}\n\n"
-        f"Your tenant {_tenant(request)} has been resumed: sign-in works again, with\n"
-        "its data as it was.\n\n"
+        f"Your tenant {_tenant(request)} has been resumed: sign-in is enabled again,\n"
+        "with its data as it was.\n\n"
         f"{_where(request)}"
         "-- Tenantry\n"
     )

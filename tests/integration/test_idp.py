@@ -170,6 +170,8 @@ async def test_create_admin_user(acts: Activities, db: psycopg.AsyncConnection) 
     assert row is not None
     assert str(row["user_id"]) == first.user_id
     assert uuid.UUID(first.user_id)
+    # The local store sends no set-password link: the welcome notice must not promise one.
+    assert first.admin_setup == pb.ADMIN_SETUP_NO_SIGN_IN
     assert (row["email"], row["given_name"], row["family_name"]) == ("boss@acme.example", "Ada", "Boss")
     assert "realm-admin" in row["roles"]
     assert "UPDATE_PASSWORD" in row["required_actions"]

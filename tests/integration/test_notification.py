@@ -20,6 +20,7 @@ from libs.devstack.mailcatcher import read_messages
 from libs.devstack.processes import free_port
 from services.notification import providers, worker
 from services.notification.activities import NotificationActivities, message_id
+from tenantry.idp.v1 import idp_pb2
 from tenantry.notification.v1 import notification_pb2
 from tenantry.tenant.v1 import tenant_pb2
 
@@ -90,6 +91,42 @@ def test_welcome_email_arrives(notify: NotificationActivities, mail: Any, tenant
     assert f'"Acme Widgets" ({tenant_id}) is ready' in body
     assert f"https://{tenant_id}.tenants.tenantry.test/" in body
     assert f"admin@{tenant_id}.example.com" in body
+
+
+@pytest.mark.parametrize(
+    ("setup", "says", "never_says"),
+    [
+        # The local store has no sign-in and sends nothing: no link may be promised.
+        (
+            idp_pb2.ADMIN_SETUP_NO_SIGN_IN,
+            ["local identity store", "no sign-in page and sends no password link", "ask your operator"],
+            ["link to choose", "emails you"],
+        ),
+        (
+            idp_pb2.ADMIN_SETUP_SET_PASSWORD_LINK,
+            ["your identity provider emails you a separate, single-use link to choose it"],
+            ["local identity store"],
+        ),
+        # A worker that did not say (from before the field): nothing is promised.
+        (idp_pb2.ADMIN_SETUP_UNSPECIFIED, ["Your password is never sent by email."], ["link"]),
+    ],
+)
+def test_welcome_says_only_what_the_identity_provider_does(
+    notify: NotificationActivities,
+    mail: Any,
+    tenant_id: str,
+    setup: int,
+    says: list[str],
+    never_says: list[str],
+) -> None:
+    [message] = received(mail.maildir, send(notify, welcome(tenant_id, admin_setup=setup)))
+
+    text = text_of(message)
+    assert f"Your administrator account is admin@{tenant_id}.example.com." in text
+    for phrase in says:
+        assert phrase in text
+    for phrase in never_says:
+        assert phrase not in text
 
 
 def test_message_id_is_deterministic(notify: NotificationActivities, mail: Any, tenant_id: str) -> None:
@@ -213,7 +250,7 @@ def test_deletion_scheduled_says_the_date_in_utc(
         (
             notification_pb2.NOTICE_KIND_RESTORED,
             "Tenantry: Acme Widgets has been restored",
-            ["scheduled deletion of your tenant", "has been cancelled", "sign-in works again"],
+            ["scheduled deletion of your tenant", "has been cancelled", "sign-in is enabled again"],
         ),
         (
             notification_pb2.NOTICE_KIND_SUSPENDED,
@@ -223,7 +260,7 @@ def test_deletion_scheduled_says_the_date_in_utc(
         (
             notification_pb2.NOTICE_KIND_RESUMED,
             "Tenantry: Acme Widgets has been resumed",
-            ["has been resumed", "sign-in works again"],
+            ["has been resumed", "sign-in is enabled again"],
         ),
     ],
 )

@@ -81,6 +81,11 @@ class IdentityProvider(Protocol):
     fix. Tenant ids reach the provider validated.
     """
 
+    # Whether an admin who has no password is emailed a single-use link to
+    # choose one. False for the local store, which has no sign-in at all:
+    # the welcome notice must then promise no link.
+    sends_set_password_link: bool
+
     async def open(self) -> None:
         """Connects and creates what the provider owns (idempotent, safe with N replicas)."""
 

@@ -135,6 +135,8 @@ def app_name_of(tenant_id: str) -> str:
 class Auth0IdentityProvider:
     """Organizations, applications and users of one Auth0 tenant, per Tenantry tenant."""
 
+    sends_set_password_link = True  # a password-change ticket, mailed by setup_mail
+
     def __init__(
         self,
         settings: Auth0Settings,

@@ -170,6 +170,8 @@ def _taken(err: KeycloakError, what: str) -> Conflict | Rejected:
 class KeycloakIdentityProvider:
     """Realms (or organizations), clients and admins in a Keycloak server."""
 
+    sends_set_password_link = True  # Keycloak's execute-actions email (send_setup_email)
+
     def __init__(
         self,
         url: str,

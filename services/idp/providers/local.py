@@ -103,6 +103,8 @@ def client_id_of(tenant_id: str) -> str:
 class LocalIdentityStore:
     """Realms, clients and users in PostgreSQL, schema `idp_local`."""
 
+    sends_set_password_link = False  # no sign-in, nothing is sent
+
     def __init__(self, dsn: str, *, max_connections: int = 10, open_timeout: float = 30.0) -> None:
         self._pool = connection_pool(dsn, name="idp-local", max_connections=max_connections)
         self._open_timeout = open_timeout

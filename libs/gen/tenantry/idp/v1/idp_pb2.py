@@ -26,7 +26,7 @@ from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_o
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tenantry/idp/v1/idp.proto\x12\x0ftenantry.idp.v1\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"N\n\x12\x43reateRealmRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x64omains\x18\x03 \x03(\t\"\'\n\x13\x43reateRealmResponse\x12\x10\n\x08realm_id\x18\x01 \x01(\t\"\'\n\x12\x44\x65leteRealmRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteRealmResponse\"X\n\x17\x43reateOidcClientRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rredirect_uris\x18\x02 \x03(\t\x12\x13\n\x0bweb_origins\x18\x03 \x03(\t\"-\n\x18\x43reateOidcClientResponse\x12\x11\n\tclient_id\x18\x01 \x01(\t\",\n\x17\x44\x65leteOidcClientRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteOidcClientResponse\"\\\n\x16\x43reateAdminUserRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32 .tenantry.tenant.v1.AdminContact\"*\n\x17\x43reateAdminUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\":\n\x16\x44\x65leteAdminUserRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"\x19\n\x17\x44\x65leteAdminUserResponse\"/\n\x1a\x44isableTenantAccessRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44isableTenantAccessResponse\".\n\x19\x45nableTenantAccessRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1c\n\x1a\x45nableTenantAccessResponse\"=\n\x15\x45xportIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tbackup_id\x18\x02 \x01(\t\"J\n\x16\x45xportIdentityResponse\x12\x30\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32 .tenantry.tenant.v1.BackupObject2\xbc\x07\n\x12IdentityActivities\x12X\n\x0b\x43reateRealm\x12#.tenantry.idp.v1.CreateRealmRequest\x1a$.tenantry.idp.v1.CreateRealmResponse\x12X\n\x0b\x44\x65leteRealm\x12#.tenantry.idp.v1.DeleteRealmRequest\x1a$.tenantry.idp.v1.DeleteRealmResponse\x12g\n\x10\x43reateOidcClient\x12(.tenantry.idp.v1.CreateOidcClientRequest\x1a).tenantry.idp.v1.CreateOidcClientResponse\x12g\n\x10\x44\x65leteOidcClient\x12(.tenantry.idp.v1.DeleteOidcClientRequest\x1a).tenantry.idp.v1.DeleteOidcClientResponse\x12\x64\n\x0f\x43reateAdminUser\x12\'.tenantry.idp.v1.CreateAdminUserRequest\x1a(.tenantry.idp.v1.CreateAdminUserResponse\x12\x64\n\x0f\x44\x65leteAdminUser\x12\'.tenantry.idp.v1.DeleteAdminUserRequest\x1a(.tenantry.idp.v1.DeleteAdminUserResponse\x12p\n\x13\x44isableTenantAccess\x12+.tenantry.idp.v1.DisableTenantAccessRequest\x1a,.tenantry.idp.v1.DisableTenantAccessResponse\x12m\n\x12\x45nableTenantAccess\x12*.tenantry.idp.v1.EnableTenantAccessRequest\x1a+.tenantry.idp.v1.EnableTenantAccessResponse\x12\x61\n\x0e\x45xportIdentity\x12&.tenantry.idp.v1.ExportIdentityRequest\x1a\'.tenantry.idp.v1.ExportIdentityResponse\x1a\x10\xca\xf3\x18\x0ctenantry-idpb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tenantry/idp/v1/idp.proto\x12\x0ftenantry.idp.v1\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"N\n\x12\x43reateRealmRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x64omains\x18\x03 \x03(\t\"\'\n\x13\x43reateRealmResponse\x12\x10\n\x08realm_id\x18\x01 \x01(\t\"\'\n\x12\x44\x65leteRealmRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteRealmResponse\"X\n\x17\x43reateOidcClientRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rredirect_uris\x18\x02 \x03(\t\x12\x13\n\x0bweb_origins\x18\x03 \x03(\t\"-\n\x18\x43reateOidcClientResponse\x12\x11\n\tclient_id\x18\x01 \x01(\t\",\n\x17\x44\x65leteOidcClientRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteOidcClientResponse\"\\\n\x16\x43reateAdminUserRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32 .tenantry.tenant.v1.AdminContact\"\\\n\x17\x43reateAdminUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x30\n\x0b\x61\x64min_setup\x18\x02 \x01(\x0e\x32\x1b.tenantry.idp.v1.AdminSetup\":\n\x16\x44\x65leteAdminUserRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"\x19\n\x17\x44\x65leteAdminUserResponse\"/\n\x1a\x44isableTenantAccessRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44isableTenantAccessResponse\".\n\x19\x45nableTenantAccessRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x1c\n\x1a\x45nableTenantAccessResponse\"=\n\x15\x45xportIdentityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tbackup_id\x18\x02 \x01(\t\"J\n\x16\x45xportIdentityResponse\x12\x30\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32 .tenantry.tenant.v1.BackupObject*h\n\nAdminSetup\x12\x1b\n\x17\x41\x44MIN_SETUP_UNSPECIFIED\x10\x00\x12!\n\x1d\x41\x44MIN_SETUP_SET_PASSWORD_LINK\x10\x01\x12\x1a\n\x16\x41\x44MIN_SETUP_NO_SIGN_IN\x10\x02\x32\xbc\x07\n\x12IdentityActivities\x12X\n\x0b\x43reateRealm\x12#.tenantry.idp.v1.CreateRealmRequest\x1a$.tenantry.idp.v1.CreateRealmResponse\x12X\n\x0b\x44\x65leteRealm\x12#.tenantry.idp.v1.DeleteRealmRequest\x1a$.tenantry.idp.v1.DeleteRealmResponse\x12g\n\x10\x43reateOidcClient\x12(.tenantry.idp.v1.CreateOidcClientRequest\x1a).tenantry.idp.v1.CreateOidcClientResponse\x12g\n\x10\x44\x65leteOidcClient\x12(.tenantry.idp.v1.DeleteOidcClientRequest\x1a).tenantry.idp.v1.DeleteOidcClientResponse\x12\x64\n\x0f\x43reateAdminUser\x12\'.tenantry.idp.v1.CreateAdminUserRequest\x1a(.tenantry.idp.v1.CreateAdminUserResponse\x12\x64\n\x0f\x44\x65leteAdminUser\x12\'.tenantry.idp.v1.DeleteAdminUserRequest\x1a(.tenantry.idp.v1.DeleteAdminUserResponse\x12p\n\x13\x44isableTenantAccess\x12+.tenantry.idp.v1.DisableTenantAccessRequest\x1a,.tenantry.idp.v1.DisableTenantAccessResponse\x12m\n\x12\x45nableTenantAccess\x12*.tenantry.idp.v1.EnableTenantAccessRequest\x1a+.tenantry.idp.v1.EnableTenantAccessResponse\x12\x61\n\x0e\x45xportIdentity\x12&.tenantry.idp.v1.ExportIdentityRequest\x1a\'.tenantry.idp.v1.ExportIdentityResponse\x1a\x10\xca\xf3\x18\x0ctenantry-idpb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IDENTITYACTIVITIES']._loaded_options = None
   _globals['_IDENTITYACTIVITIES']._serialized_options = b'\312\363\030\014tenantry-idp'
+  _globals['_ADMINSETUP']._serialized_start=1082
+  _globals['_ADMINSETUP']._serialized_end=1186
   _globals['_CREATEREALMREQUEST']._serialized_start=114
   _globals['_CREATEREALMREQUEST']._serialized_end=192
   _globals['_CREATEREALMRESPONSE']._serialized_start=194
@@ -54,23 +56,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEADMINUSERREQUEST']._serialized_start=510
   _globals['_CREATEADMINUSERREQUEST']._serialized_end=602
   _globals['_CREATEADMINUSERRESPONSE']._serialized_start=604
-  _globals['_CREATEADMINUSERRESPONSE']._serialized_end=646
-  _globals['_DELETEADMINUSERREQUEST']._serialized_start=648
-  _globals['_DELETEADMINUSERREQUEST']._serialized_end=706
-  _globals['_DELETEADMINUSERRESPONSE']._serialized_start=708
-  _globals['_DELETEADMINUSERRESPONSE']._serialized_end=733
-  _globals['_DISABLETENANTACCESSREQUEST']._serialized_start=735
-  _globals['_DISABLETENANTACCESSREQUEST']._serialized_end=782
-  _globals['_DISABLETENANTACCESSRESPONSE']._serialized_start=784
-  _globals['_DISABLETENANTACCESSRESPONSE']._serialized_end=813
-  _globals['_ENABLETENANTACCESSREQUEST']._serialized_start=815
-  _globals['_ENABLETENANTACCESSREQUEST']._serialized_end=861
-  _globals['_ENABLETENANTACCESSRESPONSE']._serialized_start=863
-  _globals['_ENABLETENANTACCESSRESPONSE']._serialized_end=891
-  _globals['_EXPORTIDENTITYREQUEST']._serialized_start=893
-  _globals['_EXPORTIDENTITYREQUEST']._serialized_end=954
-  _globals['_EXPORTIDENTITYRESPONSE']._serialized_start=956
-  _globals['_EXPORTIDENTITYRESPONSE']._serialized_end=1030
-  _globals['_IDENTITYACTIVITIES']._serialized_start=1033
-  _globals['_IDENTITYACTIVITIES']._serialized_end=1989
+  _globals['_CREATEADMINUSERRESPONSE']._serialized_end=696
+  _globals['_DELETEADMINUSERREQUEST']._serialized_start=698
+  _globals['_DELETEADMINUSERREQUEST']._serialized_end=756
+  _globals['_DELETEADMINUSERRESPONSE']._serialized_start=758
+  _globals['_DELETEADMINUSERRESPONSE']._serialized_end=783
+  _globals['_DISABLETENANTACCESSREQUEST']._serialized_start=785
+  _globals['_DISABLETENANTACCESSREQUEST']._serialized_end=832
+  _globals['_DISABLETENANTACCESSRESPONSE']._serialized_start=834
+  _globals['_DISABLETENANTACCESSRESPONSE']._serialized_end=863
+  _globals['_ENABLETENANTACCESSREQUEST']._serialized_start=865
+  _globals['_ENABLETENANTACCESSREQUEST']._serialized_end=911
+  _globals['_ENABLETENANTACCESSRESPONSE']._serialized_start=913
+  _globals['_ENABLETENANTACCESSRESPONSE']._serialized_end=941
+  _globals['_EXPORTIDENTITYREQUEST']._serialized_start=943
+  _globals['_EXPORTIDENTITYREQUEST']._serialized_end=1004
+  _globals['_EXPORTIDENTITYRESPONSE']._serialized_start=1006
+  _globals['_EXPORTIDENTITYRESPONSE']._serialized_end=1080
+  _globals['_IDENTITYACTIVITIES']._serialized_start=1189
+  _globals['_IDENTITYACTIVITIES']._serialized_end=2145
 # @@protoc_insertion_point(module_scope)

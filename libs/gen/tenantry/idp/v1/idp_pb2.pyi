@@ -1,12 +1,22 @@
 from tenantry.options.v1 import options_pb2 as _options_pb2
 from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class AdminSetup(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ADMIN_SETUP_UNSPECIFIED: _ClassVar[AdminSetup]
+    ADMIN_SETUP_SET_PASSWORD_LINK: _ClassVar[AdminSetup]
+    ADMIN_SETUP_NO_SIGN_IN: _ClassVar[AdminSetup]
+ADMIN_SETUP_UNSPECIFIED: AdminSetup
+ADMIN_SETUP_SET_PASSWORD_LINK: AdminSetup
+ADMIN_SETUP_NO_SIGN_IN: AdminSetup
 
 class CreateRealmRequest(_message.Message):
     __slots__ = ("tenant_id", "display_name", "domains")
@@ -69,10 +79,12 @@ class CreateAdminUserRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., admin: _Optional[_Union[_tenant_pb2.AdminContact, _Mapping]] = ...) -> None: ...
 
 class CreateAdminUserResponse(_message.Message):
-    __slots__ = ("user_id",)
+    __slots__ = ("user_id", "admin_setup")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_SETUP_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+    admin_setup: AdminSetup
+    def __init__(self, user_id: _Optional[str] = ..., admin_setup: _Optional[_Union[AdminSetup, str]] = ...) -> None: ...
 
 class DeleteAdminUserRequest(_message.Message):
     __slots__ = ("tenant_id", "email")

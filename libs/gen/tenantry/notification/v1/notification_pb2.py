@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tenantry.idp.v1 import idp_pb2 as tenantry_dot_idp_dot_v1_dot_idp__pb2
 from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_options__pb2
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+tenantry/notification/v1/notification.proto\x12\x18tenantry.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"\xeb\x02\n\x11SendNoticeRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.tenantry.notification.v1.NoticeKind\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x16\n\x0erecipient_name\x18\x04 \x01(\t\x12\x1b\n\x13tenant_display_name\x18\x05 \x01(\t\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x07 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12.\n\npurge_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12@\n\x12leftover_resources\x18\x0b \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\"(\n\x12SendNoticeResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t*\xf5\x01\n\nNoticeKind\x12\x1b\n\x17NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13NOTICE_KIND_WELCOME\x10\x01\x12 \n\x1cNOTICE_KIND_PROVISION_FAILED\x10\x02\x12\x1d\n\x19NOTICE_KIND_DEPROVISIONED\x10\x03\x12\"\n\x1eNOTICE_KIND_DELETION_SCHEDULED\x10\x04\x12\x18\n\x14NOTICE_KIND_RESTORED\x10\x05\x12\x19\n\x15NOTICE_KIND_SUSPENDED\x10\x06\x12\x17\n\x13NOTICE_KIND_RESUMED\x10\x07\x32\x9c\x01\n\x16NotificationActivities\x12g\n\nSendNotice\x12+.tenantry.notification.v1.SendNoticeRequest\x1a,.tenantry.notification.v1.SendNoticeResponse\x1a\x19\xca\xf3\x18\x15tenantry-notificationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+tenantry/notification/v1/notification.proto\x12\x18tenantry.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tenantry/idp/v1/idp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"\x9d\x03\n\x11SendNoticeRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.tenantry.notification.v1.NoticeKind\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x16\n\x0erecipient_name\x18\x04 \x01(\t\x12\x1b\n\x13tenant_display_name\x18\x05 \x01(\t\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x07 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12.\n\npurge_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12@\n\x12leftover_resources\x18\x0b \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\x12\x30\n\x0b\x61\x64min_setup\x18\x0c \x01(\x0e\x32\x1b.tenantry.idp.v1.AdminSetup\"(\n\x12SendNoticeResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t*\xf5\x01\n\nNoticeKind\x12\x1b\n\x17NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13NOTICE_KIND_WELCOME\x10\x01\x12 \n\x1cNOTICE_KIND_PROVISION_FAILED\x10\x02\x12\x1d\n\x19NOTICE_KIND_DEPROVISIONED\x10\x03\x12\"\n\x1eNOTICE_KIND_DELETION_SCHEDULED\x10\x04\x12\x18\n\x14NOTICE_KIND_RESTORED\x10\x05\x12\x19\n\x15NOTICE_KIND_SUSPENDED\x10\x06\x12\x17\n\x13NOTICE_KIND_RESUMED\x10\x07\x32\x9c\x01\n\x16NotificationActivities\x12g\n\nSendNotice\x12+.tenantry.notification.v1.SendNoticeRequest\x1a,.tenantry.notification.v1.SendNoticeResponse\x1a\x19\xca\xf3\x18\x15tenantry-notificationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NOTIFICATIONACTIVITIES']._loaded_options = None
   _globals['_NOTIFICATIONACTIVITIES']._serialized_options = b'\312\363\030\025tenantry-notification'
-  _globals['_NOTICEKIND']._serialized_start=583
-  _globals['_NOTICEKIND']._serialized_end=828
-  _globals['_SENDNOTICEREQUEST']._serialized_start=175
-  _globals['_SENDNOTICEREQUEST']._serialized_end=538
-  _globals['_SENDNOTICERESPONSE']._serialized_start=540
-  _globals['_SENDNOTICERESPONSE']._serialized_end=580
-  _globals['_NOTIFICATIONACTIVITIES']._serialized_start=831
-  _globals['_NOTIFICATIONACTIVITIES']._serialized_end=987
+  _globals['_NOTICEKIND']._serialized_start=660
+  _globals['_NOTICEKIND']._serialized_end=905
+  _globals['_SENDNOTICEREQUEST']._serialized_start=202
+  _globals['_SENDNOTICEREQUEST']._serialized_end=615
+  _globals['_SENDNOTICERESPONSE']._serialized_start=617
+  _globals['_SENDNOTICERESPONSE']._serialized_end=657
+  _globals['_NOTIFICATIONACTIVITIES']._serialized_start=908
+  _globals['_NOTIFICATIONACTIVITIES']._serialized_end=1064
 # @@protoc_insertion_point(module_scope)

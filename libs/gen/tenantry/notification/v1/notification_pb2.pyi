@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tenantry.idp.v1 import idp_pb2 as _idp_pb2
 from tenantry.options.v1 import options_pb2 as _options_pb2
 from tenantry.tenant.v1 import tenant_pb2 as _tenant_pb2
 from google.protobuf.internal import containers as _containers
@@ -32,7 +33,7 @@ NOTICE_KIND_SUSPENDED: NoticeKind
 NOTICE_KIND_RESUMED: NoticeKind
 
 class SendNoticeRequest(_message.Message):
-    __slots__ = ("tenant_id", "kind", "recipient", "recipient_name", "tenant_display_name", "domains", "failed_step", "failure_reason", "idempotency_key", "purge_time", "leftover_resources")
+    __slots__ = ("tenant_id", "kind", "recipient", "recipient_name", "tenant_display_name", "domains", "failed_step", "failure_reason", "idempotency_key", "purge_time", "leftover_resources", "admin_setup")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +45,7 @@ class SendNoticeRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PURGE_TIME_FIELD_NUMBER: _ClassVar[int]
     LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_SETUP_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     kind: NoticeKind
     recipient: str
@@ -55,7 +57,8 @@ class SendNoticeRequest(_message.Message):
     idempotency_key: str
     purge_time: _timestamp_pb2.Timestamp
     leftover_resources: _containers.RepeatedCompositeFieldContainer[_tenant_pb2.LeftoverResource]
-    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., recipient: _Optional[str] = ..., recipient_name: _Optional[str] = ..., tenant_display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ...) -> None: ...
+    admin_setup: _idp_pb2.AdminSetup
+    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., recipient: _Optional[str] = ..., recipient_name: _Optional[str] = ..., tenant_display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ..., admin_setup: _Optional[_Union[_idp_pb2.AdminSetup, str]] = ...) -> None: ...
 
 class SendNoticeResponse(_message.Message):
     __slots__ = ("message_id",)
