@@ -80,8 +80,16 @@ def record_identity(state_dir: Path, setting: dict[str, str]) -> None:
     (state_dir / IDENTITY_FILE).write_text(json.dumps(setting, sort_keys=True) + "\n")
 
 
+def _registry_made(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the tenantdb worker has made the registry (it does at its first start)."""
+    row = conn.execute("SELECT to_regclass('registry.tenant_resources') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def _tenants_with_identity(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
+        if not _registry_made(conn):
+            return 0
         found = conn.execute(
             "SELECT count(*) FROM registry.tenants WHERE state <> ALL(%s)", [list(_GONE)]
         ).fetchone()
@@ -116,6 +124,8 @@ def missing_aws_resources(database_url: str, aws: dict[str, str], *, limit: int 
     the AWS emulator does not have; empty when it holds every one."""
 
     with psycopg.connect(database_url) as conn:
+        if not _registry_made(conn):
+            return []
         rows = conn.execute(
             "SELECT r.tenant_id, r.resource_id FROM registry.tenant_resources r"
             " JOIN registry.tenants t USING (tenant_id)"
