@@ -1,6 +1,7 @@
 """`make dev` as an operator meets it: stopped and started again on its state
 dir, with another identity provider, with a port taken. Its own stacks (the
-session stack's state dir is fresh and never restarted)."""
+session stack's state dir is fresh and never restarted): one made with a
+tenant, then only what each check needs."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import pytest
 
 from libs.devstack.mailcatcher import read_messages
 from libs.devstack.processes import free_port
-from libs.devstack.stack import Ports, Stack
+from libs.devstack.stack import SERVICES, Ports, Stack
 from libs.devstack.world import StartupError, recorded_identity
-from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2_grpc
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import Providers, create, eventually, settle
 
 State = tenant_pb2.Tenant.State
@@ -91,12 +92,31 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
     yield Made(state_dir, ports, tid, world, welcome)
 
 
+def desired_count(providers: Providers, tenant_id: str) -> int:
+    [arn] = providers.ecs_services(tenant_id)
+    cluster = arn.split("/")[1]
+    [service] = providers.ecs.describe_services(cluster=cluster, services=[arn])["services"]
+    return int(service["desiredCount"])
+
+
 def test_aws_state_survives_a_restart_with_the_same_ids(made: Made) -> None:
-    # The embedded providers only: the restart is theirs (the processes keep nothing).
     again = Stack(made.state_dir, made.ports, keep_aws=True)
     try:
         again.start_embedded()
-        assert aws_world(Providers(again), made.tenant_id) == made.world
+        providers = Providers(again)
+        assert aws_world(providers, made.tenant_id) == made.world
+        # What failed in the trial: the next operation on the tenant, which needs its resources.
+        for name in SERVICES:
+            again.start_service(name)
+        with again.channel() as channel:
+            api = tenant_service_pb2_grpc.TenantServiceStub(channel)
+            name = f"tenants/{made.tenant_id}"
+            suspended = api.SuspendTenant(tenant_service_pb2.SuspendTenantRequest(name=name)).tenant
+            assert suspended.state == State.STATE_SUSPENDED, suspended.failure_reason
+            assert desired_count(providers, made.tenant_id) == 0
+            resumed = api.ResumeTenant(tenant_service_pb2.ResumeTenantRequest(name=name)).tenant
+            assert resumed.state == State.STATE_ACTIVE, resumed.failure_reason
+            assert desired_count(providers, made.tenant_id) > 0
     finally:
         again.stop()
 
