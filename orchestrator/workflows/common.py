@@ -124,7 +124,7 @@ def notice(
     purge_time: datetime | None = None,
     per_run: bool = False,
     leftovers: list[tenant_pb2.LeftoverResource] | None = None,
-    admin_setup: int = 0,
+    admin_setup: idp.AdminSetup.ValueType = idp.ADMIN_SETUP_UNSPECIFIED,
 ) -> notification.SendNoticeRequest:
     """A notice to the tenant's admin. Sent once per workflow id, or with
     `per_run` once per run (a tenant can be suspended, or its deletion
@@ -141,7 +141,7 @@ def notice(
         failure_reason=failure.reason if failure else "",
         idempotency_key=f"{info.workflow_id}/{info.run_id}" if per_run else info.workflow_id,
         leftover_resources=leftovers or [],
-        admin_setup=admin_setup,  # type: ignore[arg-type]
+        admin_setup=admin_setup,
     )
     if purge_time is not None:
         request.purge_time.FromDatetime(purge_time)

@@ -51,7 +51,7 @@ class ProvisionTenantWorkflow(Claims):
         self._cancelled_by = ""
         self._claim: orchestrator.ClaimResponse | None = None
         # What the identity worker said of the admin's first sign-in, for the welcome notice.
-        self._admin_setup = 0
+        self._admin_setup: idp.AdminSetup.ValueType = idp.ADMIN_SETUP_UNSPECIFIED
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> orchestrator.RunProgress:

@@ -106,9 +106,9 @@ def _sign_in(request: notification_pb2.SendNoticeRequest) -> str:
         return (
             f"{account} It is kept in Tenantry's local\n"
             "identity store, which is for development: it has no sign-in page and sends\n"
-            "no password link, so nobody can sign in with this account, and no other email\n"
-            "about it will come. To get an account you can sign in with, ask your operator\n"
-            "to create the tenant on a real identity provider (Keycloak or Auth0).\n\n"
+            "no password link, so nobody can sign in with this account and no email to set\n"
+            "a password will come. To get an account you can sign in with, ask your\n"
+            "operator to create the tenant on a real identity provider (Keycloak or Auth0).\n\n"
         )
     return f"{account} Your password is never sent by email.\n\n"
 
