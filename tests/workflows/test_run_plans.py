@@ -67,14 +67,14 @@ async def test_a_deletion_shows_its_whole_plan_from_the_first_update(
 
 
 async def test_the_record_decides_when_it_says_another_tier(client: Client) -> None:
-    """The caller saw pooled, the record says bridge: the run replans from the
-    record, and no step of the first plan is left pending."""
-    fakes = FakeDomains(record_tier=BRIDGE)
+    """The caller saw bridge, the record says pooled: the run replans from the
+    record, and no step of the first plan (delete_deployment) is left pending."""
+    fakes = FakeDomains(record_tier=POOLED)
     fakes.record_state = State.STATE_ACTIVE
     async with running(client, fakes):
-        await deprovision(client, POOLED)
-    assert plans(fakes)[0] == plan_for(POOLED).teardown_steps(grace=False, backup=True)
-    assert plans(fakes)[-1] == plan_for(BRIDGE).teardown_steps(grace=False, backup=True)
+        await deprovision(client, BRIDGE)
+    assert plans(fakes)[0] == plan_for(BRIDGE).teardown_steps(grace=False, backup=True)
+    assert plans(fakes)[-1] == plan_for(POOLED).teardown_steps(grace=False, backup=True)
     assert all(s.status == Status.STEP_STATUS_COMPLETED for s in fakes.progress[-1].steps)
 
 
