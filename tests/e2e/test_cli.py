@@ -14,11 +14,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from libs.devstack.stack import Stack
+from libs.faults import fired_dir
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.e2e.conftest import eventually, inject_failure
 
 State = tenant_pb2.Tenant.State
 pytestmark = pytest.mark.e2e
@@ -126,10 +129,11 @@ def test_exit_codes_and_errors_in_flags(
 
 
 @pytest.mark.timeout(120)
-def test_a_deletion_prints_its_purge_time_a_reader_may_leave_and_a_hard_delete_shows_its_whole_plan(
+def test_a_deletion_prints_its_purge_time_a_reader_may_leave_and_a_watcher_sees_the_whole_plan(
     api: tenant_service_pb2_grpc.TenantServiceStub,
     cli: Callable[..., subprocess.CompletedProcess[str]],
     stack: Stack,
+    fault_rules: Path,
     new_id: Callable[[], str],
 ) -> None:
     tid = new_id()
@@ -171,10 +175,29 @@ def test_a_deletion_prints_its_purge_time_a_reader_may_leave_and_a_hard_delete_s
     )
     assert len(pipeline.stdout.splitlines()) == 1 and pipeline.stderr == "", pipeline.stderr
 
-    # A hard deletion: the first update already counts every step of its plan.
-    hard = cli("delete", tid, "--hard", "--watch")
-    assert hard.returncode == 0, hard.stderr
-    deleting = [m for m in progress_lines(hard.stderr) if m.group(2) in ("DEPROVISIONING", "DEPROVISIONED")]
-    assert deleting, hard.stderr
-    assert [m.group(5) for m in deleting] == [str(HARD_DELETION_STEPS)] * len(deleting), hard.stderr
-    assert hard.stdout.startswith(f"{tid}  DEPROVISIONED  Leaving Ltd\n"), hard.stdout
+    # A hard deletion whose first step (reading the record) is held up: a
+    # watcher that comes meanwhile sees the run's opening update, which
+    # already counts every step of the run's plan.
+    inject_failure(fault_rules, tid, [{"rpc": "GetTenantRecord", "mode": "delay_before", "seconds": 3}])
+    try:
+        deleter = subprocess.Popen(
+            _argv("delete", tid, "--hard", "--watch"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(stack),
+        )
+        marker = fired_dir(fault_rules) / f"{tid}.GetTenantRecord.delay_before"
+        eventually(marker.exists, interval=0.05, what="the deletion reading the record")
+        watched = cli("watch", tid)
+        out, err = deleter.communicate(timeout=60)
+    finally:
+        inject_failure(fault_rules, tid, None)
+    assert watched.returncode == 0 and deleter.returncode == 0, (watched.stderr, err)
+    first, *_ = lines = progress_lines(watched.stderr)
+    assert first.group(2) == "ACTIVE" and first.group(4, 5) == ("0", str(HARD_DELETION_STEPS)), first.group(0)
+    assert {m.group(5) for m in lines} == {str(HARD_DELETION_STEPS)}, watched.stderr
+    assert lines[-1].group(2) == "DEPROVISIONED", watched.stderr
+    assert watched.stdout.startswith(f"{tid}  DEPROVISIONED  Leaving Ltd\n"), watched.stdout
+    assert {m.group(5) for m in progress_lines(err)} == {str(HARD_DELETION_STEPS)}, err
+    assert out.startswith(f"{tid}  DEPROVISIONED  Leaving Ltd\n"), out
