@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -41,6 +42,8 @@ class _Service(tenant_service_pb2_grpc.TenantServiceServicer):
     def GetTenant(  # noqa: N802
         self, request: tenant_service_pb2.GetTenantRequest, context: grpc.ServicerContext
     ) -> tenant_service_pb2.GetTenantResponse:
+        if request.name == "tenants/slow":
+            time.sleep(3)  # longer than the caller's --timeout
         return tenant_service_pb2.GetTenantResponse(
             tenant=tenant_pb2.Tenant(tenant_id=request.name.removeprefix("tenants/"))
         )
@@ -99,6 +102,20 @@ def test_exit_codes_say_who_refused(address: str) -> None:
     )
     assert tls.returncode == 2 and "cannot read --ca-file /nonexistent/ca.pem" in tls.stderr, tls.stderr
     assert cli(address, "get").returncode == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_deadline_is_unreachable_only_before_a_connection_was_made(address: str) -> None:
+    slow = cli(address, "get", "slow", "--timeout", "1")
+    assert slow.returncode == 1 and slow.stderr.startswith("error: DEADLINE_EXCEEDED: "), slow.stderr
+    # A port that takes connections and never speaks HTTP/2: never connected.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        mute = f"127.0.0.1:{silent.getsockname()[1]}"
+        never = cli(mute, "get", "acme", "--timeout", "1")
+    assert never.returncode == 3, never.stderr
+    assert never.stderr.startswith(f"error: cannot reach the API at {mute}: "), never.stderr
 
 
 @pytest.mark.timeout(60)
