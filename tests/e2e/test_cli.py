@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.devstack.processes import free_port
 from libs.devstack.stack import Stack
 from libs.faults import fired_dir
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
@@ -119,9 +119,7 @@ def test_exit_codes_and_errors_in_flags(
     assert missing.stdout == ""
     usage = cli("get")
     assert usage.returncode == 2 and "usage: tenantry get" in usage.stderr
-    with socket.socket() as probe:  # a port where nothing listens
-        probe.bind(("127.0.0.1", 0))
-        nobody = f"127.0.0.1:{probe.getsockname()[1]}"
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
     unreachable = cli("get", "acme", "--address", nobody)
     assert unreachable.returncode == 3, unreachable.stderr
     assert unreachable.stderr.startswith(f"error: cannot reach the API at {nobody}: ")

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from libs.devstack.processes import free_port
 from services.tenant_api import errors
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 
@@ -74,9 +75,8 @@ def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+    """An address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
 
 
 @pytest.mark.timeout(60)
