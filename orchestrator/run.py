@@ -251,8 +251,15 @@ class LifecycleRun:
         self.status = {s: Status.STEP_STATUS_PENDING for s in steps}
 
     def replan(self, steps: tuple[str, ...]) -> None:
-        """Shows `steps` as the run's plan, keeping what has happened so far."""
-        self.steps = (*steps, *(s for s in self.steps if s not in steps))
+        """Shows `steps` as the run's plan, keeping what has happened so far;
+        a step of the plan shown before that is still pending and not in
+        `steps` (a first plan from the tier the caller saw) is dropped."""
+        dropped = {
+            s for s in self.steps if s not in steps and self.status.get(s) == Status.STEP_STATUS_PENDING
+        }
+        for name in dropped:
+            del self.status[name]
+        self.steps = (*steps, *(s for s in self.steps if s not in steps and s not in dropped))
         for name in steps:
             self.status.setdefault(name, Status.STEP_STATUS_PENDING)
 

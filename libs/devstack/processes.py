@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,12 +15,38 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# Ports handed out by this process: never the same one twice.
+_handed: set[int] = set()
+_FIRST_PORT = 20000
+
+
+def _ephemeral_start() -> int:
+    """The first port of the kernel's range for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port() -> int:
-    """A loopback port free at the time of asking."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free at the time of asking, below the kernel's range for
+    outgoing connections: a port from that range (what binding port 0 gives)
+    can be taken by any process's next outgoing connection before the server
+    meant for it binds it (moto and the workers open many)."""
+    low, high = _FIRST_PORT, _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(low, high) if high - low > 100 else 0
+        if port in _handed:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _handed.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port from {low} to {high}")
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:

@@ -11,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from libs.errors import ErrorType
     from libs.lifecycle import PROGRESS_QUERY
     from orchestrator.audit import AuditLog
-    from orchestrator.plan import UNKNOWN_TIER_STEPS, plan_for
+    from orchestrator.plan import PLANS, UNKNOWN_TIER_STEPS, plan_for
     from orchestrator.run import FAILURE_PROOF_PATCH, LifecycleRun, StepFailed
     from orchestrator.workflows.common import notice, run_failure, switch_access, switched_back
     from tenantry.orchestrator.v1 import orchestrator_pb2 as orchestrator
@@ -55,10 +55,16 @@ class _AccessChange:
             return State.STATE_ACTIVE, State.STATE_SUSPENDING, State.STATE_SUSPENDED
         return State.STATE_SUSPENDED, State.STATE_RESUMING, State.STATE_ACTIVE
 
-    async def _change(self, tid: str, requested_by: str) -> int:
+    async def _change(self, tid: str, requested_by: str, plan_tier: int) -> int:
         run = self._run
         run.audit = audit = AuditLog.for_run(tid, requested_by, progress=run.progress)
         run.failure_proof = workflow.patched(FAILURE_PROOF_PATCH)
+        seen = PLANS.get(plan_tier)
+        if seen is not None:
+            # The whole plan from the first update, for the tier the caller
+            # saw; the record's tier decides once the run has read it.
+            claim = run.failure_proof
+            run.reset(seen.suspend_steps(claim=claim) if self.suspend else seen.resume_steps(claim=claim))
         try:
             await audit.opened("suspend" if self.suspend else "resume")
             if run.failure_proof:
@@ -97,7 +103,8 @@ class _AccessChange:
         info = workflow.info()
         source, changing, target = self._states
         claim = "mark_suspending" if self.suspend else "mark_resuming"
-        run.reset((claim,))
+        if claim not in run.status:
+            run.reset((claim,))  # the tier is not known yet
         try:
             claimed = await run.cleanup(
                 claim,
@@ -173,7 +180,7 @@ class SuspendTenantWorkflow(_AccessChange):
 
     @workflow.run
     async def run(self, request: orchestrator.SuspendTenantRequest) -> orchestrator.SuspendTenantResponse:
-        state = await self._change(request.tenant_id, request.requested_by)
+        state = await self._change(request.tenant_id, request.requested_by, request.plan_tier)
         return orchestrator.SuspendTenantResponse(state=state)  # type: ignore[arg-type]
 
 
@@ -185,5 +192,5 @@ class ResumeTenantWorkflow(_AccessChange):
 
     @workflow.run
     async def run(self, request: orchestrator.ResumeTenantRequest) -> orchestrator.ResumeTenantResponse:
-        state = await self._change(request.tenant_id, request.requested_by)
+        state = await self._change(request.tenant_id, request.requested_by, request.plan_tier)
         return orchestrator.ResumeTenantResponse(state=state)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_REFUSED,
     )
     from orchestrator.audit import AuditLog
-    from orchestrator.plan import UNKNOWN_TIER_STEPS, TierPlan, plan_for
+    from orchestrator.plan import PLANS, UNKNOWN_TIER_STEPS, TierPlan, plan_for
     from orchestrator.run import FAILURE_PROOF_PATCH, LifecycleRun, StepFailed
     from orchestrator.workflows.common import (
         Claims,
@@ -162,6 +162,15 @@ class DeprovisionTenantWorkflow(Claims):
         grace = request.grace_period.ToTimedelta() if graceful else timedelta(0)
         self._grace = grace > timedelta(0)
         run.state = State.STATE_DEPROVISIONING
+        seen = PLANS.get(request.plan_tier)
+        if seen is not None:
+            # The whole plan from the first update, as for a live tenant of the
+            # tier the caller saw; the record decides once it is read.
+            run.reset(
+                seen.teardown_steps(grace=self._grace, backup=not request.skip_backup)
+                if graceful
+                else seen.deprovision_steps
+            )
         await audit.opened(
             "deprovision",
             f"grace period {grace}; backup {'skipped' if request.skip_backup else 'taken'}",

@@ -236,7 +236,11 @@ class ProvisionTenantWorkflow(Claims):
         run.skip_rest()
         leftovers = await run.compensate()
         undone = [s for s, status in run.status.items() if status == Status.STEP_STATUS_COMPENSATED]
-        workflow.logger.info("provisioning %s failed at %s; undid %s", tid, failure.step, undone)
+        if cancelled:
+            during = f" during {failure.step}" if failure.step else ""
+            workflow.logger.info("provisioning %s cancelled%s; undid %s", tid, during, undone)
+        else:
+            workflow.logger.info("provisioning %s failed at %s; undid %s", tid, failure.step, undone)
         # Not an undo of mark_provisioning: the record stays, as the place
         # where the caller reads the failed step and the reason.
         marking = tenantdb.MarkProvisionFailedRequest(
@@ -260,9 +264,12 @@ class ProvisionTenantWorkflow(Claims):
             elif not (cancelled and failed(err, ErrorType.NOT_FOUND)):
                 raise
         if ours:
-            run.enter(
-                State.STATE_PROVISION_FAILED, f"{failure.step}: {failure.reason}{leftover_note(leftovers)}"
+            why = (
+                f"cancelled{f' during {failure.step}' if failure.step else ''}"
+                if cancelled
+                else f"{failure.step}: {failure.reason}"
             )
+            run.enter(State.STATE_PROVISION_FAILED, f"{why}{leftover_note(leftovers)}")
             await run.best_effort(
                 "send_failure_notice",
                 notice(tenant, "PROVISION_FAILED", failure=failure, leftovers=leftovers),

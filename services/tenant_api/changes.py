@@ -68,6 +68,8 @@ CACHED_PAGES = 256
 # Seconds between the visibility queries for runs of watched tenants that
 # closed (TENANTRY_WATCH_CLOSE_SWEEP_SECONDS).
 CLOSE_SWEEP = 15
+# Seconds close() waits for the listener and the feeds to stop.
+CLOSE_WAIT = 5.0
 
 
 @dataclass
@@ -256,7 +258,11 @@ class RegistryChanges:
         tasks += [t for t in (self._listening, self._sweeping) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # A connection stuck in the network must not hold the process's stop.
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_WAIT)
+            if stuck:
+                log.warning("%d registry listener task(s) did not stop within %s s", len(stuck), CLOSE_WAIT)
         self._feeds.clear()
 
     # -- listening ------------------------------------------------------------

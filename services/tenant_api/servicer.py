@@ -250,6 +250,8 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 skip_backup=request.skip_backup,
                 # A suspend or resume that lands first wins; this deletion then fails cleanly.
                 expected_state=tenant.state if tenant.state in _RACED_BY_ACCESS else State.STATE_UNSPECIFIED,
+                # So that the run's first update already shows its whole plan.
+                plan_tier=tenant.plan_tier,
             ),
             deletion,
             reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -356,7 +358,8 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         workflow_id = lifecycle.access_workflow_id(tid)
         handle = await self._runs.start(
             rpc,
-            rpc.input_type(tenant_id=tid, requested_by=_caller(context)),
+            # The tier: the run's first update already shows its whole plan.
+            rpc.input_type(tenant_id=tid, requested_by=_caller(context), plan_tier=tenant.plan_tier),
             workflow_id,
             # Suspend and resume share the id: a second caller meets the run under way.
             reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

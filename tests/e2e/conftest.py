@@ -59,6 +59,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterat
             # The fault matrix creates hundreds of tenants in bursts as one caller.
             "TENANTRY_MUTATIONS_PER_MINUTE": "60000",
             "TENANTRY_MUTATION_BURST": "1000",
+            # ... and watches each of a batch's cases (up to 50 at once) to its end.
+            "TENANTRY_MAX_WATCH_STREAMS": "100",
         },
         grants=E2E_GRANTS,
     ).start()

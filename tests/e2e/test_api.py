@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -172,28 +168,3 @@ def test_health_and_reflection_are_served(stack: Stack) -> None:
         )
         names = {s.name for s in reply.list_services_response.service}
         assert "tenantry.tenant.v1.TenantService" in names
-
-
-def test_cli_creates_watches_gets_and_lists(stack: Stack, new_id: Callable[[], str]) -> None:
-    tid = new_id()
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "services.tenant_api.cli", "--address", stack.grpc_address, *args]
-        assert stack.access is not None
-        env = {**os.environ, **stack.access.client_env()}
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
-
-    created = cli("create", tid, "--name", "CLI Corp", "--admin-email", "ops@cli.example.com", "--watch")
-    assert created.returncode == 0, created.stderr
-    # The last update shows the run's steps; the welcome email may still be going out.
-    assert re.search(r"ACTIVE +\[#{18,}\.{0,2}\] (9|10)/10", created.stdout), created.stdout
-    got = cli("get", tid)
-    assert got.returncode == 0 and "CLI Corp" in got.stdout and "s3_bucket" in got.stdout
-    assert tid in cli("list").stdout
-    bad = cli("create", "Bad_Id", "--name", "x", "--admin-email", "nope")
-    assert bad.returncode == 1
-    assert (
-        "INVALID_ARGUMENT" in bad.stderr
-        and "tenant_id:" in bad.stderr
-        and "tenant.admin.email:" in bad.stderr
-    )

@@ -265,8 +265,9 @@ def deprovision_case(
         outcome.said = f"DeleteTenant {refused.code().name if refused else 'OK'}"
         if refused is None or details(refused)[0].reason != "OPERATION_FAILED":
             outcome.fail(f"want OPERATION_FAILED from DeleteTenant, got {refused!r}")
-        if tenant.state != State.STATE_ACTIVE or providers.orphans(tid) != everything:
-            outcome.fail(f"the tenant changed: {outcome.state}")
+        held = providers.orphans(tid)
+        if tenant.state != State.STATE_ACTIVE or held != everything:
+            outcome.fail(f"the tenant changed: {outcome.state}, held {held} (had {everything})")
     elif stops:
         outcome.said = f"{tenant.failed_step}: {tenant.failure_reason[:40]}"
         if tenant.state != State.STATE_DEPROVISION_FAILED:
@@ -276,8 +277,11 @@ def deprovision_case(
         if case.step in BACKUP_STEPS:
             if "the backup could not be taken" not in tenant.failure_reason:
                 outcome.fail("a failed backup does not say so")
-            if providers.orphans(tid) != everything:
-                outcome.fail("something was removed although the backup could not be taken")
+            if (held := providers.orphans(tid)) != everything:
+                gone = {k: v for k, v in everything.items() if held.get(k) != v}
+                outcome.fail(
+                    f"something was removed although the backup could not be taken: {gone}, now {held}"
+                )
     elif tenant.state != State.STATE_DEPROVISIONED:
         outcome.fail(
             f"want DEPROVISIONED, got {outcome.state} ({tenant.failed_step}: {tenant.failure_reason})"

@@ -28,7 +28,7 @@ from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_o
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+tenantry/orchestrator/v1/orchestrator.proto\x12\x18tenantry.orchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Z\n\x16ProvisionTenantRequest\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"w\n\x17ProvisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\"\xc3\x01\n\x18\x44\x65provisionTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bskip_backup\x18\x04 \x01(\x08\x12\x38\n\x0e\x65xpected_state\x18\x05 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\x7f\n\x19\x44\x65provisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x31\n\x07\x62\x61\x63kups\x18\x02 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\"\'\n\x0fUndeleteRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"(\n\x10\x44\x65leteNowRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"I\n\x16\x44\x65letionUpdateResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\'\n\x0f\x43\x61ncelRequested\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"A\n\x0e\x43\x61ncelResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\x0e\n\x0c\x43laimRequest\"\xaf\x01\n\rClaimResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x05 \x01(\t\"?\n\x14\x43leanUpTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"Y\n\x15\x43leanUpTenantResponse\x12@\n\x12leftover_resources\x18\x01 \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\"?\n\x14SuspendTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"H\n\x15SuspendTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\">\n\x13ResumeTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"G\n\x14ResumeTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\xb6\x01\n\x0bRunProgress\x12/\n\x05steps\x18\x01 \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12\x15\n\rcurrent_steps\x18\x02 \x03(\t\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xf5\x04\n\x0fTenantWorkflows\x12v\n\x0fProvisionTenant\x12\x30.tenantry.orchestrator.v1.ProvisionTenantRequest\x1a\x31.tenantry.orchestrator.v1.ProvisionTenantResponse\x12|\n\x11\x44\x65provisionTenant\x12\x32.tenantry.orchestrator.v1.DeprovisionTenantRequest\x1a\x33.tenantry.orchestrator.v1.DeprovisionTenantResponse\x12p\n\rCleanUpTenant\x12..tenantry.orchestrator.v1.CleanUpTenantRequest\x1a/.tenantry.orchestrator.v1.CleanUpTenantResponse\x12p\n\rSuspendTenant\x12..tenantry.orchestrator.v1.SuspendTenantRequest\x1a/.tenantry.orchestrator.v1.SuspendTenantResponse\x12m\n\x0cResumeTenant\x12-.tenantry.orchestrator.v1.ResumeTenantRequest\x1a..tenantry.orchestrator.v1.ResumeTenantResponse\x1a\x19\xca\xf3\x18\x15tenantry-orchestratorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+tenantry/orchestrator/v1/orchestrator.proto\x12\x18tenantry.orchestrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"Z\n\x16ProvisionTenantRequest\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"w\n\x17ProvisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\"\xf4\x01\n\x18\x44\x65provisionTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bskip_backup\x18\x04 \x01(\x08\x12\x38\n\x0e\x65xpected_state\x18\x05 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12/\n\tplan_tier\x18\x06 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"\x7f\n\x19\x44\x65provisionTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x31\n\x07\x62\x61\x63kups\x18\x02 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\"\'\n\x0fUndeleteRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"(\n\x10\x44\x65leteNowRequest\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"I\n\x16\x44\x65letionUpdateResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\'\n\x0f\x43\x61ncelRequested\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"A\n\x0e\x43\x61ncelResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\x0e\n\x0c\x43laimRequest\"\xaf\x01\n\rClaimResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x05 \x01(\t\"?\n\x14\x43leanUpTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\"Y\n\x15\x43leanUpTenantResponse\x12@\n\x12leftover_resources\x18\x01 \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\"p\n\x14SuspendTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12/\n\tplan_tier\x18\x03 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"H\n\x15SuspendTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"o\n\x13ResumeTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12/\n\tplan_tier\x18\x03 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\"G\n\x14ResumeTenantResponse\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\"\xb6\x01\n\x0bRunProgress\x12/\n\x05steps\x18\x01 \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12\x15\n\rcurrent_steps\x18\x02 \x03(\t\x12/\n\x05state\x18\x03 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12.\n\npurge_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xf5\x04\n\x0fTenantWorkflows\x12v\n\x0fProvisionTenant\x12\x30.tenantry.orchestrator.v1.ProvisionTenantRequest\x1a\x31.tenantry.orchestrator.v1.ProvisionTenantResponse\x12|\n\x11\x44\x65provisionTenant\x12\x32.tenantry.orchestrator.v1.DeprovisionTenantRequest\x1a\x33.tenantry.orchestrator.v1.DeprovisionTenantResponse\x12p\n\rCleanUpTenant\x12..tenantry.orchestrator.v1.CleanUpTenantRequest\x1a/.tenantry.orchestrator.v1.CleanUpTenantResponse\x12p\n\rSuspendTenant\x12..tenantry.orchestrator.v1.SuspendTenantRequest\x1a/.tenantry.orchestrator.v1.SuspendTenantResponse\x12m\n\x0cResumeTenant\x12-.tenantry.orchestrator.v1.ResumeTenantRequest\x1a..tenantry.orchestrator.v1.ResumeTenantResponse\x1a\x19\xca\xf3\x18\x15tenantry-orchestratorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,37 +42,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVISIONTENANTRESPONSE']._serialized_start=298
   _globals['_PROVISIONTENANTRESPONSE']._serialized_end=417
   _globals['_DEPROVISIONTENANTREQUEST']._serialized_start=420
-  _globals['_DEPROVISIONTENANTREQUEST']._serialized_end=615
-  _globals['_DEPROVISIONTENANTRESPONSE']._serialized_start=617
-  _globals['_DEPROVISIONTENANTRESPONSE']._serialized_end=744
-  _globals['_UNDELETEREQUEST']._serialized_start=746
-  _globals['_UNDELETEREQUEST']._serialized_end=785
-  _globals['_DELETENOWREQUEST']._serialized_start=787
-  _globals['_DELETENOWREQUEST']._serialized_end=827
-  _globals['_DELETIONUPDATERESPONSE']._serialized_start=829
-  _globals['_DELETIONUPDATERESPONSE']._serialized_end=902
-  _globals['_CANCELREQUESTED']._serialized_start=904
-  _globals['_CANCELREQUESTED']._serialized_end=943
-  _globals['_CANCELRESPONSE']._serialized_start=945
-  _globals['_CANCELRESPONSE']._serialized_end=1010
-  _globals['_CLAIMREQUEST']._serialized_start=1012
-  _globals['_CLAIMREQUEST']._serialized_end=1026
-  _globals['_CLAIMRESPONSE']._serialized_start=1029
-  _globals['_CLAIMRESPONSE']._serialized_end=1204
-  _globals['_CLEANUPTENANTREQUEST']._serialized_start=1206
-  _globals['_CLEANUPTENANTREQUEST']._serialized_end=1269
-  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=1271
-  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=1360
-  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1362
-  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1425
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1427
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1499
-  _globals['_RESUMETENANTREQUEST']._serialized_start=1501
-  _globals['_RESUMETENANTREQUEST']._serialized_end=1563
-  _globals['_RESUMETENANTRESPONSE']._serialized_start=1565
-  _globals['_RESUMETENANTRESPONSE']._serialized_end=1636
-  _globals['_RUNPROGRESS']._serialized_start=1639
-  _globals['_RUNPROGRESS']._serialized_end=1821
-  _globals['_TENANTWORKFLOWS']._serialized_start=1824
-  _globals['_TENANTWORKFLOWS']._serialized_end=2453
+  _globals['_DEPROVISIONTENANTREQUEST']._serialized_end=664
+  _globals['_DEPROVISIONTENANTRESPONSE']._serialized_start=666
+  _globals['_DEPROVISIONTENANTRESPONSE']._serialized_end=793
+  _globals['_UNDELETEREQUEST']._serialized_start=795
+  _globals['_UNDELETEREQUEST']._serialized_end=834
+  _globals['_DELETENOWREQUEST']._serialized_start=836
+  _globals['_DELETENOWREQUEST']._serialized_end=876
+  _globals['_DELETIONUPDATERESPONSE']._serialized_start=878
+  _globals['_DELETIONUPDATERESPONSE']._serialized_end=951
+  _globals['_CANCELREQUESTED']._serialized_start=953
+  _globals['_CANCELREQUESTED']._serialized_end=992
+  _globals['_CANCELRESPONSE']._serialized_start=994
+  _globals['_CANCELRESPONSE']._serialized_end=1059
+  _globals['_CLAIMREQUEST']._serialized_start=1061
+  _globals['_CLAIMREQUEST']._serialized_end=1075
+  _globals['_CLAIMRESPONSE']._serialized_start=1078
+  _globals['_CLAIMRESPONSE']._serialized_end=1253
+  _globals['_CLEANUPTENANTREQUEST']._serialized_start=1255
+  _globals['_CLEANUPTENANTREQUEST']._serialized_end=1318
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=1320
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=1409
+  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1411
+  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1523
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1525
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1597
+  _globals['_RESUMETENANTREQUEST']._serialized_start=1599
+  _globals['_RESUMETENANTREQUEST']._serialized_end=1710
+  _globals['_RESUMETENANTRESPONSE']._serialized_start=1712
+  _globals['_RESUMETENANTRESPONSE']._serialized_end=1783
+  _globals['_RUNPROGRESS']._serialized_start=1786
+  _globals['_RUNPROGRESS']._serialized_end=1968
+  _globals['_TENANTWORKFLOWS']._serialized_start=1971
+  _globals['_TENANTWORKFLOWS']._serialized_end=2600
 # @@protoc_insertion_point(module_scope)

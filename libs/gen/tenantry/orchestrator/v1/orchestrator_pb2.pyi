@@ -31,18 +31,20 @@ class ProvisionTenantResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ...) -> None: ...
 
 class DeprovisionTenantRequest(_message.Message):
-    __slots__ = ("tenant_id", "requested_by", "grace_period", "skip_backup", "expected_state")
+    __slots__ = ("tenant_id", "requested_by", "grace_period", "skip_backup", "expected_state", "plan_tier")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     SKIP_BACKUP_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_STATE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_TIER_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     requested_by: str
     grace_period: _duration_pb2.Duration
     skip_backup: bool
     expected_state: _tenant_pb2.Tenant.State
-    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., skip_backup: _Optional[bool] = ..., expected_state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
+    plan_tier: _tenant_pb2.PlanTier
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., skip_backup: _Optional[bool] = ..., expected_state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ..., plan_tier: _Optional[_Union[_tenant_pb2.PlanTier, str]] = ...) -> None: ...
 
 class DeprovisionTenantResponse(_message.Message):
     __slots__ = ("state", "backups")
@@ -115,12 +117,14 @@ class CleanUpTenantResponse(_message.Message):
     def __init__(self, leftover_resources: _Optional[_Iterable[_Union[_tenant_pb2.LeftoverResource, _Mapping]]] = ...) -> None: ...
 
 class SuspendTenantRequest(_message.Message):
-    __slots__ = ("tenant_id", "requested_by")
+    __slots__ = ("tenant_id", "requested_by", "plan_tier")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    PLAN_TIER_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     requested_by: str
-    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    plan_tier: _tenant_pb2.PlanTier
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., plan_tier: _Optional[_Union[_tenant_pb2.PlanTier, str]] = ...) -> None: ...
 
 class SuspendTenantResponse(_message.Message):
     __slots__ = ("state",)
@@ -129,12 +133,14 @@ class SuspendTenantResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_tenant_pb2.Tenant.State, str]] = ...) -> None: ...
 
 class ResumeTenantRequest(_message.Message):
-    __slots__ = ("tenant_id", "requested_by")
+    __slots__ = ("tenant_id", "requested_by", "plan_tier")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    PLAN_TIER_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     requested_by: str
-    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+    plan_tier: _tenant_pb2.PlanTier
+    def __init__(self, tenant_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., plan_tier: _Optional[_Union[_tenant_pb2.PlanTier, str]] = ...) -> None: ...
 
 class ResumeTenantResponse(_message.Message):
     __slots__ = ("state",)

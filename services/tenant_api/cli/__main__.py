@@ -1,0 +1,3 @@
+from services.tenant_api.cli import main
+
+main()
