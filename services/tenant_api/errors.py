@@ -109,7 +109,8 @@ def already_exists(tenant_id: str, differs: Sequence[str] = ()) -> ApiError:
     return ApiError(
         grpc.StatusCode.ALREADY_EXISTS,
         f"tenant {tenant_id!r} already exists with other settings: {', '.join(differs)}"
-        " differ from the existing tenant's (the same request again returns it; a new tenant needs another id)",
+        " differ from the existing tenant's (the same request again returns it;"
+        " a new tenant needs another id)",
         "TENANT_ALREADY_EXISTS",
         metadata={"tenant_id": tenant_id, "differs": ",".join(differs)},
         violations=[(field, "differs from the existing tenant's") for field in differs],
@@ -127,7 +128,9 @@ def tenant_deleted(tenant_id: str, delete_time: datetime | None) -> ApiError:
         "TENANT_DELETED",
         metadata={
             "tenant_id": tenant_id,
-            "delete_time": delete_time.isoformat(timespec="seconds").replace("+00:00", "Z") if delete_time else "",
+            "delete_time": delete_time.isoformat(timespec="seconds").replace("+00:00", "Z")
+            if delete_time
+            else "",
         },
         violations=[("tenant_id", "belongs to a deleted tenant and cannot be reused; choose another id")],
     )

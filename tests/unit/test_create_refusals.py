@@ -36,7 +36,9 @@ def tenant(**changes: object) -> tenant_pb2.Tenant:
 
 
 def details(error: errors.ApiError) -> tuple[status_pb2.Status, error_details_pb2.ErrorInfo, list[str]]:
-    status = status_pb2.Status.FromString(dict(error.to_status().trailing_metadata)["grpc-status-details-bin"])
+    status = status_pb2.Status.FromString(
+        dict(error.to_status().trailing_metadata)["grpc-status-details-bin"]
+    )
     info, fields = error_details_pb2.ErrorInfo(), []
     for detail in status.details:
         bad = error_details_pb2.BadRequest()

@@ -250,14 +250,21 @@ class PostgresTenantData:
                 log.info("tenant %s registered as %s by %s", spec.tenant_id, PROVISIONING, workflow_id)
                 return ()
             state, current_workflow, current_op, left, updated = await _locked_row(
-                conn, spec.tenant_id, "state", "workflow_id", "last_operation", "leftover_resources", "update_time"
+                conn,
+                spec.tenant_id,
+                "state",
+                "workflow_id",
+                "last_operation",
+                "leftover_resources",
+                "update_time",
             )
             if state == DEPROVISIONED:
                 # Never reused: the deleted tenant's audit log and backups stay
                 # its own. Also when a run was started past the API's check.
                 raise Conflict(
-                    f"tenant {spec.tenant_id} was deleted ({DEPROVISIONED}) on {_deleted_on(current_op, updated)};"
-                    " the id of a deleted tenant cannot be reused: choose another tenant id"
+                    f"tenant {spec.tenant_id} was deleted ({DEPROVISIONED})"
+                    f" on {_deleted_on(current_op, updated)}; the id of a deleted tenant"
+                    " cannot be reused: choose another tenant id"
                 )
             retry = state in REPROVISION_FROM
             repeat = current_workflow == workflow_id and state in REPROVISION_SAME_WORKFLOW_FROM
