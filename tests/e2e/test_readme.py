@@ -26,7 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # What a README example calls; a block with one of these is run (a bare
 # `tenantry` or `buf`, not on the PATH of a fresh clone, fails there).
-CALLS = re.compile(r"^\s*((\.venv/bin/)?tenantry\s|(\.venv/bin/)?buf\s+curl\s|grpcurl\s)", re.M)
+VERBS = "create|get|list|watch|delete|undelete|suspend|resume|cancel|retry|cleanup|events"
+CALLS = re.compile(
+    rf"^\s*(\.venv/bin/tenantry\s|tenantry\s+(-\S+\s+)*({VERBS})\b|(\.venv/bin/)?buf\s+curl\s|grpcurl\s)",
+    re.M,
+)
 # The example tenant ids, the dev stack's address and its files, as the README writes them.
 EXAMPLE_IDS = ("acme", "beta", "globex")
 DEV_ADDRESS = "127.0.0.1:50051"
