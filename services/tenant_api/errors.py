@@ -4,7 +4,7 @@ BadRequest field violations (AIP-193)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from google.protobuf import any_pb2
@@ -96,12 +96,43 @@ def not_found(tenant_id: str) -> ApiError:
     )
 
 
-def already_exists(tenant_id: str) -> ApiError:
+def already_exists(tenant_id: str, differs: Sequence[str] = ()) -> ApiError:
+    """A live tenant has the id, with other settings: `differs` names the
+    fields (API paths), never their values (the admin's are personal data)."""
+    if not differs:
+        return ApiError(
+            grpc.StatusCode.ALREADY_EXISTS,
+            f"tenant {tenant_id!r} already exists with different settings",
+            "TENANT_ALREADY_EXISTS",
+            metadata={"tenant_id": tenant_id},
+        )
     return ApiError(
         grpc.StatusCode.ALREADY_EXISTS,
-        f"tenant {tenant_id!r} already exists with different settings",
+        f"tenant {tenant_id!r} already exists with other settings: {', '.join(differs)}"
+        " differ from the existing tenant's (the same request again returns it;"
+        " a new tenant needs another id)",
         "TENANT_ALREADY_EXISTS",
-        metadata={"tenant_id": tenant_id},
+        metadata={"tenant_id": tenant_id, "differs": ",".join(differs)},
+        violations=[(field, "differs from the existing tenant's") for field in differs],
+    )
+
+
+def tenant_deleted(tenant_id: str, delete_time: datetime | None) -> ApiError:
+    """The id belongs to a deleted (DEPROVISIONED) tenant: never reused, since
+    its audit log and backups stay that tenant's."""
+    when = f" on {delete_time:%Y-%m-%d %H:%M:%S} UTC" if delete_time else ""
+    return ApiError(
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"tenant {tenant_id!r} was deleted{when}; the id of a deleted tenant cannot be reused"
+        " (its audit log and backups stay its own): choose another tenant id",
+        "TENANT_DELETED",
+        metadata={
+            "tenant_id": tenant_id,
+            "delete_time": delete_time.isoformat(timespec="seconds").replace("+00:00", "Z")
+            if delete_time
+            else "",
+        },
+        violations=[("tenant_id", "belongs to a deleted tenant and cannot be reused; choose another id")],
     )
 
 

@@ -76,13 +76,28 @@ def _caller(context: grpc.aio.ServicerContext) -> str:
     return auth.current().id
 
 
-def _same_spec(record: tenant_pb2.Tenant, spec: tenant_pb2.Tenant) -> bool:
-    return (
-        record.display_name == spec.display_name
-        and record.plan_tier == spec.plan_tier
-        and list(record.domains) == list(spec.domains)
-        and record.admin == spec.admin
-    )
+def _differences(existing: tenant_pb2.Tenant, spec: tenant_pb2.Tenant) -> list[str]:
+    """The settings of `spec` that differ from the existing tenant's, as API field paths."""
+    return [
+        path
+        for path, ours, theirs in (
+            ("tenant.display_name", existing.display_name, spec.display_name),
+            ("tenant.plan_tier", existing.plan_tier, spec.plan_tier),
+            ("tenant.domains", list(existing.domains), list(spec.domains)),
+            ("tenant.admin.email", existing.admin.email, spec.admin.email),
+            ("tenant.admin.given_name", existing.admin.given_name, spec.admin.given_name),
+            ("tenant.admin.family_name", existing.admin.family_name, spec.admin.family_name),
+        )
+        if ours != theirs
+    ]
+
+
+def _delete_time(tenant: tenant_pb2.Tenant) -> datetime | None:
+    """When a DEPROVISIONED tenant was deleted: the end of its deletion run (else its last change)."""
+    operation = tenant.last_operation
+    if operation.kind == Operation.KIND_DEPROVISION and operation.HasField("end_time"):
+        return operation.end_time.ToDatetime(UTC)
+    return tenant.update_time.ToDatetime(UTC) if tenant.HasField("update_time") else None
 
 
 def _spec_of(record: tenant_pb2.Tenant) -> tenant_pb2.Tenant:
@@ -132,8 +147,13 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         tid = spec.tenant_id
         existing = await self._registry.get(tid)
         if existing is not None:
-            if not _same_spec(existing, spec):
-                raise errors.already_exists(tid)
+            # A deleted tenant's id is never reused, whatever the settings: its
+            # audit log and backups (personal data) stay its own.
+            if existing.state == State.STATE_DEPROVISIONED:
+                raise errors.tenant_deleted(tid, _delete_time(existing))
+            differs = _differences(existing, spec)
+            if differs:
+                raise errors.already_exists(tid, differs)
             return tenant_service_pb2.CreateTenantResponse(tenant=await self._current(tid))
         # A domain belongs to one tenant (MarkProvisioning claims them, as the
         # last word in a race); say so before starting anything.
@@ -148,8 +168,12 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             )
             # A run this call started has this spec; one it met may have another.
             if not self._runs.started_now(handle):
-                started_with = await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str)
-                if started_with != digest:
+                started_with = await self._runs.memo(workflow_id, SPEC_MEMO, tenant_pb2.Tenant)
+                if isinstance(started_with, tenant_pb2.Tenant):
+                    differs = _differences(started_with, spec)
+                    if differs:
+                        raise errors.already_exists(tid, differs)
+                elif await self._runs.memo(workflow_id, FINGERPRINT_MEMO, str) != digest:
                     raise errors.already_exists(tid)
             # The run's first step marks the record: answer once it has (the
             # registry's notice says so), so that reading the tenant never has

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import WorkflowIDReusePolicy
 
-from libs import lifecycle
+from libs import contracts, lifecycle
+from libs.devstack.mailcatcher import read_messages
 from libs.devstack.stack import Stack
+from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
-from tests.e2e.conftest import create, details, settle, tenant_spec
+from tests.e2e.conftest import Providers, create, details, settle, tenant_spec
 
 State = tenant_pb2.Tenant.State
+Kind = tenant_pb2.TenantEvent.Kind
 
 
 def workflow_runs(stack: Stack, tenant_id: str) -> int:
@@ -52,17 +57,94 @@ def test_a_different_request_for_an_existing_tenant_is_already_exists(
     with pytest.raises(grpc.RpcError) as raised:
         create(api, tid, display_name="Another Corp")  # while the run may still be going
     assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    info, _ = details(raised.value)
+    info, fields = details(raised.value)
     assert (info.reason, info.domain, info.metadata["tenant_id"]) == (
         "TENANT_ALREADY_EXISTS",
         "tenantry.dev",
         tid,
     )
+    # It says what differs, by the API's field paths.
+    assert info.metadata["differs"] == "tenant.display_name" and fields == ["tenant.display_name"]
+    assert "tenant.display_name" in (raised.value.details() or "")
     settle(api, tid)
+    other = tenant_pb2.AdminContact(email="grace@other.example.com", given_name="Ada", family_name="Lovelace")
     with pytest.raises(grpc.RpcError) as again:
-        create(api, tid, display_name="Another Corp")  # and once it is settled
-    assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        create(api, tid, display_name="Another Corp", plan_tier=tenant_pb2.PLAN_TIER_BRIDGE, admin=other)
+    assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS  # and once it is settled
+    info, fields = details(again.value)
+    differs = ["tenant.display_name", "tenant.plan_tier", "tenant.admin.email"]
+    assert (info.metadata["differs"].split(","), fields) == (differs, differs)
+    message = again.value.details() or ""
+    assert all(field in message for field in differs)
+    # Named, never shown: the admin's email is personal data.
+    assert "grace@other" not in message and "ada@acme" not in message and "Another Corp" not in message
     assert workflow_runs(stack, tid) == 1
+    # The same settings again stay idempotent.
+    assert create(api, tid).state == State.STATE_ACTIVE
+
+
+def test_a_deleted_tenants_id_is_never_reused_not_even_by_a_run_started_past_the_api(
+    api: tenant_service_pb2_grpc.TenantServiceStub,
+    stack: Stack,
+    providers: Providers,
+    new_id: Callable[[], str],
+) -> None:
+    tid = new_id()
+    name = f"tenants/{tid}"
+    create(api, tid)
+    assert settle(api, tid).state == State.STATE_ACTIVE
+    api.DeleteTenant(tenant_service_pb2.DeleteTenantRequest(name=name, hard_delete=True, skip_backup=True))
+    assert settle(api, tid).state == State.STATE_DEPROVISIONED
+    deleted = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=name)).tenant
+    events_before = len(api.ListTenantEvents(tenant_service_pb2.ListTenantEventsRequest(parent=name)).events)
+
+    # With the same settings and with others: refused, nothing started.
+    newcomer = tenant_pb2.AdminContact(email=f"new-admin@{tid}.example.com")
+    for changes in ({}, {"display_name": "New Corp", "admin": newcomer}):
+        with pytest.raises(grpc.RpcError) as raised:
+            create(api, tid, **changes)
+        assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        info, fields = details(raised.value)
+        assert (info.reason, info.metadata["tenant_id"], fields) == ("TENANT_DELETED", tid, ["tenant_id"])
+        deleted_at = deleted.last_operation.end_time.ToDatetime(UTC)
+        assert info.metadata["delete_time"] == deleted_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = raised.value.details() or ""
+        assert tid in message and "deleted" in message and "cannot be reused" in message
+        assert f"{deleted_at:%Y-%m-%d %H:%M:%S} UTC" in message
+        assert "new-admin" not in message
+    assert workflow_runs(stack, tid) == 1
+
+    # A run started on the id anyway (past the API) is refused by its first
+    # step, and leaves the deleted tenant as it was.
+    async def provision_anyway() -> BaseException:
+        client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
+        rpc = contracts.WORKFLOWS.rpc("ProvisionTenant")
+        spec = tenant_spec(tid, display_name="New Corp", admin=newcomer)
+        spec.tenant_id = tid
+        handle = await client.start_workflow(
+            rpc.name,
+            orchestrator_pb2.ProvisionTenantRequest(tenant=spec, requested_by="e2e"),
+            id=lifecycle.provision_workflow_id(tid),
+            task_queue=rpc.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            execution_timeout=timedelta(minutes=2),
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        return failed.value.cause
+
+    cause = asyncio.run(provision_anyway())
+    assert "mark_provisioning" in str(cause) and "cannot be reused" in str(cause)
+    after = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=name)).tenant
+    assert after == deleted  # state, settings, last operation, steps, update time
+    assert providers.orphans(tid) == {}
+    assert not [m for m in read_messages(providers.maildir) if "new-admin" in str(m["To"])]
+    # The attempt is in the deleted tenant's audit log, and nothing more of it.
+    log = api.ListTenantEvents(tenant_service_pb2.ListTenantEventsRequest(parent=name)).events
+    attempt = [(e.kind, e.step) for e in log[events_before:]]
+    assert (Kind.KIND_REQUESTED, "provision") in attempt
+    assert (Kind.KIND_STEP_FAILED, "mark_provisioning") in attempt
+    assert all(e.kind != Kind.KIND_STATE_CHANGED for e in log[events_before:])
 
 
 def test_a_domain_of_another_live_tenant_is_refused_before_anything_starts(

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from libs.config import ConfigError
 from libs.contracts import TENANT_DATA
 from services.tenantdb import worker
 from services.tenantdb.activities import TenantDataActivities
+from services.tenantdb.providers import EventRecord, RunStepsRecord
 from services.tenantdb.providers.postgres import PostgresTenantData
 from services.tenantdb.providers.secrets import TenantCredentials
 from tenantry.tenant.v1 import tenant_pb2
@@ -282,6 +285,51 @@ async def test_mark_provisioning_conflicts_with_an_existing_tenant(
     assert_permanent(err, "Conflict")
     assert tid in str(err.value)
     assert await snapshot(db) == before
+
+
+async def test_a_deleted_tenants_id_is_never_provisioned_again_and_its_record_stays(
+    acts: Activities, provider: PostgresTenantData, db: psycopg.AsyncConnection
+) -> None:
+    tid = new_id()
+    await in_state(acts, tid, "STATE_DEPROVISIONED")
+    deletion = RunStepsRecord("deprov-1", "run-d", 1, (("drop_tenant_schema", "STEP_STATUS_COMPLETED", ""),))
+    await provider.append_events(tid, [], replace(deletion, ended=True))
+    before = await snapshot(db)
+    row = await registry_row(db, tid)
+    assert row is not None
+    deleted_on = datetime.fromisoformat(row["last_operation"]["end_time"])
+    # Whatever the settings, and whichever workflow: a run that got past the API's check.
+    for workflow_id in ("provision-1", "provision-2"):
+        with pytest.raises(ApplicationError) as err:
+            await acts.mark_provisioning(
+                pb.MarkProvisioningRequest(
+                    tenant=tenant(tid, display_name="Someone Else"), workflow_id=workflow_id, run_id="run-n"
+                )
+            )
+        assert_permanent(err, "Conflict")
+        assert f"tenant {tid} was deleted" in str(err.value)
+        assert f"on {deleted_on:%Y-%m-%d %H:%M:%S} UTC" in str(err.value)
+        assert "cannot be reused" in str(err.value)
+        assert await snapshot(db) == before
+    # The refused run's failure marks nothing either.
+    with pytest.raises(ApplicationError) as failed:
+        await acts.mark_provision_failed(
+            pb.MarkProvisionFailedRequest(
+                tenant_id=tid, failed_step="mark_provisioning", reason="x", run_id="run-n", tenant=tenant(tid)
+            )
+        )
+    assert_permanent(failed, "Conflict")
+    assert await snapshot(db) == before
+    # Its events are kept (an attempt on the id); its steps do not replace the deletion's.
+    attempt = RunStepsRecord("provision-2", "run-n", 1, (("mark_provisioning", "STEP_STATUS_FAILED", "x"),))
+    requested = EventRecord(run_id="run-n", sequence=1, kind="KIND_REQUESTED", step="provision")
+    assert await provider.append_events(tid, [requested], replace(attempt, ended=True)) == 1
+    row = await registry_row(db, tid)
+    assert row is not None and row["run_steps"]["workflow_id"] == "deprov-1"
+    # The deletion's own later appends still land.
+    await provider.append_events(tid, [], replace(deletion, sequence=2, ended=True))
+    row = await registry_row(db, tid)
+    assert row is not None and row["run_steps"]["sequence"] == 2
 
 
 @pytest.mark.parametrize(

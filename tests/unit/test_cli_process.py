@@ -49,6 +49,17 @@ class _Service(tenant_service_pb2_grpc.TenantServiceServicer):
             tenant=tenant_pb2.Tenant(tenant_id=request.name.removeprefix("tenants/"))
         )
 
+    def CleanUpTenant(  # noqa: N802
+        self, request: tenant_service_pb2.CleanUpTenantRequest, context: grpc.ServicerContext
+    ) -> tenant_service_pb2.CleanUpTenantResponse:
+        # A clean-up leaves the tenant PROVISION_FAILED; "stuck" still holds a bucket.
+        tenant = tenant_pb2.Tenant(
+            tenant_id=request.name.removeprefix("tenants/"), state=tenant_pb2.Tenant.STATE_PROVISION_FAILED
+        )
+        if tenant.tenant_id == "stuck":
+            tenant.leftover_resources.add(domain="infra", kind="s3_bucket", id="b", step="create_bucket")
+        return tenant_service_pb2.CleanUpTenantResponse(tenant=tenant)
+
 
 @pytest.fixture(scope="module")
 def address() -> Iterator[str]:
@@ -148,3 +159,10 @@ def test_list_json_is_json_lines(address: str) -> None:
     lines = listed.stdout.splitlines()
     assert len(lines) == MANY
     assert [json.loads(line)["tenantId"] for line in lines[:2]] == ["t00000", "t00001"]
+
+
+@pytest.mark.timeout(60)
+def test_cleanup_succeeds_when_nothing_is_left_though_the_tenant_stays_failed(address: str) -> None:
+    assert cli(address, "cleanup", "clean").returncode == 0
+    stuck = cli(address, "cleanup", "stuck")
+    assert stuck.returncode == 1 and "s3_bucket" in stuck.stdout, stuck.stdout

@@ -242,7 +242,11 @@ def run(args: argparse.Namespace, stub: Stub) -> int:
         tenant = watch(stub, args.tenant_id, printer, lines=False)
     assert tenant is not None
     printer.result(tenant)
-    failed = tenant.state in FAILED_STATES or (args.command == "cleanup" and bool(tenant.leftover_resources))
+    # A clean-up succeeds when nothing is left, though the tenant stays PROVISION_FAILED.
+    if args.command == "cleanup":
+        failed = bool(tenant.leftover_resources)
+    else:
+        failed = tenant.state in FAILED_STATES
     return REFUSED if failed and args.command in RUN_COMMANDS else OK
 
 

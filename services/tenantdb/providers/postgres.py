@@ -249,9 +249,23 @@ class PostgresTenantData:
             if await _insert(conn, spec.tenant_id, {**fields, "last_operation": operation}):
                 log.info("tenant %s registered as %s by %s", spec.tenant_id, PROVISIONING, workflow_id)
                 return ()
-            state, current_workflow, current_op, left = await _locked_row(
-                conn, spec.tenant_id, "state", "workflow_id", "last_operation", "leftover_resources"
+            state, current_workflow, current_op, left, updated = await _locked_row(
+                conn,
+                spec.tenant_id,
+                "state",
+                "workflow_id",
+                "last_operation",
+                "leftover_resources",
+                "update_time",
             )
+            if state == DEPROVISIONED:
+                # Never reused: the deleted tenant's audit log and backups stay
+                # its own. Also when a run was started past the API's check.
+                raise Conflict(
+                    f"tenant {spec.tenant_id} was deleted ({DEPROVISIONED})"
+                    f" on {_deleted_on(current_op, updated)}; the id of a deleted tenant"
+                    " cannot be reused: choose another tenant id"
+                )
             retry = state in REPROVISION_FROM
             repeat = current_workflow == workflow_id and state in REPROVISION_SAME_WORKFLOW_FROM
             if not (retry or repeat):
@@ -754,16 +768,21 @@ class PostgresTenantData:
             if progress is not None:
                 # A retried older batch of the same run never overwrites a newer
                 # one, and the same progress again changes nothing (nor announces).
+                # A deleted tenant shows its deletion's steps: a run refused on its
+                # id (its events are kept, as an attempt on it) does not replace them.
                 await cur.execute(
                     "UPDATE registry.tenants SET run_steps = %(steps)s WHERE tenant_id = %(tenant)s"
                     " AND run_steps IS DISTINCT FROM %(steps)s AND (run_steps IS NULL"
                     " OR run_steps->>'run_id' IS DISTINCT FROM %(run)s"
-                    " OR (run_steps->>'sequence')::int <= %(seq)s)",
+                    " OR (run_steps->>'sequence')::int <= %(seq)s)"
+                    " AND (state <> %(deleted)s OR workflow_id = %(workflow)s)",
                     {
                         "steps": Jsonb(progress.as_json()),
                         "tenant": tenant_id,
                         "run": progress.run_id,
                         "seq": progress.sequence,
+                        "deleted": DEPROVISIONED,
+                        "workflow": progress.workflow_id,
                     },
                 )
         log.info("tenant %s: %d event(s) appended, %d new", tenant_id, len(rows), added)
@@ -958,6 +977,13 @@ async def _keep_backups(conn: AsyncConnection, tenant_id: str, backups: Sequence
         added += cur.rowcount
     if unique:
         log.info("tenant %s: %d backup object(s) kept, %d new or changed", tenant_id, len(unique), added)
+
+
+def _deleted_on(operation: dict[str, Any] | None, updated: datetime) -> str:
+    """When a DEPROVISIONED tenant was deleted: its deletion run's end, else its last change."""
+    ended = (operation or {}).get("end_time") if (operation or {}).get("kind") == DEPROVISION else None
+    when = datetime.fromisoformat(ended) if ended else updated
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _json_time(value: datetime | None) -> str | None:

@@ -108,7 +108,14 @@ class TenantServiceServicer:
     def CreateTenant(self, request, context):
         """Starts provisioning a tenant and returns it (state PENDING or later).
         Repeating the same request returns the same tenant and starts nothing;
-        a different request for an existing tenant id fails with ALREADY_EXISTS.
+        a different request for an existing tenant id fails with ALREADY_EXISTS
+        (ErrorInfo reason TENANT_ALREADY_EXISTS, metadata `differs` and BadRequest
+        field violations naming the fields that differ, e.g. `tenant.plan_tier`).
+        The id of a deleted (DEPROVISIONED) tenant is never reused, with any
+        settings: its audit log and backups (a schema dump, an identity export
+        with personal data) stay that tenant's, and a new tenant under its id
+        could reach them. Such a request fails with ALREADY_EXISTS, reason
+        TENANT_DELETED, metadata `tenant_id` and `delete_time`: choose another id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
