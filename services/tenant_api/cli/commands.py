@@ -243,10 +243,7 @@ def run(args: argparse.Namespace, stub: Stub) -> int:
     assert tenant is not None
     printer.result(tenant)
     # A clean-up succeeds when nothing is left, though the tenant stays PROVISION_FAILED.
-    if args.command == "cleanup":
-        failed = bool(tenant.leftover_resources)
-    else:
-        failed = tenant.state in FAILED_STATES
+    failed = bool(tenant.leftover_resources) if args.command == "cleanup" else tenant.state in FAILED_STATES
     return REFUSED if failed and args.command in RUN_COMMANDS else OK
 
 
