@@ -26,6 +26,7 @@ from libs import contracts, lifecycle
 from libs.devstack.stack import Stack
 from services.infra.providers.iac import S3State
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.support.tenants import tenant_spec
 
 DNS_ZONE = "tenants.tenantry.test"
 # Callers of the e2e tests, each with a client certificate of its own; all may do everything.
@@ -113,25 +114,6 @@ def callers(stack: Stack) -> Iterator[Callable[[str], tenant_service_pb2_grpc.Te
 @pytest.fixture
 def new_id() -> Callable[[], str]:
     return lambda: f"e2e-{uuid.uuid4().hex[:10]}"
-
-
-def tenant_spec(tenant_id: str = "acme", **changes: object) -> tenant_pb2.Tenant:
-    """A valid tenant; its domain is its own (a domain belongs to one tenant)."""
-    spec = tenant_pb2.Tenant(
-        display_name="Acme Corp",
-        plan_tier=tenant_pb2.PLAN_TIER_POOLED,
-        domains=[f"{tenant_id}.example.com"],
-        admin=tenant_pb2.AdminContact(email="ada@acme.example.com", given_name="Ada", family_name="Lovelace"),
-    )
-    for key, value in changes.items():
-        if key == "domains":
-            del spec.domains[:]
-            spec.domains.extend(value)  # type: ignore[arg-type]
-        elif key == "admin":
-            spec.admin.CopyFrom(value)  # type: ignore[arg-type]
-        else:
-            setattr(spec, key, value)
-    return spec
 
 
 def create(

@@ -19,7 +19,8 @@ from libs.devstack.mailcatcher import read_messages
 from libs.devstack.stack import Stack
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
-from tests.e2e.conftest import Providers, create, details, settle, tenant_spec
+from tests.e2e.conftest import Providers, create, details, settle
+from tests.support.tenants import tenant_spec
 
 State = tenant_pb2.Tenant.State
 Kind = tenant_pb2.TenantEvent.Kind

@@ -9,8 +9,9 @@ import pytest
 
 from libs.devstack.stack import Stack
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
-from tests.e2e.conftest import DNS_ZONE, details, tenant_spec
+from tests.e2e.conftest import DNS_ZONE, details
 from tests.e2e.test_api import workflow_runs
+from tests.support.tenants import tenant_spec
 
 
 def test_reserved_ids_and_another_tenants_zone_names_are_refused_and_start_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from google.protobuf import timestamp_pb2
@@ -288,3 +289,13 @@ def test_field_names_inside_a_message_become_flags() -> None:
         "error: UNAVAILABLE: registry is unavailable; retry with backoff",
         "  retry in 1 s or later",
     ]
+
+
+def test_a_refusal_with_field_details_keeps_the_servers_message() -> None:
+    """Only INVALID_ARGUMENT's summary is replaced by the flag lines; an
+    ALREADY_EXISTS says why (here: the id belongs to a deleted tenant)."""
+    error = errors.tenant_deleted("acme", datetime(2026, 12, 2, 14, 3, 4, tzinfo=UTC))
+    text = output.explain("ALREADY_EXISTS", error.message, status_of(error))
+    headline = text.splitlines()[0]
+    assert headline.startswith("error: ALREADY_EXISTS: tenant 'acme' was deleted on 2026-12-02 14:03:04 UTC")
+    assert "TENANT_ID:" in text

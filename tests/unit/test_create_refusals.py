@@ -12,26 +12,14 @@ from google.rpc import error_details_pb2, status_pb2
 from services.tenant_api import errors
 from services.tenant_api.servicer import _delete_time, _differences
 from tenantry.tenant.v1 import tenant_pb2
+from tests.support.tenants import tenant_spec
 
 Operation = tenant_pb2.Operation
 
 
 def tenant(**changes: object) -> tenant_pb2.Tenant:
-    spec = tenant_pb2.Tenant(
-        tenant_id="acme",
-        display_name="Acme Corp",
-        plan_tier=tenant_pb2.PLAN_TIER_POOLED,
-        domains=["app.acme.example.com"],
-        admin=tenant_pb2.AdminContact(email="ada@acme.example.com", given_name="Ada"),
-    )
-    for key, value in changes.items():
-        if key == "domains":
-            del spec.domains[:]
-            spec.domains.extend(value)  # type: ignore[arg-type]
-        elif key == "admin":
-            spec.admin.CopyFrom(value)  # type: ignore[arg-type]
-        else:
-            setattr(spec, key, value)
+    spec = tenant_spec("acme", **changes)
+    spec.tenant_id = "acme"
     return spec
 
 
@@ -70,7 +58,8 @@ def test_each_differing_setting_is_named_by_its_api_path() -> None:
 
 
 def test_already_exists_names_the_fields_and_shows_no_value() -> None:
-    differs = _differences(tenant(), tenant(admin=tenant_pb2.AdminContact(email="bo@b.example.com")))
+    other = tenant_pb2.AdminContact(email="bo@b.example.com", family_name="Lovelace")
+    differs = _differences(tenant(), tenant(admin=other))
     error = errors.already_exists("acme", differs)
     status, info, fields = details(error)
     assert error.code == grpc.StatusCode.ALREADY_EXISTS

@@ -260,7 +260,7 @@ def explain(code: str, message: str, status: status_pb2.Status | None, domains: 
                 extra.append(f"  missing permission {info.metadata['permission']}")
         elif detail.Unpack(retry):
             extra.append(f"  retry in {retry.retry_delay.ToTimedelta().total_seconds():g} s or later")
-    if violations:
+    if violations and code == "INVALID_ARGUMENT":
         # The server's summary lists API fields; the lines below name the flags.
         headline = f"error: {code}: invalid request"
     else:
