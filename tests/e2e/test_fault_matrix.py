@@ -56,8 +56,9 @@ BACKUP_STEPS = ("backup_schema", "export_identity")
 # Steps before the deletion has the tenant: a failure there changes nothing.
 UNCLAIMED_STEPS = ("read_record", "mark_deprovisioning")
 # How many cases of a batch run at once: enough to overlap, few enough for two
-# cores; more where cases mostly wait (for a timed-out attempt, a restart).
-CONCURRENCY = {"before": 8, "after": 8, "timeout_after": 16, "crash_after": 16}
+# cores; more where cases mostly wait (for a timed-out attempt, a restart): two
+# waves of a deprovision batch instead of four.
+CONCURRENCY = {"before": 8, "after": 8, "timeout_after": 25, "crash_after": 25}
 # Steps of a deletion's grace period: their cases delete with one (1 s); the
 # others delete at once, which runs the same backup and removal steps.
 GRACE_STEPS = ("disable_access", "suspend_deployment", "send_deletion_notice")
