@@ -26,6 +26,12 @@ iac: $(STAMP) ## make sure a terraform / tofu binary is there for dedicated infr
 		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/tofu" \
 		|| $(BIN)/python -m services.infra.providers.iac install
 
+# The trace backend of `make dev` and the end-to-end tests, built from the Go
+# module proxy into the cache (several minutes, once).
+jaeger: $(STAMP) ## make sure the Jaeger binary is there (traces of `make dev` and the tests)
+	@test -x "$${TENANTRY_JAEGER_BINARY:-$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/jaeger}" \
+		|| $(BIN)/python -m libs.devstack.jaeger install
+
 proto: $(STAMP) ## regenerate the Python code from proto/ (never edit libs/gen by hand)
 	$(BIN)/buf format -w
 	$(BIN)/python -m libs.codegen
@@ -42,7 +48,7 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs services orchestrator
 
-test: $(STAMP) iac lint ## every test tier: unit, workflow, integration, end-to-end
+test: $(STAMP) iac jaeger lint ## every test tier: unit, workflow, integration, end-to-end
 	$(BIN)/pytest -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 IDP ?= local
@@ -55,19 +61,22 @@ AWS_PORT ?= 5050
 SMTP_PORT ?= 1025
 KEYCLOAK_PORT ?= 8080
 CODEC_PORT ?= 8234
-dev: $(STAMP) iac ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization GRPC_PORT=50051 ...)
+OTLP_PORT ?= 4317
+JAEGER_PORT ?= 16686
+dev: $(STAMP) iac jaeger ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization GRPC_PORT=50051 ...)
 	@$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE) \
 		--grpc-port $(GRPC_PORT) --temporal-port $(TEMPORAL_PORT) --ui-port $(UI_PORT) \
 		--aws-port $(AWS_PORT) --smtp-port $(SMTP_PORT) --keycloak-port $(KEYCLOAK_PORT) \
-		--codec-port $(CODEC_PORT)
+		--codec-port $(CODEC_PORT) --otlp-port $(OTLP_PORT) --jaeger-port $(JAEGER_PORT)
 
-bench: $(STAMP) iac ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU
+bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU, tracing on/off
 	$(BIN)/python -m tests.bench --tenants $${N:-100}
 	$(BIN)/python -m tests.bench.identity --tenants 20
 	$(BIN)/python -m tests.bench.recovery --rounds 10
 	$(BIN)/python -m tests.bench.codec --runs 1000
+	$(BIN)/python -m tests.bench.tracing --tenants 30
 
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install iac proto proto-check lint test dev bench clean
+.PHONY: help install iac jaeger proto proto-check lint test dev bench clean

@@ -187,8 +187,16 @@ class StepOptions:
     retry: RetryPolicy | None = None
 
 
-async def execute(rpc: Rpc, request: Message, options: StepOptions) -> Any:
-    """Runs a declared activity on its declared queue from inside a workflow."""
+# Runs started since then name each activity's step in its summary (the
+# Temporal UI shows it; the workers' traces carry it as `step`, libs/tracing.py).
+STEP_SUMMARY_PATCH = "step-summaries-v1"
+# An undo's summary: this, then the step it undoes.
+UNDO_PREFIX = "undo "
+
+
+async def execute(rpc: Rpc, request: Message, options: StepOptions, *, step: str | None = None) -> Any:
+    """Runs a declared activity on its declared queue from inside a workflow;
+    `step` names the plan step it runs (`undo <step>` for an undo)."""
     if not isinstance(request, rpc.input_type):
         raise TypeError(f"{rpc.name} takes {rpc.input_type.__name__}, not {type(request).__name__}")
     return await workflow.execute_activity(
@@ -203,4 +211,5 @@ async def execute(rpc: Rpc, request: Message, options: StepOptions) -> Any:
         # On a cancelled run, wait until the activity has really stopped (or
         # finished): only then can its effect be undone without a race.
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        summary=step if step and workflow.patched(STEP_SUMMARY_PATCH) else None,
     )

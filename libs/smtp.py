@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 
-from libs import config
+from libs import config, tracing
 from libs.errors import Rejected, Unavailable
 
 
@@ -115,6 +115,11 @@ class SmtpMailer:
         self._context = settings.tls_context() if settings.starttls else None
 
     def send(self, email: Email) -> str:
+        # The relay's address only: recipients are personal data.
+        with tracing.span("smtp send", {"server.address": self._settings.host, "server.port": self._settings.port}):
+            return self._send(email)
+
+    def _send(self, email: Email) -> str:
         message = compose(email, self._settings.sender)
         where = f"{self._settings.host}:{self._settings.port}"
         try:

@@ -20,7 +20,7 @@ from temporalio.service import RetryConfig, RPCError
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from libs import codec, logs
+from libs import codec, logs, tracing
 from libs.config import ConfigError, TemporalSettings, WorkerSettings
 from libs.contracts import Contract, bind_activities
 from libs.faults import FaultInjection
@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 # side-effect free: pass them through the sandbox instead of re-importing
 # them on every workflow run (measured: the re-import dominates task time).
 SANDBOX_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("tenantry", "libs", "google.protobuf")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        # opentelemetry: the tracing interceptor's context must be the process's own.
+        "tenantry", "libs", "google.protobuf", "opentelemetry"
+    )
 )
 
 
@@ -61,6 +64,8 @@ async def connect(
                 tls=settings.tls,
                 rpc_metadata=settings.rpc_metadata,
                 retry_config=retry_config,
+                # Workers built on this client take their worker side too.
+                interceptors=tracing.temporal_interceptors(),
                 data_converter=converter,
                 # Headers too: an interceptor may put tenant data there.
                 header_codec_behavior=(
@@ -196,6 +201,7 @@ def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
     profile_dir = os.environ.get("TENANTRY_PROFILE_DIR")
     profiling = _profile_threads() if profile_dir else None
     try:
+        tracing.configure(process)  # only with OTEL_* settings (libs/tracing.py)
         asyncio.run(entry())
     except ConfigError as err:
         print(f"{process}: configuration error: {err}", file=sys.stderr)
@@ -205,6 +211,7 @@ def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
     # The SDK's Rust threads can outlive interpreter finalisation and abort
     # it (temporalio/sdk-python#300); everything is drained by now, so leave
     # without finalising.
+    tracing.shutdown()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -31,7 +31,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-from libs.contracts import execute
+from libs.contracts import UNDO_PREFIX, execute
 from libs.errors import ErrorType
 from orchestrator.audit import AuditLog
 from orchestrator.plan import STEPS, Step
@@ -120,7 +120,7 @@ class LifecycleRun:
         if self.failure_proof and spec.undo is not None:
             self._owe(spec)
         try:
-            result = await execute(spec.rpc, request, spec.options)
+            result = await execute(spec.rpc, request, spec.options, step=name)
         except asyncio.CancelledError:
             # The run was cancelled while this step ran; the activity may have
             # done its work before it stopped, so its undo runs too.
@@ -158,7 +158,7 @@ class LifecycleRun:
         spec = STEPS[name]
         self._track(name, Status.STEP_STATUS_RUNNING)
         try:
-            await execute(spec.rpc, request, spec.options)
+            await execute(spec.rpc, request, spec.options, step=name)
         except ActivityError as err:
             self._track(name, Status.STEP_STATUS_FAILED, describe(err))
             workflow.logger.warning("%s failed and is not retried further: %s", name, self.errors[name])
@@ -175,7 +175,7 @@ class LifecycleRun:
         spec = STEPS[name]
         self._track(name, Status.STEP_STATUS_RUNNING, urgent=_long(spec))
         try:
-            result = await execute(spec.rpc, request, spec.options)
+            result = await execute(spec.rpc, request, spec.options, step=name)
         except ActivityError as err:
             self._track(name, Status.STEP_STATUS_FAILED, describe(err))
             if self.failure_proof:
@@ -224,11 +224,13 @@ class LifecycleRun:
             assert undo is not None
             name = owed.step.name
             if not self.failure_proof:
-                await execute(undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS)
+                await execute(
+                    undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS, step=UNDO_PREFIX + name
+                )
                 self._set(name, Status.STEP_STATUS_COMPENSATED)
                 continue
             try:
-                await execute(undo.rpc, undo.request(self.tenant), undo.options)
+                await execute(undo.rpc, undo.request(self.tenant), undo.options, step=UNDO_PREFIX + name)
             except ActivityError as err:
                 reason = describe(err)
                 self._set(name, Status.STEP_STATUS_COMPENSATION_FAILED, reason)

@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--keycloak-port", type=int, default=8080)
     parser.add_argument("--codec-port", type=int, default=8234)
+    parser.add_argument("--otlp-port", type=int, default=4317, help="Jaeger's OTLP/gRPC receiver")
+    parser.add_argument("--jaeger-port", type=int, default=16686, help="Jaeger's query API")
     parser.add_argument("--idp", choices=("local", "keycloak"), default="local", help="identity provider")
     parser.add_argument("--keycloak-mode", choices=("realm", "organization"), default="realm")
     args = parser.parse_args()
@@ -38,11 +40,14 @@ def main() -> None:
             smtp=args.smtp_port,
             keycloak=args.keycloak_port,
             codec=args.codec_port,
+            otlp=args.otlp_port,
+            jaeger=args.jaeger_port,
         ),
         idp=args.idp,
         keycloak_mode=args.keycloak_mode,
         # What `make dev` made is there after a restart, in AWS too.
         keep_aws=True,
+        traces=True,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +83,8 @@ Tenantry is running.
   Temporal     {stack.temporal_address}
   AWS (moto)   {stack.aws_endpoint}   (kept in {stack.aws_recording}: {stack.aws_replayed} earlier
                requests replayed; `make clean` starts over)
+  Traces       {stack.jaeger_endpoint}   (Jaeger; `tenantry get` names a run's trace id:
+               {stack.jaeger_endpoint}/api/traces/<trace id>; a source build has no UI pages)
   Identity     {identity}
   Mail         {stack.maildir} (a Maildir: one file per message received)
 Press Ctrl-C to stop every process.""",

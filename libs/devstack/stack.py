@@ -22,6 +22,7 @@ from libs.devstack import aws, database_roles
 from libs.devstack.access import DevAccess
 from libs.devstack.certs import KeyPair, LocalCA
 from libs.devstack.embedded import Postgres, mail_catcher, moto_server, temporal_server
+from libs.devstack.jaeger import jaeger_server
 from libs.devstack.keycloak import KeycloakServer, keycloak_server
 from libs.devstack.mailcatcher import USERNAME as MAIL_USERNAME
 from libs.devstack.mailcatcher import password_file
@@ -59,6 +60,9 @@ class Ports:
     smtp: int = field(default_factory=free_port)
     keycloak: int = field(default_factory=free_port)
     codec: int = field(default_factory=free_port)
+    # Jaeger (`traces=True`): spans in over OTLP/gRPC, the query API out.
+    otlp: int = field(default_factory=free_port)
+    jaeger: int = field(default_factory=free_port)
 
 
 def _http_ok(url: str) -> bool:
@@ -82,13 +86,16 @@ class Stack:
         grants: str = "",
         ca: LocalCA | None = None,
         keep_aws: bool = False,
+        traces: bool = False,
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
         given server (or on one this stack starts). `ca` signs the stack's
         certificates (a given Keycloak must trust it); else its own.
         `keep_aws`: the AWS emulator's state survives a restart on the same
         state dir (libs/devstack/aws.py; `make dev`), at the cost of
-        handling one AWS request at a time; else it starts empty each time."""
+        handling one AWS request at a time; else it starts empty each time.
+        `traces`: Jaeger runs too, and every Tenantry process exports its
+        spans there (libs/tracing.py)."""
         self.state_dir = state_dir.resolve()
         self.idp = idp
         self.keycloak_mode = keycloak_mode
@@ -101,6 +108,7 @@ class Stack:
         self.extra_env = extra_env or {}
         self.grants = grants
         self.keep_aws = keep_aws
+        self.traces = traces
         # AWS requests of earlier runs replayed at the last start (`keep_aws`).
         self.aws_replayed = 0
         self.embedded: dict[str, ManagedProcess] = {}
@@ -127,6 +135,11 @@ class Stack:
     @property
     def temporal_address(self) -> str:
         return f"127.0.0.1:{self.ports.temporal}"
+
+    @property
+    def jaeger_endpoint(self) -> str:
+        """Jaeger's query API (`/api/traces/<trace id>`), when the stack runs it."""
+        return f"http://127.0.0.1:{self.ports.jaeger}"
 
     @property
     def aws_endpoint(self) -> str:
@@ -163,6 +176,9 @@ class Stack:
         ]
         if p.temporal_ui:
             uses.append(PortUse(p.temporal_ui, "Temporal UI", "UI_PORT", "--ui-port"))
+        if self.traces:
+            uses.append(PortUse(p.otlp, "Jaeger OTLP", "OTLP_PORT", "--otlp-port"))
+            uses.append(PortUse(p.jaeger, "Jaeger", "JAEGER_PORT", "--jaeger-port"))
         if self.idp == "keycloak" and self.keycloak is None:
             uses.append(PortUse(p.keycloak, "Keycloak", "KEYCLOAK_PORT", "--keycloak-port"))
         return uses
@@ -230,6 +246,10 @@ class Stack:
                 password_file=password_file(self.state_dir / "secrets"),
             ),
         }
+        if self.traces:
+            self.embedded["jaeger"] = jaeger_server(
+                self.state_dir / "jaeger", otlp_port=self.ports.otlp, query_port=self.ports.jaeger, log_dir=self.log_dir
+            )
         identity = identity_setting(self.idp, self.keycloak_mode)
         if recorded_identity(self.state_dir) not in (None, identity):
             # Perhaps refused: find out before Keycloak is even set up.
@@ -284,7 +304,9 @@ class Stack:
         database's are each process's own (`service_env`)."""
         assert self.postgres is not None, "start_embedded() first"
         return {
-            **os.environ,
+            # Each process names itself in its spans (libs/tracing.py).
+            **{k: v for k, v in os.environ.items() if k != "OTEL_SERVICE_NAME"},
+            **self._trace_env(),
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": "default",
             "AWS_ENDPOINT_URL": self.aws_endpoint,
@@ -309,6 +331,15 @@ class Stack:
             "TENANTRY_PAYLOAD_KEYS_FILE": str(self.payload_keys_file),
             "TENANTRY_PAYLOAD_ENCRYPTION": "on",
             **self.extra_env,
+        }
+
+    def _trace_env(self) -> dict[str, str]:
+        if not self.traces:
+            return {}
+        return {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.ports.otlp}",
+            # A run's spans reach Jaeger within a second of its end (the SDK waits 5 s).
+            "OTEL_BSP_SCHEDULE_DELAY": os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "500"),
         }
 
     def _page_token_key(self) -> Path:

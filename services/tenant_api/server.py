@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
-from libs import config, namespace
+from libs import config, namespace, tracing
 from libs.health import HealthEndpoint
 from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
@@ -169,8 +169,13 @@ def create_server(
     """Builds the server bound to `address` (port 0 picks a free one);
     `reuse_port` lets several facade processes share one address (SO_REUSEPORT)."""
     server = grpc.aio.server(
-        # The error guard is outermost: it turns the access checks' errors into statuses too.
-        interceptors=[ErrorInterceptor(), AccessInterceptor(access, limits or Limits())],
+        # The server span (tracing, when on) is outermost: it times and continues every call;
+        # the error guard next: it turns the access checks' errors into statuses too.
+        interceptors=[
+            *tracing.server_interceptors(),
+            ErrorInterceptor(),
+            AccessInterceptor(access, limits or Limits()),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),

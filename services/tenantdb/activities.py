@@ -17,7 +17,7 @@ from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from libs import errors
+from libs import errors, tracing
 from libs.backup import BackupStore
 from libs.errors import ErrorType, provider_errors
 from libs.lifecycle import checked_tenant_id
@@ -431,6 +431,7 @@ def _operation_message(op: OperationRecord) -> tenant_pb2.Operation:
         failed_step=op.failed_step,
         failure_reason=op.failure_reason,
         failure_type=op.failure_type,
+        trace_id=op.trace_id,
     )
     if op.start_time is not None:
         message.start_time.CopyFrom(_timestamp(op.start_time))
@@ -452,6 +453,7 @@ def _operation_of(op: tenant_pb2.Operation) -> OperationRecord:
         failed_step=op.failed_step,
         failure_reason=op.failure_reason[:MAX_EVENT_DETAIL],
         failure_type=op.failure_type,
+        trace_id=op.trace_id or tracing.current_trace_id(),
         start_time=op.start_time.ToDatetime(tzinfo=UTC) if op.HasField("start_time") else None,
         end_time=op.end_time.ToDatetime(tzinfo=UTC) if op.HasField("end_time") else None,
     )

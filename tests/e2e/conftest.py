@@ -62,8 +62,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterat
             "TENANTRY_MUTATION_BURST": "1000",
             # ... and watches each of a batch's cases (up to 50 at once) to its end.
             "TENANTRY_MAX_WATCH_STREAMS": "100",
+            # Traces go to the stack's Jaeger, but only of calls that ask for it with
+            # a sampled `traceparent` (test_traces.py): the rest of the suite records none.
+            "OTEL_TRACES_SAMPLER": "parentbased_always_off",
         },
         grants=E2E_GRANTS,
+        traces=True,
     ).start()
     yield started
     started.stop()

@@ -139,6 +139,14 @@ def test_get_shows_state_tier_times_the_failure_and_what_is_left() -> None:
     ) in lines
 
 
+def test_get_shows_the_trace_of_the_last_run_when_it_was_traced() -> None:
+    tenant = failed_tenant()
+    assert "trace" not in output.describe(tenant)
+    tenant.last_operation.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    lines = output.describe(tenant).splitlines()
+    assert "  trace     4bf92f3577b34da6a3ce929d0e0e4736 (the last run's, in the trace backend)" in lines
+
+
 def test_a_cancelled_run_says_it_was_cancelled() -> None:
     tenant = failed_tenant()
     tenant.failure_reason = tenant.last_operation.failure_reason = "cancelled"

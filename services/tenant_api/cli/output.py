@@ -159,6 +159,8 @@ def describe(tenant: tenant_pb2.Tenant) -> str:
         lines.append(f"            (`tenantry cleanup {tenant.tenant_id}` tries to remove them again)")
     if tenant.last_operation.kind:
         lines.append(f"  last run  {last_run(tenant.last_operation)}")
+    if tenant.last_operation.trace_id:
+        lines.append(f"  trace     {tenant.last_operation.trace_id} (the last run's, in the trace backend)")
     if tenant.HasField("purge_time"):
         lines.append(
             f"  purge at  {when(tenant.purge_time)} (`tenantry undelete {tenant.tenant_id}` until then)"

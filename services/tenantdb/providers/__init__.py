@@ -169,6 +169,7 @@ class OperationRecord:
     failure_type: str = ""
     start_time: datetime | None = None
     end_time: datetime | None = None
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)

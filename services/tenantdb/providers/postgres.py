@@ -22,6 +22,7 @@ from psycopg import AsyncConnection, errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from libs import tracing
 from libs.lifecycle import REGISTRY_CHANGES_CHANNEL
 from libs.postgres import advisory_lock, connection_pool, open_pool, role_password
 from services.tenantdb.migrate import TENANT_GROUP
@@ -1014,6 +1015,8 @@ def _operation(
         run_id,
     )
     started = since.get("start_time") if same_run else None
+    # The run's trace (its activities run in it); a mark outside any kept the one recorded.
+    trace_id = tracing.current_trace_id() or (since.get("trace_id", "") if same_run else "")
     record = OperationRecord(
         kind=kind,
         outcome=outcome,
@@ -1022,6 +1025,7 @@ def _operation(
         failed_step=failure[0] if failure else "",
         failure_reason=failure[1] if failure else "",
         failure_type=failure[2] if failure else "",
+        trace_id=trace_id,
         start_time=start or (datetime.fromisoformat(started) if started else now),
         end_time=None if outcome == RUNNING else now,
     )
