@@ -116,7 +116,9 @@ class SmtpMailer:
 
     def send(self, email: Email) -> str:
         # The relay's address only: recipients are personal data.
-        with tracing.span("smtp send", {"server.address": self._settings.host, "server.port": self._settings.port}):
+        with tracing.span(
+            "smtp send", {"server.address": self._settings.host, "server.port": self._settings.port}
+        ):
             return self._send(email)
 
     def _send(self, email: Email) -> str:

@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 SANDBOX_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
         # opentelemetry: the tracing interceptor's context must be the process's own.
-        "tenantry", "libs", "google.protobuf", "opentelemetry"
+        "tenantry",
+        "libs",
+        "google.protobuf",
+        "opentelemetry",
     )
 )
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -120,9 +121,29 @@ def _instrument_clients() -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
     BotocoreInstrumentor().instrument()
-    # Statements only (with placeholders), never their parameters; no comments added to the SQL.
+    # Statements only (values travel as parameters, which are not captured),
+    # and no comments added to the SQL.
     PsycopgInstrumentor().instrument(enable_commenter=False)
+    _statements_without_literals()
     HTTPXClientInstrumentor().instrument(request_hook=_redact_url, async_request_hook=_redact_url_async)
+
+
+# A quoted SQL string: role DDL takes its SCRAM verifier as one (libs/postgres.py).
+_SQL_STRING = re.compile(r"'(?:[^']|'')*'")
+
+
+def _statements_without_literals() -> None:
+    """`db.statement` keeps no string literal: a composed statement (psycopg's
+    `sql.Literal`) would otherwise show its values, a password verifier among them."""
+    from opentelemetry.instrumentation.psycopg import CursorTracer
+
+    statement_of = CursorTracer.get_statement
+
+    def get_statement(self: Any, cursor: Any, args: Any) -> Any:
+        statement = statement_of(self, cursor, args)
+        return _SQL_STRING.sub("'?'", statement) if isinstance(statement, str) else statement
+
+    CursorTracer.get_statement = get_statement  # type: ignore[method-assign]
 
 
 def _redact_url(span: Any, request: Any) -> None:
@@ -154,7 +175,7 @@ def shutdown() -> None:
 
 
 def _baggage_attributes() -> Any:
-    """A span processor that copies the run's baggage (tenant, tier, step) onto every span started under it."""
+    """A span processor: the run's baggage (tenant, tier, step) onto every span started under it."""
     from opentelemetry import baggage
     from opentelemetry.sdk.trace import SpanProcessor
 

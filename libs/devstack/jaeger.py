@@ -64,7 +64,16 @@ def install(dest: Path = CACHE_BIN, *, version: str = JAEGER_VERSION) -> Path:
         for argv in (
             [go, "mod", "init", "tenantry.local/jaeger-build"],
             [go, "get", "-tool", f"{JAEGER_MODULE}/cmd/jaeger@{version}"],
-            [*nice, go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), f"{JAEGER_MODULE}/cmd/jaeger"],
+            [
+                *nice,
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags=-s -w",
+                "-o",
+                str(partial),
+                f"{JAEGER_MODULE}/cmd/jaeger",
+            ],
         ):
             subprocess.run(argv, cwd=scratch, check=True)
     partial.replace(target)

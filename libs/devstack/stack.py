@@ -248,7 +248,10 @@ class Stack:
         }
         if self.traces:
             self.embedded["jaeger"] = jaeger_server(
-                self.state_dir / "jaeger", otlp_port=self.ports.otlp, query_port=self.ports.jaeger, log_dir=self.log_dir
+                self.state_dir / "jaeger",
+                otlp_port=self.ports.otlp,
+                query_port=self.ports.jaeger,
+                log_dir=self.log_dir,
             )
         identity = identity_setting(self.idp, self.keycloak_mode)
         if recorded_identity(self.state_dir) not in (None, identity):

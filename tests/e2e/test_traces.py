@@ -105,7 +105,7 @@ def test_a_create_is_one_trace_across_all_six_processes(
     steps = set(plan_for(tenant_pb2.PLAN_TIER_POOLED).provision_steps)
 
     def complete(spans: list[Span]) -> bool:
-        return SERVICES <= {s.service for s in spans} and steps <= _steps_run(spans)
+        return {s.service for s in spans} >= SERVICES and steps <= _steps_run(spans)
 
     spans = _trace_when(stack, trace_id, complete)
     by_id = {s.span_id: s for s in spans}
@@ -153,6 +153,17 @@ def test_a_create_is_one_trace_across_all_six_processes(
     assert called("infra", lambda s: s.tags.get("rpc.system") == "aws-api")
     assert called("notification", lambda s: s.name == "smtp send")
     assert all(s.tags.get("tenant.id") == tid for s in spans if s.service == "infra")
+
+    # No personal data nor secrets in any span: not the admin's email (Keycloak's
+    # query strings, SMTP recipients), not a role's password verifier (SQL literals).
+    leaked = [
+        (s.service, s.name, key)
+        for s in spans
+        for key, value in s.tags.items()
+        if "ada@acme" in str(value) or "SCRAM-SHA-256" in str(value)
+    ]
+    assert not leaked
+    assert any("CREATE ROLE" in str(s.tags.get("db.statement")) for s in spans), "the role DDL was traced"
 
     # An operator finds the trace from the tenant: the last run names it.
     got = api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{tid}"))

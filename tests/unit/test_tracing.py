@@ -82,8 +82,13 @@ def test_the_runs_baggage_becomes_attributes_of_every_span_under_it() -> None:
     for key, value in entries.items():
         ctx = baggage.set_baggage(key, value, ctx)
     ctx = baggage.set_baggage("caller.secret", "x", ctx)
-    with tracer.start_as_current_span("RunActivity", context=ctx), tracer.start_as_current_span("child"):
-        pass
+    # As the Temporal interceptor runs an activity: its context (from the headers) attached.
+    token = context.attach(ctx)
+    try:
+        with tracer.start_as_current_span("RunActivity"), tracer.start_as_current_span("child"):
+            pass
+    finally:
+        context.detach(token)
     with tracer.start_as_current_span("outside"):
         pass
     spans = {s.name: dict(s.attributes or {}) for s in exported.get_finished_spans()}

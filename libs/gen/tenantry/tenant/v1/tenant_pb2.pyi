@@ -149,7 +149,7 @@ class LeftoverResource(_message.Message):
     def __init__(self, step: _Optional[str] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., domain: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Operation(_message.Message):
-    __slots__ = ("kind", "outcome", "failed_step", "failure_reason", "failure_type", "workflow_id", "run_id", "start_time", "end_time")
+    __slots__ = ("kind", "outcome", "failed_step", "failure_reason", "failure_type", "workflow_id", "run_id", "start_time", "end_time", "trace_id")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Operation.Kind]
@@ -187,6 +187,7 @@ class Operation(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     kind: Operation.Kind
     outcome: Operation.Outcome
     failed_step: str
@@ -196,7 +197,8 @@ class Operation(_message.Message):
     run_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[Operation.Kind, str]] = ..., outcome: _Optional[_Union[Operation.Outcome, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failure_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, kind: _Optional[_Union[Operation.Kind, str]] = ..., outcome: _Optional[_Union[Operation.Outcome, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failure_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class BackupObject(_message.Message):
     __slots__ = ("kind", "uri", "size_bytes", "sha256")
