@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -161,17 +162,19 @@ async def _redact_url_async(span: Any, request: Any) -> None:
     _redact_url(span, request)
 
 
-def shutdown() -> None:
-    """Exports what is buffered (bounded: a backend that is down costs a few seconds, once)."""
+def shutdown(timeout: float = 3.0) -> None:
+    """Exports what is buffered, waiting at most `timeout` seconds: the SDK's
+    flush waits for the exporter's retries (about 7 s against a backend that
+    is down), and the process exits right after this (libs/temporal.main)."""
     global _provider
     if _provider is None:
         return
-    try:
-        _provider.force_flush(timeout_millis=3000)
-        _provider.shutdown()
-    except Exception as err:  # the process is stopping either way
-        log.warning("trace export at shutdown failed: %s", err)
-    _provider = None
+    provider, _provider = _provider, None
+    flushing = threading.Thread(target=provider.shutdown, name="trace-flush", daemon=True)
+    flushing.start()
+    flushing.join(timeout)
+    if flushing.is_alive():
+        log.warning("traces not exported within %.0f s at shutdown; the last spans are lost", timeout)
 
 
 def _baggage_attributes() -> Any:
