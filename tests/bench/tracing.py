@@ -50,7 +50,9 @@ async def bench(n: int, concurrency: int, rounds: int) -> dict[str, list[dict[st
                     await tenantry(stack, client, 5, 5)  # warm-up: pools, caches, first tasks
                     meter = CpuMeter(embedded_pids(stack) | pids_of(stack.services)).start()
                     figures = await tenantry(stack, client, n, concurrency)
-                    figures["cpu_ms"] = sum(meter.stop().values()) * 1000 / n
+                    spent = meter.stop()
+                    figures["cpu_ms"] = sum(spent.values()) * 1000 / n
+                    figures["jaeger_ms"] = spent.get("jaeger", 0.0) * 1000 / n
                     results[mode].append(figures)
         finally:
             stack.stop()
@@ -59,14 +61,18 @@ async def bench(n: int, concurrency: int, rounds: int) -> dict[str, list[dict[st
 
 def report(results: dict[str, list[dict[str, float]]], n: int, concurrency: int) -> None:
     print(f"\ntracing on (every span to Jaeger) and off, {n} pooled tenants per round at c={concurrency}")
-    print(f"{'tracing':<10} {'per s':>8} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms/tenant':>14}")
+    print(
+        f"{'tracing':<10} {'per s':>8} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms/tenant':>14} {'of it Jaeger':>13}"
+    )
     summary = {}
     for mode, rounds in results.items():
-        figures = {k: statistics.mean(r[k] for r in rounds) for k in ("rate", "p50", "p95", "cpu_ms")}
+        figures = {
+            k: statistics.mean(r[k] for r in rounds) for k in ("rate", "p50", "p95", "cpu_ms", "jaeger_ms")
+        }
         summary[mode] = figures
         print(
             f"{mode:<10} {figures['rate']:>8.2f} {figures['p50'] * 1000:>8.0f} "
-            f"{figures['p95'] * 1000:>8.0f} {figures['cpu_ms']:>14.0f}"
+            f"{figures['p95'] * 1000:>8.0f} {figures['cpu_ms']:>14.0f} {figures['jaeger_ms']:>13.0f}"
         )
     on, off = summary["on"], summary["off"]
     print(
