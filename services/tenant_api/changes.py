@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import OrderedDict
@@ -269,7 +270,10 @@ class RegistryChanges:
 
     def _start(self) -> None:
         if self._listening is None and not self._closed:
-            self._listening = asyncio.create_task(self._listen(), name="registry-changes")
+            # The process's own task, not part of the request that starts it (nor of its trace).
+            self._listening = asyncio.create_task(
+                self._listen(), name="registry-changes", context=contextvars.Context()
+            )
 
     async def _listen(self) -> None:
         attempt = 0
@@ -380,7 +384,9 @@ class RegistryChanges:
         if followed:
             feed._closing = asyncio.create_task(self._check_run(feed, *followed))
             if self._sweeping is None or self._sweeping.done():
-                self._sweeping = asyncio.create_task(self._sweep(), name="closed-runs-sweep")
+                self._sweeping = asyncio.create_task(
+                    self._sweep(), name="closed-runs-sweep", context=contextvars.Context()
+                )
 
     async def _check_run(self, feed: TenantFeed, workflow_id: str, run_id: str) -> None:
         with contextlib.suppress(errors.ApiError):  # Temporal away: the sweep finds it later
