@@ -357,22 +357,29 @@ class Stack:
         """Starts the process (`replica` > 0: another one of it, named `<name>-<replica>`;
         `env` on top of its settings)."""
         health = f"127.0.0.1:{free_port()}"
+        given = env
         env = {**self.service_env(name), "TENANTRY_HEALTH_ADDRESS": health, **(env or {})}
         # Every health endpoint serves TLS with the stack's server certificate;
         # the API also requires client certificates on its own address.
         server = self.ca.server()
         env |= {"TENANTRY_TLS_CERT_FILE": str(server.cert), "TENANTRY_TLS_KEY_FILE": str(server.key)}
         credentials = grpc.ssl_channel_credentials(self.ca.ca_file.read_bytes())
-        if self.metrics and not (env and "TENANTRY_METRICS_ADDRESS" in env):
+        key = f"{name}-{replica}" if replica else name
+        # Each process its own endpoint (one inherited from the caller's environment would clash).
+        env.pop("TENANTRY_METRICS_ADDRESS", None)
+        if given and "TENANTRY_METRICS_ADDRESS" in given:
+            env["TENANTRY_METRICS_ADDRESS"] = given["TENANTRY_METRICS_ADDRESS"]
+        elif self.metrics:
             first = self.ports.metrics
             port = first + list(SERVICES).index(name) if first and not replica else free_port()
             env["TENANTRY_METRICS_ADDRESS"] = f"127.0.0.1:{port}"
         if env.get("TENANTRY_METRICS_ADDRESS"):
-            self.metrics_addresses[f"{name}-{replica}" if replica else name] = env["TENANTRY_METRICS_ADDRESS"]
+            self.metrics_addresses[key] = env["TENANTRY_METRICS_ADDRESS"]
+        else:
+            self.metrics_addresses.pop(key, None)
         if name == "tenant_api":
             assert self.access is not None
             env.update(self.access.api_env())
-        key = f"{name}-{replica}" if replica else name
         process = ManagedProcess(
             key,
             python_module(SERVICES[name]),
