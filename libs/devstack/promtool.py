@@ -12,6 +12,7 @@ promtool's rule checks need none of them, and they are most of the build.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def install(dest: Path = CACHE_BIN, *, version: str = PROMETHEUS_VERSION) -> Pat
             ],
             cwd=tree,
             check=True,
+            # The module ships a go.work naming folders its zip leaves out.
+            env={**os.environ, "GOWORK": "off"},
         )
         partial.replace(target)
     return target
