@@ -60,7 +60,7 @@ def test_every_alert_has_a_unit_test_that_fires_it() -> None:
 
 @pytest.mark.parametrize("unit_test", UNIT_TESTS, ids=[p.name for p in UNIT_TESTS])
 def test_an_alert_behaves_as_its_unit_test_says(promtool: Path, unit_test: Path) -> None:
-    done = _run(promtool, "test", "rules", unit_test.name)
+    done = _run(promtool, "test", "rules", unit_test)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
