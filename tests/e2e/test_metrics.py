@@ -5,7 +5,6 @@ those runs say; every metric the alert rules and the dashboard name exists."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.request
@@ -17,16 +16,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 
 from libs import contracts
 from libs.devstack.stack import SERVICES, Stack
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import create, eventually, inject_failure, settle
+from tests.support.monitoring import dashboard_expressions, metric_names, rule_expressions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 State = tenant_pb2.Tenant.State
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -216,40 +214,12 @@ def test_every_worker_reports_task_slots_for_its_queue(runs: Runs) -> None:
         assert runs.delta(latency, process, task_queue=queue) >= 1, process
 
 
-def _names_in(expression: str) -> set[str]:
-    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
-    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", expression)
-    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", bare)
-    return {
-        n
-        for n in re.findall(r"\b[a-z_][a-z0-9_]*\b(?!\s*\()", bare)
-        if n.startswith(("tenantry_", "temporal_"))
-    }
-
-
-def _dashboard_expressions() -> list[str]:
-    dashboard = json.loads((DEPLOY / "grafana" / "tenantry.json").read_text())
-    found = [
-        target["expr"]
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-        if "expr" in target
-    ]
-    assert len(found) >= 10, "the dashboard's panels were not found"
-    return found
-
-
-def _rule_expressions() -> list[str]:
-    groups = yaml.safe_load((DEPLOY / "prometheus" / "tenantry-rules.yaml").read_text())["groups"]
-    return [rule["expr"] for group in groups for rule in group["rules"]]
-
-
 @pytest.mark.parametrize("source", ["dashboard", "rules"])
 def test_the_dashboard_and_the_rules_name_only_metrics_that_exist(
     stack: Stack, runs: Runs, source: str
 ) -> None:
-    expressions = _dashboard_expressions() if source == "dashboard" else _rule_expressions()
-    named = set().union(*map(_names_in, expressions))
+    expressions = dashboard_expressions() if source == "dashboard" else rule_expressions()
+    named = set().union(*map(metric_names, expressions))
     assert len(named) >= 5, f"too few metric names found in the {source}: {sorted(named)}"
     # The SDK exports a metric once it is first recorded: empty polls only once
     # a long poll came back empty, up to a minute after a worker started.

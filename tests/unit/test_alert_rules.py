@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from libs.devstack.promtool import find
+from tests.support.monitoring import RULES, dashboard_expressions, metric_names
 
-PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-RULES = PROMETHEUS / "tenantry-rules.yaml"
+PROMETHEUS = RULES.parent
 UNIT_TESTS = sorted((PROMETHEUS / "tests").glob("*.test.yaml"))
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,6 +63,24 @@ def test_an_alert_behaves_as_its_unit_test_says(promtool: Path, unit_test: Path)
     done = _run(promtool, "test", "rules", unit_test)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
+
+
+def test_every_dashboard_query_is_promql(promtool: Path) -> None:
+    for expression in dashboard_expressions():
+        done = _run(promtool, "--experimental", "promql", "format", expression)
+        assert done.returncode == 0, f"{expression}\n{done.stderr}"
+    assert _run(promtool, "--experimental", "promql", "format", "sum by (kind (up)").returncode != 0
+
+
+def test_metric_names_are_read_from_promql() -> None:
+    expression = (
+        'sum by (tier) (increase(tenantry_run_duration_seconds_bucket{kind="provision", le="300"}[30m]))'
+        " / on (tier) group_left sum(temporal_worker_task_slots_used)"
+    )
+    assert metric_names(expression) == {
+        "tenantry_run_duration_seconds_bucket",
+        "temporal_worker_task_slots_used",
+    }
 
 
 def test_a_broken_expectation_fails(promtool: Path, tmp_path: Path) -> None:
