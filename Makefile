@@ -26,6 +26,13 @@ iac: $(STAMP) ## make sure a terraform / tofu binary is there for dedicated infr
 		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/tofu" \
 		|| $(BIN)/python -m services.infra.providers.iac install
 
+# The alert rules' checks (deploy/prometheus) need promtool: built once from the
+# Go module proxy into the cache when it is not on PATH (a few minutes, once).
+promtool: $(STAMP) ## make sure promtool is there for the alert rules' checks and unit tests
+	@command -v promtool >/dev/null \
+		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/promtool" \
+		|| nice $(BIN)/python -m libs.devstack.promtool
+
 proto: $(STAMP) ## regenerate the Python code from proto/ (never edit libs/gen by hand)
 	$(BIN)/buf format -w
 	$(BIN)/python -m libs.codegen
@@ -42,7 +49,7 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs services orchestrator
 
-test: $(STAMP) iac lint ## every test tier: unit, workflow, integration, end-to-end
+test: $(STAMP) iac promtool lint ## every test tier: unit, workflow, integration, end-to-end
 	$(BIN)/pytest -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 IDP ?= local
@@ -55,11 +62,13 @@ AWS_PORT ?= 5050
 SMTP_PORT ?= 1025
 KEYCLOAK_PORT ?= 8080
 CODEC_PORT ?= 8234
+# Each process's Prometheus endpoint: METRICS_PORT for the first, +1 for each next one.
+METRICS_PORT ?= 9464
 dev: $(STAMP) iac ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization GRPC_PORT=50051 ...)
 	@$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE) \
 		--grpc-port $(GRPC_PORT) --temporal-port $(TEMPORAL_PORT) --ui-port $(UI_PORT) \
 		--aws-port $(AWS_PORT) --smtp-port $(SMTP_PORT) --keycloak-port $(KEYCLOAK_PORT) \
-		--codec-port $(CODEC_PORT)
+		--codec-port $(CODEC_PORT) --metrics-port $(METRICS_PORT)
 
 bench: $(STAMP) iac ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU
 	$(BIN)/python -m tests.bench --tenants $${N:-100}
@@ -70,4 +79,4 @@ bench: $(STAMP) iac ## one table: throughput and CPU against a raw-Temporal base
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install iac proto proto-check lint test dev bench clean
+.PHONY: help install iac promtool proto proto-check lint test dev bench clean

@@ -20,7 +20,7 @@ from temporalio.service import RetryConfig, RPCError
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from libs import codec, logs
+from libs import codec, logs, metrics
 from libs.config import ConfigError, TemporalSettings, WorkerSettings
 from libs.contracts import Contract, bind_activities
 from libs.faults import FaultInjection
@@ -62,6 +62,7 @@ async def connect(
                 rpc_metadata=settings.rpc_metadata,
                 retry_config=retry_config,
                 data_converter=converter,
+                runtime=metrics.runtime(),
                 # Headers too: an interceptor may put tenant data there.
                 header_codec_behavior=(
                     HeaderCodecBehavior.CODEC if converter.payload_codec else HeaderCodecBehavior.NO_CODEC
@@ -181,7 +182,7 @@ def _write_profile(profiles: list[Any], path: Path) -> None:
 
 def _interceptors() -> list[Interceptor]:
     rules = os.environ.get("TENANTRY_FAULT_INJECTION_FILE")
-    return [FaultInjection(Path(rules))] if rules else []
+    return [metrics.WorkflowMetrics(), *([FaultInjection(Path(rules))] if rules else [])]
 
 
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -31,7 +31,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-from libs.contracts import execute
+from libs import metrics
+from libs.contracts import Rpc, StepOptions, execute
 from libs.errors import ErrorType
 from orchestrator.audit import AuditLog
 from orchestrator.plan import STEPS, Step
@@ -120,7 +121,7 @@ class LifecycleRun:
         if self.failure_proof and spec.undo is not None:
             self._owe(spec)
         try:
-            result = await execute(spec.rpc, request, spec.options)
+            result = await self._timed(name, spec.rpc, request, spec.options)
         except asyncio.CancelledError:
             # The run was cancelled while this step ran; the activity may have
             # done its work before it stopped, so its undo runs too.
@@ -158,7 +159,7 @@ class LifecycleRun:
         spec = STEPS[name]
         self._track(name, Status.STEP_STATUS_RUNNING)
         try:
-            await execute(spec.rpc, request, spec.options)
+            await self._timed(name, spec.rpc, request, spec.options)
         except ActivityError as err:
             self._track(name, Status.STEP_STATUS_FAILED, describe(err))
             workflow.logger.warning("%s failed and is not retried further: %s", name, self.errors[name])
@@ -175,7 +176,7 @@ class LifecycleRun:
         spec = STEPS[name]
         self._track(name, Status.STEP_STATUS_RUNNING, urgent=_long(spec))
         try:
-            result = await execute(spec.rpc, request, spec.options)
+            result = await self._timed(name, spec.rpc, request, spec.options)
         except ActivityError as err:
             self._track(name, Status.STEP_STATUS_FAILED, describe(err))
             if self.failure_proof:
@@ -183,6 +184,22 @@ class LifecycleRun:
             raise
         self._track(name, Status.STEP_STATUS_COMPLETED)
         return result
+
+    async def _timed(self, name: str, rpc: Rpc, request: Message, options: StepOptions) -> Any:
+        """`execute`, with the step's duration and failure recorded (libs/metrics.py)."""
+        began = workflow.now()
+        outcome, kind = metrics.COMPLETED, ""
+        try:
+            return await execute(rpc, request, options)
+        except ActivityError as err:
+            kind = error_type(err)
+            outcome = metrics.CANCELLED if kind == ErrorType.CANCELLED else metrics.FAILED
+            raise
+        except asyncio.CancelledError:
+            outcome = metrics.CANCELLED
+            raise
+        finally:
+            metrics.step_finished(name, (workflow.now() - began).total_seconds(), outcome, kind)
 
     # -- the saga -------------------------------------------------------------
 
@@ -225,6 +242,7 @@ class LifecycleRun:
             name = owed.step.name
             if not self.failure_proof:
                 await execute(undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS)
+                metrics.compensated(name, undone=True)
                 self._set(name, Status.STEP_STATUS_COMPENSATED)
                 continue
             try:
@@ -232,9 +250,13 @@ class LifecycleRun:
             except ActivityError as err:
                 reason = describe(err)
                 self._set(name, Status.STEP_STATUS_COMPENSATION_FAILED, reason)
-                leftovers += leftovers_of(owed.step, owed.resources, reason)
+                left = leftovers_of(owed.step, owed.resources, reason)
+                metrics.compensated(name, undone=False)
+                metrics.left_over(name, undo.kind, len(left))
+                leftovers += left
                 workflow.logger.warning("undo of %s failed for good: %s", name, reason)
                 continue
+            metrics.compensated(name, undone=True)
             if self.status.get(name) == Status.STEP_STATUS_FAILED:
                 # The failed step keeps showing FAILED (and why); its undo is in the audit log.
                 if self.audit is not None:

@@ -25,6 +25,9 @@ def main() -> None:
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--keycloak-port", type=int, default=8080)
     parser.add_argument("--codec-port", type=int, default=8234)
+    parser.add_argument(
+        "--metrics-port", type=int, default=9464, help="the first process's Prometheus port; each next one +1"
+    )
     parser.add_argument("--idp", choices=("local", "keycloak"), default="local", help="identity provider")
     parser.add_argument("--keycloak-mode", choices=("realm", "organization"), default="realm")
     args = parser.parse_args()
@@ -38,11 +41,13 @@ def main() -> None:
             smtp=args.smtp_port,
             keycloak=args.keycloak_port,
             codec=args.codec_port,
+            metrics=args.metrics_port,
         ),
         idp=args.idp,
         keycloak_mode=args.keycloak_mode,
         # What `make dev` made is there after a restart, in AWS too.
         keep_aws=True,
+        metrics=True,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,6 +69,9 @@ def main() -> None:
                 f"\n               admin console {stack.keycloak.url}/admin: user"
                 f" {stack.keycloak.admin_username}, password in {stack.keycloak_admin_file}"
             )
+    scrape = "\n               ".join(
+        f"http://{address}/metrics  {name}" for name, address in stack.metrics_addresses.items()
+    )
     # The CLI's default address is the default port's.
     cli = ".venv/bin/tenantry" + ("" if args.grpc_port == 50051 else f" --address {stack.grpc_address}")
     print(
@@ -80,6 +88,8 @@ Tenantry is running.
                requests replayed; `make clean` starts over)
   Identity     {identity}
   Mail         {stack.maildir} (a Maildir: one file per message received)
+  Metrics      {scrape}
+               (rules and a dashboard: deploy/prometheus, deploy/grafana)
 Press Ctrl-C to stop every process.""",
         flush=True,
     )

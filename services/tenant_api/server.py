@@ -24,6 +24,7 @@ from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
 from services.tenant_api.errors import ApiError, malformed_request
 from services.tenant_api.handlers import rewrap
+from services.tenant_api.metrics import RpcMetrics
 from services.tenant_api.registry import Registry
 from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
@@ -169,8 +170,13 @@ def create_server(
     """Builds the server bound to `address` (port 0 picks a free one);
     `reuse_port` lets several facade processes share one address (SO_REUSEPORT)."""
     server = grpc.aio.server(
-        # The error guard is outermost: it turns the access checks' errors into statuses too.
-        interceptors=[ErrorInterceptor(), AccessInterceptor(access, limits or Limits())],
+        # The error guard is outside the access checks: it turns their errors into
+        # statuses too; the metrics are outermost, to count every answer's code.
+        interceptors=[
+            RpcMetrics(SERVICE_NAME),
+            ErrorInterceptor(),
+            AccessInterceptor(access, limits or Limits()),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),

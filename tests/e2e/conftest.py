@@ -64,6 +64,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterat
             "TENANTRY_MAX_WATCH_STREAMS": "100",
         },
         grants=E2E_GRANTS,
+        # Every process serves Prometheus metrics on a free port of its own (test_metrics.py).
+        metrics=True,
     ).start()
     yield started
     started.stop()
