@@ -316,7 +316,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line |= getattr(record, "tenantry", {})
+        context = getattr(record, "tenantry", {})
+        line |= {k: context[k] for k in _CONTEXT_FIELDS if k in context}
         for key, value in _extras(record).items():
             line.setdefault(key, value)
         if record.exc_info:

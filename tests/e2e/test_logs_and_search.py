@@ -134,7 +134,9 @@ def test_one_tenant_followed_through_logs_and_search_attributes(
     assert {line["tenant_id"] for line in step_lines} == {tid}
     assert all(line["run_id"] and line["activity"].startswith("tenantry.") for line in step_lines)
     assert all(
-        line["level"] == "INFO" for line in step_lines if line["event"] in ("step_started", "step_finished")
+        line["level"] == "INFO"
+        for line in step_lines
+        if line.get("event") in ("step_started", "step_finished")
     )
 
     # The facade: one line per call, with its code and the tenant.
