@@ -94,3 +94,39 @@ def test_text_lines_on_request() -> None:
     assert "rpc=GetTenant" in inside and "tenant_id=acme" in inside
     with pytest.raises(ValueError):
         json.loads(inside)
+
+
+TRACED = textwrap.dedent(
+    """
+    import logging
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from libs import logs
+
+    logs.configure("probe")
+    trace.set_tracer_provider(TracerProvider())
+    log = logging.getLogger("services.probe")
+    log.info("outside")
+    with trace.get_tracer("probe").start_as_current_span("step") as span:
+        ids = span.get_span_context()
+        log.info("inside %032x %016x", ids.trace_id, ids.span_id)
+    """
+)
+
+
+@pytest.mark.timeout(90)
+def test_a_line_inside_a_span_carries_its_trace_and_span_ids() -> None:
+    pytest.importorskip("opentelemetry.sdk.trace", reason="the traces' SDK is not installed")
+    done = subprocess.run(
+        [sys.executable, "-c", TRACED],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OTEL_"))},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    outside, inside = (json.loads(line) for line in done.stderr.splitlines())
+    assert "trace_id" not in outside and "span_id" not in outside
+    _, trace_id, span_id = inside["message"].split()
+    assert (inside["trace_id"], inside["span_id"]) == (trace_id, span_id)
