@@ -1,6 +1,8 @@
 """One log line per TenantService call: the method, its status code, how long
 it took and, when the request names one, the tenant. Lines the handler logs
-meanwhile carry the rpc and the tenant too (libs.logs.bind).
+meanwhile carry the rpc and the tenant too (libs.logs.bind). A body that does
+not parse has the error guard's rate-limited line instead (server.py), so a
+flood of them cannot flood the log.
 
 Only a valid tenant id is logged: a name that is not one is the caller's
 text, which may be anything (an email, say)."""
@@ -52,6 +54,10 @@ def tenant_in(request: Any) -> str | None:
 
 def _unary(inner: Callable[..., Awaitable[Any]], rpc: str) -> Callable[..., Awaitable[Any]]:
     async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if not isinstance(request, Message):
+            # A body that did not parse: the error guard's refusal log has its
+            # line, one per rpc and interval however many come.
+            return await inner(request, context)
         tenant_id = tenant_in(request)
         started = time.monotonic()
         failed: BaseException | None = None
@@ -69,6 +75,10 @@ def _unary(inner: Callable[..., Awaitable[Any]], rpc: str) -> Callable[..., Awai
 
 def _stream(inner: Callable[..., AsyncIterator[Any]], rpc: str) -> Callable[..., AsyncIterator[Any]]:
     async def logged(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if not isinstance(request, Message):
+            async for item in inner(request, context):
+                yield item
+            return
         tenant_id = tenant_in(request)
         started = time.monotonic()
         failed: BaseException | None = None
