@@ -18,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from temporalio.client import Client
 
 from libs import lifecycle, search
 from libs.devstack.stack import Stack
 from orchestrator.plan import STEPS, plan_for
-from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2_grpc
+from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
 from tests.e2e.conftest import create, eventually, settle
 from tests.e2e.test_deletion import delete
 
@@ -101,7 +102,10 @@ async def start_attributes(stack: Stack, workflow_id: str) -> list[str]:
 def test_one_tenant_followed_through_logs_and_search_attributes(
     api: tenant_service_pb2_grpc.TenantServiceStub, stack: Stack, new_id: Callable[[], str]
 ) -> None:
-    tid = new_id()
+    tid, nobody = new_id(), new_id()
+    with pytest.raises(grpc.RpcError) as missing:
+        api.GetTenant(tenant_service_pb2.GetTenantRequest(name=f"tenants/{nobody}"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     create(api, tid)
     assert settle(api, tid).state == State.STATE_ACTIVE
     delete(api, tid, hard=True)
@@ -145,6 +149,14 @@ def test_one_tenant_followed_through_logs_and_search_attributes(
         if name.startswith("tenant_api") and line.get("event") == "rpc" and line.get("tenant_id") == tid
     }
     assert {("CreateTenant", "OK"), ("DeleteTenant", "OK"), ("WatchTenant", "OK")} <= calls
+    refused = [
+        line["code"]
+        for name, line in lines
+        if name.startswith("tenant_api")
+        and line.get("rpc") == "GetTenant"
+        and line.get("tenant_id") == nobody
+    ]
+    assert refused == ["NOT_FOUND"]
 
     # Temporal's visibility: every run of the tenant, with its tier and the state it left.
     expected = {
