@@ -173,7 +173,7 @@ class _LineHandler(logging.Handler):
 
 
 def _log_uncaught(process: str) -> None:
-    """Uncaught exceptions become log lines too (with their traceback in the line)."""
+    """Uncaught and unraisable exceptions become log lines too (with their traceback in the line)."""
     logger = logging.getLogger(process)
 
     def main_thread(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
@@ -190,8 +190,19 @@ def _log_uncaught(process: str) -> None:
             exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
         )
 
+    def unraisable(args: Any) -> None:
+        # What the interpreter would print as "Exception ignored in: ..." (a __del__ that failed, say).
+        kind = type(args.exc_value) if args.exc_value is not None else args.exc_type
+        logger.warning(
+            "%s: %s",
+            args.err_msg or "exception ignored",
+            repr(args.object)[:200],
+            exc_info=(kind, args.exc_value, args.exc_traceback) if args.exc_value is not None else None,
+        )
+
     sys.excepthook = main_thread
     threading.excepthook = other_thread
+    sys.unraisablehook = unraisable
 
 
 # -- context -------------------------------------------------------------------

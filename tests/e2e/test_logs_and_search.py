@@ -125,7 +125,7 @@ def test_one_tenant_followed_through_logs_and_search_attributes(
             deletion_steps <= set(steps_logged(lines, deletion, "step_finished"))
         )
 
-    eventually(all_finished, timeout=60, what="a finish line for every step")
+    eventually(all_finished, timeout=60, what="a finish line for every step", interval=1.0)
     lines = read_lines(stack)
     for workflow_id, steps in ((provisioning, provision_steps), (deletion, deletion_steps)):
         for event in ("step_started", "step_finished"):

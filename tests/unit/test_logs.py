@@ -33,6 +33,12 @@ SCRIPT = textwrap.dedent(
         log.exception("it failed")
     warnings.warn("a library complains")
 
+    class Broken:
+        def __del__(self):
+            raise RuntimeError("in a finalizer")
+
+    Broken()
+
     class Quiet(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
@@ -82,6 +88,7 @@ def test_a_process_logs_json_lines_with_its_fields_and_no_email_from_http_reques
     assert "tenant_id" not in by_message["done"]  # the call's fields end with it
     assert "ValueError: boom" in by_message["it failed"]["exception"]
     assert any("a library complains" in p["message"] for p in parsed)
+    assert any("RuntimeError: in a finalizer" in p.get("exception", "") for p in parsed)
     # Even at DEBUG the HTTP client's request lines (URLs with the email) stay out.
     assert not [line for line in lines if "ada.lovelace" in line or "ada.lovelace%40" in line]
 
