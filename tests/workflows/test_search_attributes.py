@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from libs import contracts, lifecycle, logs, search
 from libs.config import ConfigError
@@ -23,32 +21,9 @@ from orchestrator.plan import plan_for
 from orchestrator.worker import WORKFLOWS
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2
-from tests.workflows.support import SILO, FakeDomains, start_provision
+from tests.workflows.support import SILO, FakeDomains, running, start_provision
 
 State = tenant_pb2.Tenant.State
-
-
-@asynccontextmanager
-async def running_with_step_log(client: Client, fakes: FakeDomains) -> AsyncIterator[None]:
-    """As support.running, with the interceptor every process's worker has."""
-    async with AsyncExitStack() as stack:
-        for contract in contracts.ACTIVITY_CONTRACTS:
-            worker = Worker(
-                client,
-                task_queue=contract.task_queue,
-                activities=fakes.activities(contract),
-                interceptors=[logs.StepLog()],
-            )
-            await stack.enter_async_context(worker)
-        orchestrator = Worker(
-            client,
-            task_queue=contracts.WORKFLOWS.task_queue,
-            workflows=list(WORKFLOWS),
-            workflow_runner=SANDBOX_RUNNER,
-            interceptors=[logs.StepLog()],
-        )
-        await stack.enter_async_context(orchestrator)
-        yield
 
 
 async def listed(client: Client, query: str, expected: int) -> dict[str, dict[str, str | None]]:
@@ -71,7 +46,7 @@ async def test_every_run_of_a_tenant_is_found_by_tenant_id_with_its_tier_and_sta
     caplog.set_level(logging.INFO, logger="temporalio.activity")
     fakes = FakeDomains(record_tier=SILO)
     deprovision = contracts.WORKFLOWS.rpc("DeprovisionTenant")
-    async with running_with_step_log(client, fakes):
+    async with running(client, fakes, interceptors=[logs.StepLog()]):
         tenant_id, provisioning = await start_provision(client, SILO)
         assert (await provisioning.result()).state == State.STATE_ACTIVE
         deletion = await client.start_workflow(
