@@ -33,7 +33,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from libs import config
+from libs import config, logs
 from tenantry.tenant.v1 import tenant_pb2
 
 ADDRESS_SETTING = "TENANTRY_METRICS_ADDRESS"
@@ -76,9 +76,11 @@ def runtime() -> Runtime | None:
         try:
             _runtime = Runtime(
                 telemetry=TelemetryConfig(
+                    # The SDK core's lines go to Python logging here too (JSON lines).
+                    logging=logs.core_logging(),
                     metrics=PrometheusConfig(
                         bind_address=address, durations_as_seconds=True, histogram_bucket_overrides=BUCKETS
-                    )
+                    ),
                 )
             )
         except Exception as err:  # the exporter's bind failed (port taken, bad host)

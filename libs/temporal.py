@@ -182,7 +182,8 @@ def _write_profile(profiles: list[Any], path: Path) -> None:
 
 def _interceptors() -> list[Interceptor]:
     rules = os.environ.get("TENANTRY_FAULT_INJECTION_FILE")
-    return [metrics.WorkflowMetrics(), *([FaultInjection(Path(rules))] if rules else [])]
+    # Step lines outside the faults: an injected fault shows as the step's failure.
+    return [metrics.WorkflowMetrics(), logs.StepLog(), *([FaultInjection(Path(rules))] if rules else [])]
 
 
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -192,14 +193,14 @@ def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
     thread) and writes `<dir>/<process>.prof` when it stops: a benchmark's
     tool (tests/bench/provision.py --profile), never on in production.
     """
-    logs.configure(process)
     code = 0
     profile_dir = os.environ.get("TENANTRY_PROFILE_DIR")
     profiling = _profile_threads() if profile_dir else None
     try:
+        logs.configure(process)
         asyncio.run(entry())
     except ConfigError as err:
-        print(f"{process}: configuration error: {err}", file=sys.stderr)
+        logging.getLogger(process).error("%s: configuration error: %s", process, err)
         code = 2
     if profile_dir and profiling is not None:
         _write_profile(profiling, Path(profile_dir) / f"{process}.prof")

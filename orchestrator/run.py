@@ -31,7 +31,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-from libs import metrics
+from libs import metrics, search
 from libs.contracts import Rpc, StepOptions, execute
 from libs.errors import ErrorType
 from orchestrator.audit import AuditLog
@@ -43,6 +43,9 @@ from tenantry.tenant.v1 import tenant_pb2
 # compensation that never stops, failed runs that say so, claims and the
 # cancel update. Runs started before it replay as they ran.
 FAILURE_PROOF_PATCH = "failure-proof-runs-v1"
+# Runs since it keep their search attributes (libs/search.py) up to date as
+# the tenant's state changes: each change is an upsert command.
+SEARCH_ATTRIBUTES_PATCH = "search-attributes-v1"
 
 Status = tenant_pb2.StepStatus
 Kind = tenant_pb2.TenantEvent.Kind
@@ -96,6 +99,8 @@ class LifecycleRun:
     # Who asked for a cancel the run accepted (the `cancel` update).
     cancelled_by: str | None = None
     _undo: list[_Owed] = field(default_factory=list)
+    # Whether this run keeps its search attributes (SEARCH_ATTRIBUTES_PATCH); None: not asked yet.
+    _indexed: bool | None = None
 
     def __post_init__(self) -> None:
         self.status = {s: Status.STEP_STATUS_PENDING for s in self.steps}
@@ -190,7 +195,7 @@ class LifecycleRun:
         began = workflow.now()
         outcome, kind = metrics.COMPLETED, ""
         try:
-            return await execute(rpc, request, options)
+            return await execute(rpc, request, options, step=name)
         except ActivityError as err:
             kind = error_type(err)
             outcome = metrics.CANCELLED if kind == ErrorType.CANCELLED else metrics.FAILED
@@ -241,12 +246,12 @@ class LifecycleRun:
             assert undo is not None
             name = owed.step.name
             if not self.failure_proof:
-                await execute(undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS)
+                await execute(undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS, step=name, undo=True)
                 metrics.compensated(name, undone=True)
                 self._set(name, Status.STEP_STATUS_COMPENSATED)
                 continue
             try:
-                await execute(undo.rpc, undo.request(self.tenant), undo.options)
+                await execute(undo.rpc, undo.request(self.tenant), undo.options, step=name, undo=True)
             except ActivityError as err:
                 reason = describe(err)
                 self._set(name, Status.STEP_STATUS_COMPENSATION_FAILED, reason)
@@ -310,6 +315,23 @@ class LifecycleRun:
         self.state = state
         if self.audit is not None:
             self.audit.state_changed(state, detail)
+        self._index(state)
+
+    def _index(self, state: int) -> None:
+        """TenantState (and TenantId, PlanTier if the run started without them) follow the tenant."""
+        if self._indexed is None:
+            self._indexed = workflow.patched(SEARCH_ATTRIBUTES_PATCH)
+        if not self._indexed:
+            return
+        info = workflow.info()
+        changes = search.updates(
+            state,
+            workflow_id=info.workflow_id,
+            tier=self.tenant.plan_tier if self.tenant is not None else 0,
+            current=info.typed_search_attributes,
+        )
+        if changes:
+            workflow.upsert_search_attributes(changes)
 
     def add_steps(self, steps: tuple[str, ...]) -> None:
         """Appends steps the run now will take (a restore, say) as pending."""

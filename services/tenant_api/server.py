@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
-from libs import config, namespace
+from libs import config, namespace, search
 from libs.health import HealthEndpoint
 from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
@@ -26,6 +26,7 @@ from services.tenant_api.errors import ApiError, malformed_request
 from services.tenant_api.handlers import rewrap
 from services.tenant_api.metrics import RpcMetrics
 from services.tenant_api.registry import Registry
+from services.tenant_api.rpc_log import RpcLog
 from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
 
@@ -170,10 +171,12 @@ def create_server(
     """Builds the server bound to `address` (port 0 picks a free one);
     `reuse_port` lets several facade processes share one address (SO_REUSEPORT)."""
     server = grpc.aio.server(
-        # The error guard is outside the access checks: it turns their errors into
-        # statuses too; the metrics are outermost, to count every answer's code.
+        # The metrics are outermost, to count every answer's code; the rpc log
+        # sees each call's final status; the error guard turns the access
+        # checks' errors into statuses too.
         interceptors=[
             RpcMetrics(SERVICE_NAME),
+            RpcLog(),
             ErrorInterceptor(),
             AccessInterceptor(access, limits or Limits()),
         ],
@@ -225,6 +228,7 @@ async def run() -> None:
     registry = Registry.from_env()
     # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
     client = await connect(retry_config=TEMPORAL_RETRIES)
+    await search.check_registered(client)
     await registry.open()
     service = TenantService(client, registry)
     server, port, health_servicer = create_server(
