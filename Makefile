@@ -32,6 +32,13 @@ jaeger: $(STAMP) ## make sure the Jaeger binary is there (traces of `make dev` a
 	@test -x "$${TENANTRY_JAEGER_BINARY:-$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/jaeger}" \
 		|| $(BIN)/python -m libs.devstack.jaeger install
 
+# The alert rules' checks (deploy/prometheus) need promtool: built once from the
+# Go module proxy into the cache when it is not on PATH (a few minutes, once).
+promtool: $(STAMP) ## make sure promtool is there for the alert rules' checks and unit tests
+	@command -v promtool >/dev/null \
+		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/promtool" \
+		|| nice $(BIN)/python -m libs.devstack.promtool
+
 proto: $(STAMP) ## regenerate the Python code from proto/ (never edit libs/gen by hand)
 	$(BIN)/buf format -w
 	$(BIN)/python -m libs.codegen
@@ -48,7 +55,7 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs services orchestrator
 
-test: $(STAMP) iac jaeger lint ## every test tier: unit, workflow, integration, end-to-end
+test: $(STAMP) iac jaeger promtool lint ## every test tier: unit, workflow, integration, end-to-end
 	$(BIN)/pytest -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 IDP ?= local
@@ -63,11 +70,14 @@ KEYCLOAK_PORT ?= 8080
 CODEC_PORT ?= 8234
 OTLP_PORT ?= 4317
 JAEGER_PORT ?= 16686
+# Each process's Prometheus endpoint: METRICS_PORT for the first, +1 for each next one.
+METRICS_PORT ?= 9464
 dev: $(STAMP) iac jaeger ## run the embedded stack and every process until Ctrl-C (IDP=keycloak KEYCLOAK_MODE=organization GRPC_PORT=50051 ...)
 	@$(BIN)/python -m libs.devstack --idp $(IDP) --keycloak-mode $(KEYCLOAK_MODE) \
 		--grpc-port $(GRPC_PORT) --temporal-port $(TEMPORAL_PORT) --ui-port $(UI_PORT) \
 		--aws-port $(AWS_PORT) --smtp-port $(SMTP_PORT) --keycloak-port $(KEYCLOAK_PORT) \
-		--codec-port $(CODEC_PORT) --otlp-port $(OTLP_PORT) --jaeger-port $(JAEGER_PORT)
+		--codec-port $(CODEC_PORT) --otlp-port $(OTLP_PORT) --jaeger-port $(JAEGER_PORT) \
+		--metrics-port $(METRICS_PORT)
 
 bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU, tracing on/off
 	$(BIN)/python -m tests.bench --tenants $${N:-100}
@@ -79,4 +89,4 @@ bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Tempor
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install iac jaeger proto proto-check lint test dev bench clean
+.PHONY: help install iac jaeger promtool proto proto-check lint test dev bench clean

@@ -28,6 +28,7 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
+from libs import logs
 from tenantry.idp.v1 import idp_pb2
 from tenantry.infra.v1 import infra_pb2
 from tenantry.notification.v1 import notification_pb2
@@ -187,29 +188,26 @@ class StepOptions:
     retry: RetryPolicy | None = None
 
 
-# Runs started since then name each activity's step in its summary (the
-# Temporal UI shows it; the workers' traces carry it as `step`, libs/tracing.py).
-STEP_SUMMARY_PATCH = "step-summaries-v1"
-# An undo's summary: this, then the step it undoes.
-UNDO_PREFIX = "undo "
-
-
-async def execute(rpc: Rpc, request: Message, options: StepOptions, *, step: str | None = None) -> Any:
+async def execute(
+    rpc: Rpc, request: Message, options: StepOptions, *, step: str = "", undo: bool = False
+) -> Any:
     """Runs a declared activity on its declared queue from inside a workflow;
-    `step` names the plan step it runs (`undo <step>` for an undo)."""
+    `step` (and `undo`) name the plan step it is, for the worker's log lines
+    (a header: it changes no command)."""
     if not isinstance(request, rpc.input_type):
         raise TypeError(f"{rpc.name} takes {rpc.input_type.__name__}, not {type(request).__name__}")
-    return await workflow.execute_activity(
-        rpc.name,
-        request,
-        task_queue=rpc.task_queue,
-        result_type=rpc.output_type,
-        start_to_close_timeout=options.start_to_close,
-        schedule_to_close_timeout=options.schedule_to_close,
-        heartbeat_timeout=options.heartbeat,
-        retry_policy=options.retry,
-        # On a cancelled run, wait until the activity has really stopped (or
-        # finished): only then can its effect be undone without a race.
-        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        summary=step if step and workflow.patched(STEP_SUMMARY_PATCH) else None,
-    )
+    with logs.calling(step, undo=undo):
+        handle = workflow.start_activity(
+            rpc.name,
+            request,
+            task_queue=rpc.task_queue,
+            result_type=rpc.output_type,
+            start_to_close_timeout=options.start_to_close,
+            schedule_to_close_timeout=options.schedule_to_close,
+            heartbeat_timeout=options.heartbeat,
+            retry_policy=options.retry,
+            # On a cancelled run, wait until the activity has really stopped (or
+            # finished): only then can its effect be undone without a race.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+    return await handle

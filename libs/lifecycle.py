@@ -193,5 +193,13 @@ def access_workflow_id(tenant_id: str) -> str:
     return f"tenant/{tenant_id}/access"
 
 
+def tenant_of_workflow(workflow_id: str) -> str | None:
+    """The tenant whose lifecycle run has this workflow id (`tenant/<id>/...`), if any."""
+    if not workflow_id.startswith(TENANT_WORKFLOW_PREFIX):
+        return None
+    candidate = workflow_id[len(TENANT_WORKFLOW_PREFIX) :].split("/", 1)[0]
+    return candidate if valid_tenant_id(candidate) else None
+
+
 def tenant_name(tenant_id: str) -> str:
     return f"tenants/{tenant_id}"

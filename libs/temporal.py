@@ -20,7 +20,7 @@ from temporalio.service import RetryConfig, RPCError
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from libs import codec, logs, tracing
+from libs import codec, logs, metrics, tracing
 from libs.config import ConfigError, TemporalSettings, WorkerSettings
 from libs.contracts import Contract, bind_activities
 from libs.faults import FaultInjection
@@ -70,6 +70,7 @@ async def connect(
                 # Workers built on this client take their worker side too.
                 interceptors=tracing.temporal_interceptors(),
                 data_converter=converter,
+                runtime=metrics.runtime(),
                 # Headers too: an interceptor may put tenant data there.
                 header_codec_behavior=(
                     HeaderCodecBehavior.CODEC if converter.payload_codec else HeaderCodecBehavior.NO_CODEC
@@ -189,7 +190,8 @@ def _write_profile(profiles: list[Any], path: Path) -> None:
 
 def _interceptors() -> list[Interceptor]:
     rules = os.environ.get("TENANTRY_FAULT_INJECTION_FILE")
-    return [FaultInjection(Path(rules))] if rules else []
+    # Step lines outside the faults: an injected fault shows as the step's failure.
+    return [metrics.WorkflowMetrics(), logs.StepLog(), *([FaultInjection(Path(rules))] if rules else [])]
 
 
 def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -199,15 +201,15 @@ def main(process: str, entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
     thread) and writes `<dir>/<process>.prof` when it stops: a benchmark's
     tool (tests/bench/provision.py --profile), never on in production.
     """
-    logs.configure(process)
     code = 0
     profile_dir = os.environ.get("TENANTRY_PROFILE_DIR")
     profiling = _profile_threads() if profile_dir else None
     try:
+        logs.configure(process)
         tracing.configure(process)  # only with OTEL_* settings (libs/tracing.py)
         asyncio.run(entry())
     except ConfigError as err:
-        print(f"{process}: configuration error: {err}", file=sys.stderr)
+        logging.getLogger(process).error("%s: configuration error: %s", process, err)
         code = 2
     if profile_dir and profiling is not None:
         _write_profile(profiling, Path(profile_dir) / f"{process}.prof")

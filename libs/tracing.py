@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 from google.protobuf.message import Message
 from temporalio import client, worker
 
+from libs import logs
 from libs.config import ConfigError
-from libs.contracts import UNDO_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +314,9 @@ class _TenantBaggageOutbound(client.OutboundInterceptor):
 
 
 class _StepBaggage(client.Interceptor, worker.Interceptor):
-    """Worker side: each activity a workflow starts carries its step (the
-    activity's summary) and the run's tenant in the baggage of its context."""
+    """Worker side: each activity a workflow starts carries its step (as
+    libs.contracts.execute names it for the logs) and the run's tenant in the
+    baggage of its context."""
 
     def workflow_interceptor_class(
         self, input: worker.WorkflowInterceptorClassInput
@@ -341,13 +342,12 @@ class _StepBaggageOutbound(worker.WorkflowOutboundInterceptor):
 
     def start_activity(self, input: worker.StartActivityInput) -> Any:
         tenant_id, tier = self._root._tenant
-        summary = input.summary or ""
-        undo = summary.startswith(UNDO_PREFIX)
+        step = logs.step_called()  # what libs.contracts.execute was told
         entries = {
             TENANT_ID: tenant_id,
             PLAN_TIER: tier,
-            STEP: summary.removeprefix(UNDO_PREFIX),
-            UNDO: "true" if undo else "",
+            STEP: step.step if step else "",
+            UNDO: "true" if step and step.undo else "",
         }
         with _baggage(entries):
             return super().start_activity(input)

@@ -31,7 +31,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-from libs.contracts import UNDO_PREFIX, execute
+from libs import metrics, search
+from libs.contracts import Rpc, StepOptions, execute
 from libs.errors import ErrorType
 from orchestrator.audit import AuditLog
 from orchestrator.plan import STEPS, Step
@@ -42,6 +43,9 @@ from tenantry.tenant.v1 import tenant_pb2
 # compensation that never stops, failed runs that say so, claims and the
 # cancel update. Runs started before it replay as they ran.
 FAILURE_PROOF_PATCH = "failure-proof-runs-v1"
+# Runs since it keep their search attributes (libs/search.py) up to date as
+# the tenant's state changes: each change is an upsert command.
+SEARCH_ATTRIBUTES_PATCH = "search-attributes-v1"
 
 Status = tenant_pb2.StepStatus
 Kind = tenant_pb2.TenantEvent.Kind
@@ -95,6 +99,8 @@ class LifecycleRun:
     # Who asked for a cancel the run accepted (the `cancel` update).
     cancelled_by: str | None = None
     _undo: list[_Owed] = field(default_factory=list)
+    # Whether this run keeps its search attributes (SEARCH_ATTRIBUTES_PATCH); None: not asked yet.
+    _indexed: bool | None = None
 
     def __post_init__(self) -> None:
         self.status = {s: Status.STEP_STATUS_PENDING for s in self.steps}
@@ -120,7 +126,7 @@ class LifecycleRun:
         if self.failure_proof and spec.undo is not None:
             self._owe(spec)
         try:
-            result = await execute(spec.rpc, request, spec.options, step=name)
+            result = await self._timed(name, spec.rpc, request, spec.options)
         except asyncio.CancelledError:
             # The run was cancelled while this step ran; the activity may have
             # done its work before it stopped, so its undo runs too.
@@ -158,7 +164,7 @@ class LifecycleRun:
         spec = STEPS[name]
         self._track(name, Status.STEP_STATUS_RUNNING)
         try:
-            await execute(spec.rpc, request, spec.options, step=name)
+            await self._timed(name, spec.rpc, request, spec.options)
         except ActivityError as err:
             self._track(name, Status.STEP_STATUS_FAILED, describe(err))
             workflow.logger.warning("%s failed and is not retried further: %s", name, self.errors[name])
@@ -175,7 +181,7 @@ class LifecycleRun:
         spec = STEPS[name]
         self._track(name, Status.STEP_STATUS_RUNNING, urgent=_long(spec))
         try:
-            result = await execute(spec.rpc, request, spec.options, step=name)
+            result = await self._timed(name, spec.rpc, request, spec.options)
         except ActivityError as err:
             self._track(name, Status.STEP_STATUS_FAILED, describe(err))
             if self.failure_proof:
@@ -183,6 +189,22 @@ class LifecycleRun:
             raise
         self._track(name, Status.STEP_STATUS_COMPLETED)
         return result
+
+    async def _timed(self, name: str, rpc: Rpc, request: Message, options: StepOptions) -> Any:
+        """`execute`, with the step's duration and failure recorded (libs/metrics.py)."""
+        began = workflow.now()
+        outcome, kind = metrics.COMPLETED, ""
+        try:
+            return await execute(rpc, request, options, step=name)
+        except ActivityError as err:
+            kind = error_type(err)
+            outcome = metrics.CANCELLED if kind == ErrorType.CANCELLED else metrics.FAILED
+            raise
+        except asyncio.CancelledError:
+            outcome = metrics.CANCELLED
+            raise
+        finally:
+            metrics.step_finished(name, (workflow.now() - began).total_seconds(), outcome, kind)
 
     # -- the saga -------------------------------------------------------------
 
@@ -224,19 +246,22 @@ class LifecycleRun:
             assert undo is not None
             name = owed.step.name
             if not self.failure_proof:
-                await execute(
-                    undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS, step=UNDO_PREFIX + name
-                )
+                await execute(undo.rpc, undo.request(self.tenant), _LEGACY_UNDO_OPTIONS, step=name, undo=True)
+                metrics.compensated(name, undone=True)
                 self._set(name, Status.STEP_STATUS_COMPENSATED)
                 continue
             try:
-                await execute(undo.rpc, undo.request(self.tenant), undo.options, step=UNDO_PREFIX + name)
+                await execute(undo.rpc, undo.request(self.tenant), undo.options, step=name, undo=True)
             except ActivityError as err:
                 reason = describe(err)
                 self._set(name, Status.STEP_STATUS_COMPENSATION_FAILED, reason)
-                leftovers += leftovers_of(owed.step, owed.resources, reason)
+                left = leftovers_of(owed.step, owed.resources, reason)
+                metrics.compensated(name, undone=False)
+                metrics.left_over(name, undo.kind, len(left))
+                leftovers += left
                 workflow.logger.warning("undo of %s failed for good: %s", name, reason)
                 continue
+            metrics.compensated(name, undone=True)
             if self.status.get(name) == Status.STEP_STATUS_FAILED:
                 # The failed step keeps showing FAILED (and why); its undo is in the audit log.
                 if self.audit is not None:
@@ -290,6 +315,23 @@ class LifecycleRun:
         self.state = state
         if self.audit is not None:
             self.audit.state_changed(state, detail)
+        self._index(state)
+
+    def _index(self, state: int) -> None:
+        """TenantState (and TenantId, PlanTier if the run started without them) follow the tenant."""
+        if self._indexed is None:
+            self._indexed = workflow.patched(SEARCH_ATTRIBUTES_PATCH)
+        if not self._indexed:
+            return
+        info = workflow.info()
+        changes = search.updates(
+            state,
+            workflow_id=info.workflow_id,
+            tier=self.tenant.plan_tier if self.tenant is not None else 0,
+            current=info.typed_search_attributes,
+        )
+        if changes:
+            workflow.upsert_search_attributes(changes)
 
     def add_steps(self, steps: tuple[str, ...]) -> None:
         """Appends steps the run now will take (a restore, say) as pending."""

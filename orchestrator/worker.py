@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from libs import contracts
-from libs.temporal import run_worker
+from libs import contracts, search
+from libs.temporal import connect, run_worker
 from orchestrator.workflows.access import ResumeTenantWorkflow, SuspendTenantWorkflow
 from orchestrator.workflows.cleanup import CleanUpTenantWorkflow
 from orchestrator.workflows.deprovision import DeprovisionTenantWorkflow
@@ -20,4 +20,7 @@ WORKFLOWS = (
 
 
 async def run() -> None:
-    await run_worker(task_queue=CONTRACT.task_queue, workflows=WORKFLOWS)
+    client = await connect()
+    # A run would stop at its first upsert of an attribute the namespace lacks: refuse now.
+    await search.check_registered(client)
+    await run_worker(task_queue=CONTRACT.task_queue, workflows=WORKFLOWS, client=client)

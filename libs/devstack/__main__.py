@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--codec-port", type=int, default=8234)
     parser.add_argument("--otlp-port", type=int, default=4317, help="Jaeger's OTLP/gRPC receiver")
     parser.add_argument("--jaeger-port", type=int, default=16686, help="Jaeger's query API")
+    parser.add_argument(
+        "--metrics-port", type=int, default=9464, help="the first process's Prometheus port; each next one +1"
+    )
     parser.add_argument("--idp", choices=("local", "keycloak"), default="local", help="identity provider")
     parser.add_argument("--keycloak-mode", choices=("realm", "organization"), default="realm")
     args = parser.parse_args()
@@ -42,12 +45,14 @@ def main() -> None:
             codec=args.codec_port,
             otlp=args.otlp_port,
             jaeger=args.jaeger_port,
+            metrics=args.metrics_port,
         ),
         idp=args.idp,
         keycloak_mode=args.keycloak_mode,
         # What `make dev` made is there after a restart, in AWS too.
         keep_aws=True,
         traces=True,
+        metrics=True,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,6 +74,9 @@ def main() -> None:
                 f"\n               admin console {stack.keycloak.url}/admin: user"
                 f" {stack.keycloak.admin_username}, password in {stack.keycloak_admin_file}"
             )
+    scrape = "\n               ".join(
+        f"http://{address}/metrics  {name}" for name, address in stack.metrics_addresses.items()
+    )
     # The CLI's default address is the default port's.
     cli = ".venv/bin/tenantry" + ("" if args.grpc_port == 50051 else f" --address {stack.grpc_address}")
     print(
@@ -87,6 +95,8 @@ Tenantry is running.
                {stack.jaeger_endpoint}/api/traces/<trace id>; a source build has no UI pages)
   Identity     {identity}
   Mail         {stack.maildir} (a Maildir: one file per message received)
+  Metrics      {scrape}
+               (rules and a dashboard: deploy/prometheus, deploy/grafana)
 Press Ctrl-C to stop every process.""",
         flush=True,
     )

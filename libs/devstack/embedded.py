@@ -14,6 +14,7 @@ from typing import Any
 
 from libs.devstack.certs import KeyPair
 from libs.devstack.processes import ManagedProcess, free_port, port_open
+from libs.search import DEV_SERVER_FLAGS
 
 
 def temporal_server(
@@ -30,6 +31,7 @@ def temporal_server(
     State is kept in a SQLite file so workflows survive a restart. WAL and
     the poll-rate settings are the ones measured to matter on 2 cores.
     `ui_codec_endpoint` is where the UI decodes payloads (services/codec_server).
+    The lifecycle runs' search attributes (libs/search.py) are registered at start.
     """
     binary = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
     if binary is None:
@@ -45,6 +47,7 @@ def temporal_server(
         "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
         "--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
         "--log-level", "warn",
+        *DEV_SERVER_FLAGS,
     ]  # fmt: skip
     argv += (
         ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1", "--ui-disable-news-fetch"]

@@ -63,6 +63,9 @@ class Ports:
     # Jaeger (`traces=True`): spans in over OTLP/gRPC, the query API out.
     otlp: int = field(default_factory=free_port)
     jaeger: int = field(default_factory=free_port)
+    # The first of the processes' Prometheus endpoints (`make dev`: each process
+    # the next port, in SERVICES order); None: a free port each.
+    metrics: int | None = None
 
 
 def _http_ok(url: str) -> bool:
@@ -87,6 +90,7 @@ class Stack:
         ca: LocalCA | None = None,
         keep_aws: bool = False,
         traces: bool = False,
+        metrics: bool = False,
     ) -> None:
         """`idp` picks the identity provider: `local`, or `keycloak` on the
         given server (or on one this stack starts). `ca` signs the stack's
@@ -95,7 +99,9 @@ class Stack:
         state dir (libs/devstack/aws.py; `make dev`), at the cost of
         handling one AWS request at a time; else it starts empty each time.
         `traces`: Jaeger runs too, and every Tenantry process exports its
-        spans there (libs/tracing.py)."""
+        spans there (libs/tracing.py).
+        `metrics`: every process serves Prometheus metrics on its own port
+        (`metrics_addresses`, libs/metrics.py)."""
         self.state_dir = state_dir.resolve()
         self.idp = idp
         self.keycloak_mode = keycloak_mode
@@ -109,6 +115,9 @@ class Stack:
         self.grants = grants
         self.keep_aws = keep_aws
         self.traces = traces
+        self.metrics = metrics
+        # Process (as in `services`) -> host:port of its Prometheus endpoint (`/metrics`).
+        self.metrics_addresses: dict[str, str] = {}
         # AWS requests of earlier runs replayed at the last start (`keep_aws`).
         self.aws_replayed = 0
         self.embedded: dict[str, ManagedProcess] = {}
@@ -174,6 +183,11 @@ class Stack:
             PortUse(p.smtp, "mail catcher", "SMTP_PORT", "--smtp-port"),
             PortUse(p.codec, "codec server", "CODEC_PORT", "--codec-port"),
         ]
+        if self.metrics and p.metrics:
+            uses += [
+                PortUse(p.metrics + i, f"{name} metrics", "METRICS_PORT", "--metrics-port")
+                for i, name in enumerate(SERVICES)
+            ]
         if p.temporal_ui:
             uses.append(PortUse(p.temporal_ui, "Temporal UI", "UI_PORT", "--ui-port"))
         if self.traces:
@@ -377,16 +391,29 @@ class Stack:
         """Starts the process (`replica` > 0: another one of it, named `<name>-<replica>`;
         `env` on top of its settings)."""
         health = f"127.0.0.1:{free_port()}"
+        given = env
         env = {**self.service_env(name), "TENANTRY_HEALTH_ADDRESS": health, **(env or {})}
         # Every health endpoint serves TLS with the stack's server certificate;
         # the API also requires client certificates on its own address.
         server = self.ca.server()
         env |= {"TENANTRY_TLS_CERT_FILE": str(server.cert), "TENANTRY_TLS_KEY_FILE": str(server.key)}
         credentials = grpc.ssl_channel_credentials(self.ca.ca_file.read_bytes())
+        key = f"{name}-{replica}" if replica else name
+        # Each process its own endpoint (one inherited from the caller's environment would clash).
+        env.pop("TENANTRY_METRICS_ADDRESS", None)
+        if given and "TENANTRY_METRICS_ADDRESS" in given:
+            env["TENANTRY_METRICS_ADDRESS"] = given["TENANTRY_METRICS_ADDRESS"]
+        elif self.metrics:
+            first = self.ports.metrics
+            port = first + list(SERVICES).index(name) if first and not replica else free_port()
+            env["TENANTRY_METRICS_ADDRESS"] = f"127.0.0.1:{port}"
+        if env.get("TENANTRY_METRICS_ADDRESS"):
+            self.metrics_addresses[key] = env["TENANTRY_METRICS_ADDRESS"]
+        else:
+            self.metrics_addresses.pop(key, None)
         if name == "tenant_api":
             assert self.access is not None
             env.update(self.access.api_env())
-        key = f"{name}-{replica}" if replica else name
         process = ManagedProcess(
             key,
             python_module(SERVICES[name]),

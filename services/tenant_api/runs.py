@@ -29,7 +29,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from libs import lifecycle
+from libs import lifecycle, search
 from libs.contracts import Rpc
 from services.tenant_api import errors
 from tenantry.orchestrator.v1 import orchestrator_pb2
@@ -120,6 +120,7 @@ class Runs:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=reuse,
                 memo=memo,
+                search_attributes=search.at_start(workflow_id, request),
                 execution_timeout=execution_timeout,
                 rpc_timeout=RPC_TIMEOUT,
             )

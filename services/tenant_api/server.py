@@ -18,13 +18,15 @@ from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
-from libs import config, namespace, tracing
+from libs import config, namespace, search, tracing
 from libs.health import HealthEndpoint
 from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
 from services.tenant_api.errors import ApiError, malformed_request
 from services.tenant_api.handlers import rewrap
+from services.tenant_api.metrics import RpcMetrics
 from services.tenant_api.registry import Registry
+from services.tenant_api.rpc_log import RpcLog
 from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
 
@@ -169,10 +171,14 @@ def create_server(
     """Builds the server bound to `address` (port 0 picks a free one);
     `reuse_port` lets several facade processes share one address (SO_REUSEPORT)."""
     server = grpc.aio.server(
-        # The server span (tracing, when on) is outermost: it times and continues every call;
-        # the error guard next: it turns the access checks' errors into statuses too.
+        # The server span (tracing, when on) is outermost: it times and continues
+        # every call; the metrics next, to count every answer's code; the rpc log
+        # sees each call's final status; the error guard turns the access
+        # checks' errors into statuses too.
         interceptors=[
             *tracing.server_interceptors(),
+            RpcMetrics(SERVICE_NAME),
+            RpcLog(),
             ErrorInterceptor(),
             AccessInterceptor(access, limits or Limits()),
         ],
@@ -224,6 +230,7 @@ async def run() -> None:
     registry = Registry.from_env()
     # A request path answers UNAVAILABLE within a couple of seconds when Temporal does not answer.
     client = await connect(retry_config=TEMPORAL_RETRIES)
+    await search.check_registered(client)
     await registry.open()
     service = TenantService(client, registry)
     server, port, health_servicer = create_server(

@@ -180,15 +180,18 @@ class Results:
 CPU_PHASE = 10
 
 
-async def bench(n: int, concurrencies: list[int], tier_tenants: int, profile: Path | None = None) -> Results:
-    """`profile`: an absolute directory where every process writes its cProfile when it stops."""
+async def bench(
+    n: int, concurrencies: list[int], tier_tenants: int, profile: Path | None = None, *, metrics: bool = False
+) -> Results:
+    """`profile`: an absolute directory where every process writes its cProfile when it stops;
+    `metrics`: every process serves Prometheus metrics (libs/metrics.py), to measure what they cost."""
     results = Results(n)
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as tmp:
         # As many tenants as fast as they go, from one caller: no rate limit in the way.
         env = {"TENANTRY_MUTATIONS_PER_MINUTE": "600000", "TENANTRY_MUTATION_BURST": "10000"}
         if profile is not None:
             env["TENANTRY_PROFILE_DIR"] = str(profile)
-        stack = Stack(Path(tmp), extra_env=env).start()
+        stack = Stack(Path(tmp), extra_env=env, metrics=metrics).start()
         try:
             client = await Client.connect(stack.temporal_address, data_converter=stack.data_converter())
             await tenantry(stack, client, 5, 5)  # warm-up: pools, caches, first workflow tasks
@@ -293,9 +296,18 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="a directory for each process's cProfile (slows every process)"
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="every process serves metrics (TENANTRY_METRICS_ADDRESS)"
+    )
     args = parser.parse_args()
     results = asyncio.run(
-        bench(args.tenants, args.concurrency, args.tier_tenants, args.profile and args.profile.absolute())
+        bench(
+            args.tenants,
+            args.concurrency,
+            args.tier_tenants,
+            args.profile and args.profile.absolute(),
+            metrics=args.metrics,
+        )
     )
     report(results, args.concurrency)
 

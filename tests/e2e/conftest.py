@@ -68,6 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterat
         },
         grants=E2E_GRANTS,
         traces=True,
+        # Every process serves Prometheus metrics on a free port of its own (test_metrics.py).
+        metrics=True,
     ).start()
     yield started
     started.stop()

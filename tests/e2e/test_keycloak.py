@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -171,6 +172,11 @@ def test_tenant_with_keycloak_reaches_active_and_its_admin_signs_in(
     exported = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     assert email in exported and secret not in exported
     assert realm not in realm_names(keycloak)
+    # Nor the admin's email: the identity worker's look-ups by email carry it
+    # in URLs, which the HTTP client logs at INFO (libs/logs.py keeps it quiet).
+    logs = "\n".join(p.read_text(errors="replace") for p in kc_stack.log_dir.glob("*.log"))
+    for form in (email, urllib.parse.quote(email, safe="")):
+        assert form not in logs, f"the admin's email ({form}) in a log"
 
 
 def test_keycloak_down_for_30s_mid_provision_then_the_run_completes_without_duplicates(

@@ -17,6 +17,7 @@ import base64
 import json
 import random
 import string
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,13 @@ def _spec(person: dict[str, str]) -> dict[str, object]:
 
 
 def forms(value: bytes) -> Iterator[bytes]:
-    """`value` raw, and each run of base64 that encodes it wherever it sits
-    in a longer base64 string (one per alignment, the partial ends dropped)."""
+    """`value` raw, as in a URL's query (an HTTP client's request line), and
+    each run of base64 that encodes it wherever it sits in a longer base64
+    string (one per alignment, the partial ends dropped)."""
     yield value
+    quoted = urllib.parse.quote_from_bytes(value, safe="").encode()
+    if quoted != value:
+        yield quoted
     for shift in range(3):
         part = value[shift:]
         whole = part[: len(part) - len(part) % 3]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from libs import contracts, errors, lifecycle
 from libs.errors import ErrorType
@@ -125,16 +125,24 @@ def tenant_spec(tenant_id: str, tier: int = POOLED) -> tenant_pb2.Tenant:
 
 
 @asynccontextmanager
-async def running(client: Client, fakes: FakeDomains) -> AsyncIterator[None]:
+async def running(
+    client: Client, fakes: FakeDomains, *, interceptors: Sequence[Interceptor] = ()
+) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         for contract in contracts.ACTIVITY_CONTRACTS:
-            worker = Worker(client, task_queue=contract.task_queue, activities=fakes.activities(contract))
+            worker = Worker(
+                client,
+                task_queue=contract.task_queue,
+                activities=fakes.activities(contract),
+                interceptors=interceptors,
+            )
             await stack.enter_async_context(worker)
         orchestrator = Worker(
             client,
             task_queue=contracts.WORKFLOWS.task_queue,
             workflows=list(WORKFLOWS),
             workflow_runner=SANDBOX_RUNNER,
+            interceptors=interceptors,
         )
         await stack.enter_async_context(orchestrator)
         yield
