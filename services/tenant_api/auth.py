@@ -29,7 +29,7 @@ from libs import auth, config
 from libs.auth import AccessPolicy, AuthenticationError, IssuerUnavailable, Principal, TokenVerifier
 from libs.config import ConfigError, ServerTls
 from services.tenant_api import errors
-from services.tenant_api.handlers import rewrap
+from services.tenant_api.handlers import TenantServiceInterceptor, rewrap
 from tenantry.options.v1 import options_pb2
 from tenantry.tenant.v1 import tenant_service_pb2
 
@@ -285,7 +285,7 @@ def _loopback(address: str) -> bool:
         return False
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):
+class AccessInterceptor(TenantServiceInterceptor):
     """Authenticates, authorizes and limits every TenantService call; health
     and reflection stay open (reflection can be turned off, see server.py)."""
 
@@ -294,16 +294,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         self._usage = _Usage(limits)
         self._limits = limits
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
-            return handler
-        rpc = method.rsplit("/", 1)[1]
+    def wrap(self, handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
         return rewrap(
             handler,
             unary=lambda inner: self._unary(inner, rpc),

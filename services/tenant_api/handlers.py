@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+
+from tenantry.tenant.v1 import tenant_service_pb2
+
+SERVICE_NAME = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name
+_PREFIX = f"/{SERVICE_NAME}/"
+
+
+class TenantServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Intercepts TenantService's rpcs only (health and reflection pass by):
+    a subclass wraps the handler of each rpc in `wrap`."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or not method.startswith(_PREFIX):
+            return handler
+        return self.wrap(handler, method.removeprefix(_PREFIX))
+
+    def wrap(self, handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
+        """The handler of TenantService's `rpc`, wrapped (see `rewrap`)."""
+        raise NotImplementedError
 
 
 def rewrap(

@@ -16,15 +16,14 @@ import grpc
 from temporalio.common import MetricMeter
 
 from libs import metrics
-from services.tenant_api.handlers import rewrap
+from services.tenant_api.handlers import TenantServiceInterceptor, rewrap
 
 
-class RpcMetrics(grpc.aio.ServerInterceptor):
+class RpcMetrics(TenantServiceInterceptor):
     """Outermost interceptor: it sees the code every other layer answered with."""
 
-    def __init__(self, service: str, meter: MetricMeter | None = None) -> None:
+    def __init__(self, meter: MetricMeter | None = None) -> None:
         meter = meter or metrics.meter()
-        self._prefix = f"/{service}/"
         self._requests = meter.create_counter(metrics.API_REQUESTS, "TenantService rpcs answered")
         self._duration = meter.create_histogram_float(
             metrics.API_DURATION, "TenantService rpc latency (streams: until they end)", "s"
@@ -32,16 +31,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
         self._streams = meter.create_gauge(metrics.WATCH_STREAMS, "WatchTenant streams open")
         self._open = 0
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(self._prefix):
-            return handler
-        rpc = method.removeprefix(self._prefix)
+    def wrap(self, handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
         return rewrap(
             handler,
             unary=lambda inner: self._unary(inner, rpc),

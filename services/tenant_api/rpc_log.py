@@ -19,26 +19,17 @@ import grpc
 from google.protobuf.message import Message
 
 from libs import lifecycle, logs
-from services.tenant_api.auth import SERVICE_NAME, tenant_of
-from services.tenant_api.handlers import rewrap
+from services.tenant_api.auth import tenant_of
+from services.tenant_api.handlers import TenantServiceInterceptor, rewrap
 
 log = logging.getLogger(__name__)
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class RpcLog(grpc.aio.ServerInterceptor):
+class RpcLog(TenantServiceInterceptor):
     """Outermost: it sees the status that the error guard and the access checks gave."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
-            return handler
-        rpc = method.rsplit("/", 1)[-1]
+    def wrap(self, handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
         return rewrap(
             handler, unary=lambda inner: _unary(inner, rpc), stream=lambda inner: _stream(inner, rpc)
         )

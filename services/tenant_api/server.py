@@ -23,7 +23,7 @@ from libs.health import HealthEndpoint
 from libs.temporal import connect
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
 from services.tenant_api.errors import ApiError, malformed_request
-from services.tenant_api.handlers import rewrap
+from services.tenant_api.handlers import SERVICE_NAME, TenantServiceInterceptor, rewrap
 from services.tenant_api.metrics import RpcMetrics
 from services.tenant_api.registry import Registry
 from services.tenant_api.rpc_log import RpcLog
@@ -31,7 +31,6 @@ from services.tenant_api.servicer import TenantService
 from tenantry.tenant.v1 import tenant_service_pb2, tenant_service_pb2_grpc
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name
 # Each Temporal call of a request retries for at most this long (the SDK's default is ~10 s).
 TEMPORAL_RETRIES = RetryConfig(max_elapsed_time_millis=2000)
 # Requests are small; anything larger is refused before it is parsed.
@@ -42,19 +41,12 @@ MAX_CONCURRENT_STREAMS = 100
 MALFORMED_LOG_INTERVAL = 10.0
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(TenantServiceInterceptor):
     """Turns ApiError into its status; anything unexpected into a bare
     INTERNAL (logged with an id that the client sees), never a stack trace."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
-            return handler
+    def wrap(self, handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
+        method = f"/{SERVICE_NAME}/{rpc}"
         # A body that does not parse reaches the handler as _Malformed, which
         # refuses it (grpc.aio would answer UNKNOWN and log a traceback).
         return rewrap(
@@ -177,7 +169,7 @@ def create_server(
         # checks' errors into statuses too.
         interceptors=[
             *tracing.server_interceptors(),
-            RpcMetrics(SERVICE_NAME),
+            RpcMetrics(),
             RpcLog(),
             ErrorInterceptor(),
             AccessInterceptor(access, limits or Limits()),
