@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,9 +29,9 @@ class TenantServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return self.wrap(handler, method.removeprefix(_PREFIX))
 
+    @abstractmethod
     def wrap(self, handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
         """The handler of TenantService's `rpc`, wrapped (see `rewrap`)."""
-        raise NotImplementedError
 
 
 def rewrap(
