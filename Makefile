@@ -79,12 +79,12 @@ dev: $(STAMP) iac jaeger ## run the embedded stack and every process until Ctrl-
 		--codec-port $(CODEC_PORT) --otlp-port $(OTLP_PORT) --jaeger-port $(JAEGER_PORT) \
 		--metrics-port $(METRICS_PORT)
 
-bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU, tracing on/off
+bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU, tracing and metrics on/off
 	$(BIN)/python -m tests.bench --tenants $${N:-100}
 	$(BIN)/python -m tests.bench.identity --tenants 20
 	$(BIN)/python -m tests.bench.recovery --rounds 10
 	$(BIN)/python -m tests.bench.codec --runs 1000
-	$(BIN)/python -m tests.bench.tracing --tenants 30
+	$(BIN)/python -m tests.bench.observability --tenants 30
 
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
+import botocore.config
 import grpc
 import psycopg
 import pytest
@@ -177,6 +178,8 @@ class Providers:
             "region_name": "us-east-1",
             "aws_access_key_id": "embedded",
             "aws_secret_access_key": "embedded",
+            # As many connections as the fault matrix has cases at once.
+            "config": botocore.config.Config(max_pool_connections=32),
         }
         self.s3 = boto3.client("s3", **aws)
         self.route53 = boto3.client("route53", **aws)
