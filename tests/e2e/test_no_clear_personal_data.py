@@ -6,7 +6,7 @@ Temporal's SQLite files (the WAL too) and of every log file must not hold an
 admin's email, names, the display name, a domain or a payload key: neither
 raw nor in base64 (the codec server protocol and JSON histories carry
 payloads in base64). The admin's temporary password never leaves the
-identity worker (proto/tenantry/idp/v1/idp.proto), so it is not in any
+identity worker (proto/internal/tenantry/idp/v1/idp.proto), so it is not in any
 payload to look for.
 """
 

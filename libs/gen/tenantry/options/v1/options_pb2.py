@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tenantry/options/v1/options.proto\x12\x13tenantry.options.v1\x1a google/protobuf/descriptor.proto*\x91\x01\n\nPermission\x12\x1a\n\x16PERMISSION_UNSPECIFIED\x10\x00\x12\x13\n\x0fPERMISSION_VIEW\x10\x01\x12\x16\n\x12PERMISSION_OPERATE\x10\x02\x12\x14\n\x10PERMISSION_ADMIN\x10\x03\x12$\n PERMISSION_DELETE_WITHOUT_BACKUP\x10\x04:5\n\ntask_queue\x12\x1f.google.protobuf.ServiceOptions\x18\xb9\x8e\x03 \x01(\t:^\n\x13required_permission\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x1f.tenantry.options.v1.Permission:Z\n\x10\x66ield_permission\x12\x1d.google.protobuf.FieldOptions\x18\xbb\x8e\x03 \x01(\x0e\x32\x1f.tenantry.options.v1.Permissionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tenantry/options/v1/options.proto\x12\x13tenantry.options.v1\x1a google/protobuf/descriptor.proto*\x91\x01\n\nPermission\x12\x1a\n\x16PERMISSION_UNSPECIFIED\x10\x00\x12\x13\n\x0fPERMISSION_VIEW\x10\x01\x12\x16\n\x12PERMISSION_OPERATE\x10\x02\x12\x14\n\x10PERMISSION_ADMIN\x10\x03\x12$\n PERMISSION_DELETE_WITHOUT_BACKUP\x10\x04:5\n\ntask_queue\x12\x1f.google.protobuf.ServiceOptions\x18\xb9\x8e\x03 \x01(\t:^\n\x13required_permission\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x1f.tenantry.options.v1.Permission:Z\n\x10\x66ield_permission\x12\x1d.google.protobuf.FieldOptions\x18\xbb\x8e\x03 \x01(\x0e\x32\x1f.tenantry.options.v1.PermissionBGZEgithub.com/tenantry/tenantry/clients/go/tenantry/options/v1;optionsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenantry.options.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'ZEgithub.com/tenantry/tenantry/clients/go/tenantry/options/v1;optionsv1'
   _globals['_PERMISSION']._serialized_start=93
   _globals['_PERMISSION']._serialized_end=238
 # @@protoc_insertion_point(module_scope)
