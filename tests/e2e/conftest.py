@@ -27,6 +27,7 @@ from libs import contracts, lifecycle
 from libs.devstack.stack import Stack
 from services.infra.providers.iac import S3State
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.support.oidc import AUDIENCE, LocalIssuer, local_issuer
 from tests.support.tenants import tenant_spec
 
 DNS_ZONE = "tenants.tenantry.test"
@@ -52,11 +53,29 @@ def fault_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return rules
 
 
+# The subject of the bearer tokens the client suites (clients/go, clients/ts) present.
+CLIENT_SUBJECT = "e2e-clients"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterator[Stack]:
+def token_issuer() -> Iterator[LocalIssuer]:
+    """An OIDC issuer on loopback whose tokens the e2e stack accepts next to client certificates."""
+    with local_issuer() as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, fault_rules: Path, token_issuer: LocalIssuer
+) -> Iterator[Stack]:
+    token_grant = (
+        f'[[grants]]\nissuer = "{token_issuer.url}"\nsubject = "{CLIENT_SUBJECT}"\nroles = ["admin"]\n'
+    )
     started = Stack(
         tmp_path_factory.mktemp("stack"),
         extra_env={
+            "TENANTRY_OIDC_ISSUER": token_issuer.url,
+            "TENANTRY_OIDC_AUDIENCE": AUDIENCE,
             "TENANTRY_FAULT_INJECTION_FILE": str(fault_rules),
             # The fault matrix creates hundreds of tenants in bursts as one caller.
             "TENANTRY_MUTATIONS_PER_MINUTE": "60000",
@@ -67,7 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_rules: Path) -> Iterat
             # a sampled `traceparent` (test_traces.py): the rest of the suite records none.
             "OTEL_TRACES_SAMPLER": "parentbased_always_off",
         },
-        grants=E2E_GRANTS,
+        grants=E2E_GRANTS + token_grant,
         traces=True,
         # Every process serves Prometheus metrics on a free port of its own (test_metrics.py).
         metrics=True,
@@ -116,6 +135,27 @@ def callers(stack: Stack) -> Iterator[Callable[[str], tenant_service_pb2_grpc.Te
     yield stub
     for channel in channels.values():
         channel.close()
+
+
+@pytest.fixture(scope="session")
+def client_env(stack: Stack, token_issuer: LocalIssuer) -> dict[str, str]:
+    """What a client suite in another language (clients/go, clients/ts) reads to
+    call the e2e stack: its address, the CA, a client certificate of its own
+    (audit actor `principal("clients")`, admin) and a bearer token of
+    CLIENT_SUBJECT (admin) to present on top of it."""
+    assert stack.access is not None
+    pair = stack.access.ca.client("e2e-clients", uri=principal("clients"))
+    return {
+        "TENANTRY_ADDRESS": stack.grpc_address,
+        "TENANTRY_CA_FILE": str(stack.access.ca.ca_file),
+        "TENANTRY_CLIENT_CERT_FILE": str(pair.cert),
+        "TENANTRY_CLIENT_KEY_FILE": str(pair.key),
+        # Valid for the whole session (the suites take minutes, not hours).
+        "TENANTRY_BEARER_TOKEN": token_issuer.token(CLIENT_SUBJECT, exp=int(time.time()) + 4 * 3600),
+        # The audit actors of the two (libs.auth.Principal.id).
+        "TENANTRY_CERT_ACTOR": principal("clients"),
+        "TENANTRY_TOKEN_ACTOR": f"{token_issuer.url}#{CLIENT_SUBJECT}",
+    }
 
 
 @pytest.fixture
