@@ -123,7 +123,8 @@ def vendored_differences() -> list[str]:
     return [
         f"proto/vendor/{name} (not googleapis-common-protos' own: copy it again)"
         for name in _protos(VENDOR_DIR)
-        if not (installed / name).is_file() or not filecmp.cmp(VENDOR_DIR / name, installed / name, shallow=False)
+        if not (installed / name).is_file()
+        or not filecmp.cmp(VENDOR_DIR / name, installed / name, shallow=False)
     ]
 
 

@@ -11,6 +11,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from tenantry.tenant.v1 import tenant_pb2
+
 DOMAIN = "tenantry.dev"
 # How soon a caller may repeat a call that a dependency outage refused.
 RETRY_DELAY = timedelta(seconds=1)
@@ -211,13 +213,48 @@ def operation_failed(
         code,
         message or f"{operation} of tenant {tenant_id!r} failed",
         reason,
-        metadata={
-            "tenant_id": tenant_id,
-            "operation": operation,
-            "failed_step": failed_step,
-            "failure_type": failure_type,
-        },
+        metadata=_run_metadata(tenant_id, operation, failed_step, failure_type),
     )
+
+
+# Operation.Kind -> the `operation` of operation_failed's metadata.
+_OPERATION_NAMES = {
+    tenant_pb2.Operation.KIND_PROVISION: "provision",
+    tenant_pb2.Operation.KIND_DEPROVISION: "delete",
+    tenant_pb2.Operation.KIND_SUSPEND: "suspend",
+    tenant_pb2.Operation.KIND_RESUME: "resume",
+    tenant_pb2.Operation.KIND_UNDELETE: "undelete",
+    tenant_pb2.Operation.KIND_CLEAN_UP: "clean_up",
+}
+
+
+def set_operation_error(tenant_id: str, operation: tenant_pb2.Operation) -> None:
+    """Operation.error of a failed or cancelled run: the ErrorInfo an rpc that
+    waited for the run would have had (none for a run that did not fail)."""
+    operation.ClearField("error")
+    outcome = operation.outcome
+    if outcome not in (tenant_pb2.Operation.OUTCOME_FAILED, tenant_pb2.Operation.OUTCOME_CANCELLED):
+        return
+    failure_type = (
+        "Cancelled" if outcome == tenant_pb2.Operation.OUTCOME_CANCELLED else operation.failure_type
+    )
+    name = _OPERATION_NAMES.get(operation.kind, "")
+    operation.error.CopyFrom(
+        error_details_pb2.ErrorInfo(
+            reason="OPERATION_FAILED",
+            domain=DOMAIN,
+            metadata=_run_metadata(tenant_id, name, operation.failed_step, failure_type),
+        )
+    )
+
+
+def _run_metadata(tenant_id: str, operation: str, failed_step: str, failure_type: str) -> dict[str, str]:
+    return {
+        "tenant_id": tenant_id,
+        "operation": operation,
+        "failed_step": failed_step,
+        "failure_type": failure_type,
+    }
 
 
 def unauthenticated(reason: str, message: str) -> ApiError:

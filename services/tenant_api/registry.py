@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -421,6 +421,15 @@ def _operation_fields() -> dict[str, Callable[[Any], Any]]:
 
 
 _OPERATION_FIELDS = _operation_fields()
+# Fields of Operation the facade derives from the stored ones (errors.set_operation_error), never stored.
+DERIVED_OPERATION_FIELDS = frozenset({"error"})
+
+
+def set_current_steps(tenant: tenant_pb2.Tenant, steps: Sequence[str]) -> None:
+    """current_steps, and the deprecated current_step (the same, comma-joined) for older clients."""
+    del tenant.current_steps[:]
+    tenant.current_steps.extend(steps)
+    tenant.current_step = ",".join(steps)
 
 
 def _operation(value: dict[str, Any], into: tenant_pb2.Operation) -> None:
@@ -471,6 +480,7 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
         ),
         state=tenant_pb2.Tenant.State.Value(row["state"]),
         current_step=row["current_step"],
+        current_steps=[s for s in row["current_step"].split(",") if s],
         failed_step=row["failed_step"],
         failure_reason=row["failure_reason"],
         resources=[tenant_pb2.Resource(**r) for r in row["resources"]],
@@ -489,6 +499,7 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
     if row["last_operation"]:
         # Stored as proto JSON by the tenant-data worker; unknown fields of a newer one are skipped.
         _operation(row["last_operation"], tenant.last_operation)
+        errors.set_operation_error(tenant.tenant_id, tenant.last_operation)
     steps = _shown_steps(tenant, row)
     if steps:
         tenant.steps.extend(
@@ -497,7 +508,7 @@ def _tenant(row: dict[str, Any]) -> tenant_pb2.Tenant:
             )
             for s in steps["steps"]
         )
-        tenant.current_step = ",".join(steps["current_steps"])
+        set_current_steps(tenant, steps["current_steps"])
     return tenant
 
 

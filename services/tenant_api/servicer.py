@@ -24,7 +24,7 @@ from libs.contracts import WORKFLOWS, Rpc
 from services.tenant_api import auth, errors, filters, validation
 from services.tenant_api.changes import RECENT_EVENTS, RegistryChanges, TenantFeed
 from services.tenant_api.page_tokens import PageTokens
-from services.tenant_api.registry import Record, Registry
+from services.tenant_api.registry import Record, Registry, set_current_steps
 from services.tenant_api.runs import SETTLE_WAIT, Ended, Lookups, Runs, workflow_of
 from tenantry.orchestrator.v1 import orchestrator_pb2
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
@@ -647,7 +647,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             if look.progress is not None and look.progress.steps:
                 del tenant.steps[:]
                 tenant.steps.extend(look.progress.steps)
-                tenant.current_step = ",".join(look.progress.current_steps)
+                set_current_steps(tenant, look.progress.current_steps)
             return tenant
         # The run has ended; its last mark may have come since the read.
         again = await self._registry.record(tenant.tenant_id)
@@ -698,6 +698,7 @@ def _show_died(tenant: tenant_pb2.Tenant, ended: Ended | None) -> None:
         tenant.failure_reason = reason
     tenant.last_operation.outcome = Operation.OUTCOME_FAILED
     tenant.last_operation.failure_reason = reason
+    errors.set_operation_error(tenant.tenant_id, tenant.last_operation)
 
 
 def _watched(feed: TenantFeed, spec: tenant_pb2.Tenant | None) -> tenant_pb2.Tenant:

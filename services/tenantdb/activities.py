@@ -382,6 +382,7 @@ def _tenant_of(record: TenantRecord) -> tenant_pb2.Tenant:
         ),
         state=_enum_value(tenant_pb2.Tenant.State, record.state),
         current_step=record.current_step,
+        current_steps=[s for s in record.current_step.split(",") if s],
         failure_reason=record.failure_reason,
         failed_step=record.failed_step,
         resources=[

@@ -166,7 +166,7 @@ def test_get_shows_the_purge_time_and_how_far_a_run_is() -> None:
         state=State.STATE_DEPROVISIONING,
         plan_tier=tenant_pb2.PLAN_TIER_POOLED,
         purge_time=stamp(T0 + 3600),
-        current_step="grace_period",
+        current_steps=["grace_period"],
         steps=[
             tenant_pb2.StepProgress(step="read_record", status=tenant_pb2.STEP_STATUS_COMPLETED),
             tenant_pb2.StepProgress(step="grace_period", status=tenant_pb2.STEP_STATUS_RUNNING),

@@ -50,7 +50,8 @@ def test_last_operation_reads_as_json_format_reads_it(value: dict[str, Any]) -> 
 
 def test_every_field_of_operation_has_a_fast_reader() -> None:
     # A field added to Operation without one would send every row to the slow parser.
-    assert set(registry._OPERATION_FIELDS) == {f.name for f in tenant_pb2.Operation.DESCRIPTOR.fields}
+    fields = {f.name for f in tenant_pb2.Operation.DESCRIPTOR.fields}
+    assert set(registry._OPERATION_FIELDS) == fields - registry.DERIVED_OPERATION_FIELDS
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def bar(tenant: tenant_pb2.Tenant, width: int = 20) -> str:
     done = sum(1 for s in tenant.steps if s.status in DONE)
     filled = round(width * done / len(tenant.steps)) if tenant.steps else 0
     meter = "#" * filled + "." * (width - filled)
-    return f"[{meter}] {done}/{len(tenant.steps)}  {tenant.current_step or '-'}"
+    return f"[{meter}] {done}/{len(tenant.steps)}  {','.join(tenant.current_steps) or '-'}"
 
 
 def progress(tenant: tenant_pb2.Tenant) -> str:
@@ -165,7 +165,7 @@ def describe(tenant: tenant_pb2.Tenant) -> str:
         lines.append(
             f"  purge at  {when(tenant.purge_time)} (`tenantry undelete {tenant.tenant_id}` until then)"
         )
-    if tenant.steps and tenant.current_step:
+    if tenant.steps and tenant.current_steps:
         lines.append(f"  progress  {bar(tenant)}")
     lines += [f"  resource  {r.domain}/{r.kind}  {r.id}" for r in tenant.resources]
     lines += [f"  backup    {b.kind}  {b.uri}  {b.size_bytes} bytes" for b in tenant.backups]

@@ -7,6 +7,8 @@
 package tenantv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
+	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -453,20 +455,22 @@ type Tenant struct {
 	// Resource name, `tenants/{tenant_id}`. Output only.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The tenant id chosen by the caller at creation: a DNS label (lowercase
-	// letters, digits and hyphens, 3 to 32 characters). Output only.
+	// letters, digits and hyphens, 3 to 32 characters). Output only: CreateTenantRequest.tenant_id sets it.
 	TenantId string `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// Human-readable name, 1 to 200 characters.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The plan tier decides what is dedicated to the tenant.
 	PlanTier PlanTier `protobuf:"varint,4,opt,name=plan_tier,json=planTier,proto3,enum=tenantry.tenant.v1.PlanTier" json:"plan_tier,omitempty"`
-	// Hostnames the tenant's application answers on (at most 10).
+	// Hostnames the tenant's application answers on (at most 10; in the
+	// managed DNS zone only `<tenant_id>.<zone>` and names under it).
 	Domains []string `protobuf:"bytes,5,rep,name=domains,proto3" json:"domains,omitempty"`
 	// The tenant's first administrator.
 	Admin *AdminContact `protobuf:"bytes,6,opt,name=admin,proto3" json:"admin,omitempty"`
 	// Lifecycle state. Output only.
 	State Tenant_State `protobuf:"varint,7,opt,name=state,proto3,enum=tenantry.tenant.v1.Tenant_State" json:"state,omitempty"`
-	// The steps running now, comma-separated; empty when none is (and in
-	// ListTenants). Output only.
+	// Deprecated: use current_steps. The same steps, joined with commas.
+	//
+	// Deprecated: Marked as deprecated in tenantry/tenant/v1/tenant.proto.
 	CurrentStep string `protobuf:"bytes,8,opt,name=current_step,json=currentStep,proto3" json:"current_step,omitempty"`
 	// Why the last run failed, in words a person can act on. Output only.
 	FailureReason string `protobuf:"bytes,9,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
@@ -494,6 +498,9 @@ type Tenant struct {
 	// The tenant's last lifecycle run (provision, deletion, suspend, resume,
 	// undelete or clean-up) and how it ended. Output only.
 	LastOperation *Operation `protobuf:"bytes,18,opt,name=last_operation,json=lastOperation,proto3" json:"last_operation,omitempty"`
+	// The steps running now, in plan order (several at once where the plan
+	// runs them in parallel); empty when none is, and in ListTenants. Output only.
+	CurrentSteps  []string `protobuf:"bytes,19,rep,name=current_steps,json=currentSteps,proto3" json:"current_steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +584,7 @@ func (x *Tenant) GetState() Tenant_State {
 	return Tenant_STATE_UNSPECIFIED
 }
 
+// Deprecated: Marked as deprecated in tenantry/tenant/v1/tenant.proto.
 func (x *Tenant) GetCurrentStep() string {
 	if x != nil {
 		return x.CurrentStep
@@ -654,14 +662,21 @@ func (x *Tenant) GetLastOperation() *Operation {
 	return nil
 }
 
+func (x *Tenant) GetCurrentSteps() []string {
+	if x != nil {
+		return x.CurrentSteps
+	}
+	return nil
+}
+
 // The tenant's first administrator.
 type AdminContact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Email address; also the administrator's user name.
 	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
-	// Given name.
+	// Given name, at most 100 characters.
 	GivenName string `protobuf:"bytes,2,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
-	// Family name.
+	// Family name, at most 100 characters.
 	FamilyName    string `protobuf:"bytes,3,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -952,7 +967,12 @@ type Operation struct {
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// The W3C trace id (32 hex digits) of the run's trace, when the run was
 	// traced (sampled): every span of it, in every process, is in that trace.
-	TraceId       string `protobuf:"bytes,10,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,10,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// When the run failed or was cancelled: the failure as the API's errors
+	// describe one (reason OPERATION_FAILED, domain `tenantry.dev`, metadata
+	// `tenant_id`, `operation`, `failed_step`, `failure_type`), the same
+	// ErrorInfo a SuspendTenant or ResumeTenant that waited for it gets.
+	Error         *errdetails.ErrorInfo `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1055,6 +1075,13 @@ func (x *Operation) GetTraceId() string {
 		return x.TraceId
 	}
 	return ""
+}
+
+func (x *Operation) GetError() *errdetails.ErrorInfo {
+	if x != nil {
+		return x.Error
+	}
+	return nil
 }
 
 // One object of a tenant's backup, in the backup location.
@@ -1262,31 +1289,33 @@ var File_tenantry_tenant_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tenantry_tenant_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftenantry/tenant/v1/tenant.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\t\n" +
-	"\x06Tenant\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x129\n" +
-	"\tplan_tier\x18\x04 \x01(\x0e2\x1c.tenantry.tenant.v1.PlanTierR\bplanTier\x12\x18\n" +
-	"\adomains\x18\x05 \x03(\tR\adomains\x126\n" +
-	"\x05admin\x18\x06 \x01(\v2 .tenantry.tenant.v1.AdminContactR\x05admin\x126\n" +
-	"\x05state\x18\a \x01(\x0e2 .tenantry.tenant.v1.Tenant.StateR\x05state\x12!\n" +
-	"\fcurrent_step\x18\b \x01(\tR\vcurrentStep\x12%\n" +
-	"\x0efailure_reason\x18\t \x01(\tR\rfailureReason\x12\x1f\n" +
-	"\vfailed_step\x18\n" +
-	" \x01(\tR\n" +
-	"failedStep\x12:\n" +
-	"\tresources\x18\v \x03(\v2\x1c.tenantry.tenant.v1.ResourceR\tresources\x12;\n" +
-	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x126\n" +
-	"\x05steps\x18\x0e \x03(\v2 .tenantry.tenant.v1.StepProgressR\x05steps\x129\n" +
+	"\x1ftenantry/tenant/v1/tenant.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\xed\n" +
 	"\n" +
-	"purge_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tpurgeTime\x12:\n" +
-	"\abackups\x18\x10 \x03(\v2 .tenantry.tenant.v1.BackupObjectR\abackups\x12S\n" +
-	"\x12leftover_resources\x18\x11 \x03(\v2$.tenantry.tenant.v1.LeftoverResourceR\x11leftoverResources\x12D\n" +
-	"\x0elast_operation\x18\x12 \x01(\v2\x1d.tenantry.tenant.v1.OperationR\rlastOperation\"\x87\x02\n" +
+	"\x06Tenant\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12!\n" +
+	"\ttenant_id\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\btenantId\x12'\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\vdisplayName\x12@\n" +
+	"\tplan_tier\x18\x04 \x01(\x0e2\x1c.tenantry.tenant.v1.PlanTierB\x05\xe2A\x02\x02\x05R\bplanTier\x12\x1e\n" +
+	"\adomains\x18\x05 \x03(\tB\x04\xe2A\x01\x01R\adomains\x12<\n" +
+	"\x05admin\x18\x06 \x01(\v2 .tenantry.tenant.v1.AdminContactB\x04\xe2A\x01\x02R\x05admin\x12<\n" +
+	"\x05state\x18\a \x01(\x0e2 .tenantry.tenant.v1.Tenant.StateB\x04\xe2A\x01\x03R\x05state\x12)\n" +
+	"\fcurrent_step\x18\b \x01(\tB\x06\xe2A\x01\x03\x18\x01R\vcurrentStep\x12+\n" +
+	"\x0efailure_reason\x18\t \x01(\tB\x04\xe2A\x01\x03R\rfailureReason\x12%\n" +
+	"\vfailed_step\x18\n" +
+	" \x01(\tB\x04\xe2A\x01\x03R\n" +
+	"failedStep\x12@\n" +
+	"\tresources\x18\v \x03(\v2\x1c.tenantry.tenant.v1.ResourceB\x04\xe2A\x01\x03R\tresources\x12A\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12A\n" +
+	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"updateTime\x12<\n" +
+	"\x05steps\x18\x0e \x03(\v2 .tenantry.tenant.v1.StepProgressB\x04\xe2A\x01\x03R\x05steps\x12?\n" +
+	"\n" +
+	"purge_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tpurgeTime\x12@\n" +
+	"\abackups\x18\x10 \x03(\v2 .tenantry.tenant.v1.BackupObjectB\x04\xe2A\x01\x03R\abackups\x12Y\n" +
+	"\x12leftover_resources\x18\x11 \x03(\v2$.tenantry.tenant.v1.LeftoverResourceB\x04\xe2A\x01\x03R\x11leftoverResources\x12J\n" +
+	"\x0elast_operation\x18\x12 \x01(\v2\x1d.tenantry.tenant.v1.OperationB\x04\xe2A\x01\x03R\rlastOperation\x12)\n" +
+	"\rcurrent_steps\x18\x13 \x03(\tB\x04\xe2A\x01\x03R\fcurrentSteps\"\x87\x02\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x16\n" +
@@ -1299,12 +1328,13 @@ const file_tenantry_tenant_v1_tenant_proto_rawDesc = "" +
 	"\x18STATE_DEPROVISION_FAILED\x10\b\x12\x14\n" +
 	"\x10STATE_SUSPENDING\x10\t\x12\x12\n" +
 	"\x0eSTATE_RESUMING\x10\n" +
-	"\"d\n" +
-	"\fAdminContact\x12\x14\n" +
-	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1d\n" +
+	":;\xeaA8\n" +
+	"\x13tenantry.dev/Tenant\x12\x10tenants/{tenant}*\atenants2\x06tenant\"v\n" +
+	"\fAdminContact\x12\x1a\n" +
+	"\x05email\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05email\x12#\n" +
 	"\n" +
-	"given_name\x18\x02 \x01(\tR\tgivenName\x12\x1f\n" +
-	"\vfamily_name\x18\x03 \x01(\tR\n" +
+	"given_name\x18\x02 \x01(\tB\x04\xe2A\x01\x01R\tgivenName\x12%\n" +
+	"\vfamily_name\x18\x03 \x01(\tB\x04\xe2A\x01\x01R\n" +
 	"familyName\"F\n" +
 	"\bResource\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
@@ -1319,7 +1349,7 @@ const file_tenantry_tenant_v1_tenant_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12\x16\n" +
 	"\x06domain\x18\x04 \x01(\tR\x06domain\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc1\x05\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xee\x05\n" +
 	"\tOperation\x126\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\".tenantry.tenant.v1.Operation.KindR\x04kind\x12?\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2%.tenantry.tenant.v1.Operation.OutcomeR\aoutcome\x12\x1f\n" +
@@ -1334,7 +1364,8 @@ const file_tenantry_tenant_v1_tenant_proto_rawDesc = "" +
 	"start_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x19\n" +
 	"\btrace_id\x18\n" +
-	" \x01(\tR\atraceId\"\x8f\x01\n" +
+	" \x01(\tR\atraceId\x12+\n" +
+	"\x05error\x18\v \x01(\v2\x15.google.rpc.ErrorInfoR\x05error\"\x8f\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_PROVISION\x10\x01\x12\x14\n" +
@@ -1354,9 +1385,9 @@ const file_tenantry_tenant_v1_tenant_proto_rawDesc = "" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xa8\x04\n" +
-	"\vTenantEvent\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\x89\x05\n" +
+	"\vTenantEvent\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x128\n" +
 	"\x04kind\x18\x03 \x01(\x0e2$.tenantry.tenant.v1.TenantEvent.KindR\x04kind\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x126\n" +
@@ -1376,7 +1407,8 @@ const file_tenantry_tenant_v1_tenant_proto_rawDesc = "" +
 	"\x13KIND_STEP_COMPLETED\x10\x04\x12\x14\n" +
 	"\x10KIND_STEP_FAILED\x10\x05\x12\x19\n" +
 	"\x15KIND_STEP_COMPENSATED\x10\x06\x12!\n" +
-	"\x1dKIND_STEP_COMPENSATION_FAILED\x10\a*e\n" +
+	"\x1dKIND_STEP_COMPENSATION_FAILED\x10\a:Y\xeaAV\n" +
+	"\x18tenantry.dev/TenantEvent\x12\x1ftenants/{tenant}/events/{event}*\ftenantEvents2\vtenantEvent*e\n" +
 	"\bPlanTier\x12\x19\n" +
 	"\x15PLAN_TIER_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10PLAN_TIER_POOLED\x10\x01\x12\x14\n" +
@@ -1423,6 +1455,7 @@ var file_tenantry_tenant_v1_tenant_proto_goTypes = []any{
 	(*BackupObject)(nil),          // 12: tenantry.tenant.v1.BackupObject
 	(*TenantEvent)(nil),           // 13: tenantry.tenant.v1.TenantEvent
 	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*errdetails.ErrorInfo)(nil),  // 15: google.rpc.ErrorInfo
 }
 var file_tenantry_tenant_v1_tenant_proto_depIdxs = []int32{
 	0,  // 0: tenantry.tenant.v1.Tenant.plan_tier:type_name -> tenantry.tenant.v1.PlanTier
@@ -1441,14 +1474,15 @@ var file_tenantry_tenant_v1_tenant_proto_depIdxs = []int32{
 	4,  // 13: tenantry.tenant.v1.Operation.outcome:type_name -> tenantry.tenant.v1.Operation.Outcome
 	14, // 14: tenantry.tenant.v1.Operation.start_time:type_name -> google.protobuf.Timestamp
 	14, // 15: tenantry.tenant.v1.Operation.end_time:type_name -> google.protobuf.Timestamp
-	14, // 16: tenantry.tenant.v1.TenantEvent.time:type_name -> google.protobuf.Timestamp
-	5,  // 17: tenantry.tenant.v1.TenantEvent.kind:type_name -> tenantry.tenant.v1.TenantEvent.Kind
-	2,  // 18: tenantry.tenant.v1.TenantEvent.state:type_name -> tenantry.tenant.v1.Tenant.State
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 16: tenantry.tenant.v1.Operation.error:type_name -> google.rpc.ErrorInfo
+	14, // 17: tenantry.tenant.v1.TenantEvent.time:type_name -> google.protobuf.Timestamp
+	5,  // 18: tenantry.tenant.v1.TenantEvent.kind:type_name -> tenantry.tenant.v1.TenantEvent.Kind
+	2,  // 19: tenantry.tenant.v1.TenantEvent.state:type_name -> tenantry.tenant.v1.Tenant.State
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_tenantry_tenant_v1_tenant_proto_init() }

@@ -8,6 +8,7 @@ package tenantv1
 
 import (
 	_ "github.com/tenantry/tenantry/clients/go/tenantry/options/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1275,14 +1276,15 @@ var File_tenantry_tenant_v1_tenant_service_proto protoreflect.FileDescriptor
 
 const file_tenantry_tenant_v1_tenant_service_proto_rawDesc = "" +
 	"\n" +
-	"'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"f\n" +
-	"\x13CreateTenantRequest\x12\x1b\n" +
-	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x122\n" +
-	"\x06tenant\x18\x02 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"J\n" +
+	"'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"r\n" +
+	"\x13CreateTenantRequest\x12!\n" +
+	"\ttenant_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\btenantId\x128\n" +
+	"\x06tenant\x18\x02 \x01(\v2\x1a.tenantry.tenant.v1.TenantB\x04\xe2A\x01\x02R\x06tenant\"J\n" +
 	"\x14CreateTenantResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"&\n" +
-	"\x10GetTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"D\n" +
+	"\x10GetTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"G\n" +
 	"\x11GetTenantResponse\x122\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"\x83\x01\n" +
 	"\x12ListTenantsRequest\x12\x1b\n" +
@@ -1293,52 +1295,60 @@ const file_tenantry_tenant_v1_tenant_service_proto_rawDesc = "" +
 	"\border_by\x18\x04 \x01(\tR\aorderBy\"s\n" +
 	"\x13ListTenantsResponse\x124\n" +
 	"\atenants\x18\x01 \x03(\v2\x1a.tenantry.tenant.v1.TenantR\atenants\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xaf\x01\n" +
-	"\x13DeleteTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x01\n" +
+	"\x13DeleteTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\x12<\n" +
 	"\fgrace_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vgracePeriod\x12\x1f\n" +
 	"\vhard_delete\x18\x03 \x01(\bR\n" +
 	"hardDelete\x12%\n" +
 	"\vskip_backup\x18\x04 \x01(\bB\x04\xd8\xf3\x18\x04R\n" +
 	"skipBackup\"J\n" +
 	"\x14DeleteTenantResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"(\n" +
-	"\x12WatchTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xa0\x01\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"F\n" +
+	"\x12WatchTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"\xa0\x01\n" +
 	"\x13WatchTenantResponse\x122\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\x127\n" +
 	"\x06events\x18\x02 \x03(\v2\x1f.tenantry.tenant.v1.TenantEventR\x06events\x12\x1c\n" +
-	"\theartbeat\x18\x03 \x01(\bR\theartbeat\"/\n" +
-	"\x19CancelProvisioningRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"P\n" +
+	"\theartbeat\x18\x03 \x01(\bR\theartbeat\"M\n" +
+	"\x19CancelProvisioningRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"P\n" +
 	"\x1aCancelProvisioningResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\".\n" +
-	"\x18RetryProvisioningRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"O\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"L\n" +
+	"\x18RetryProvisioningRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"O\n" +
 	"\x19RetryProvisioningResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"+\n" +
-	"\x15UndeleteTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"L\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"I\n" +
+	"\x15UndeleteTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"L\n" +
 	"\x16UndeleteTenantResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"*\n" +
-	"\x14SuspendTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"K\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"H\n" +
+	"\x14SuspendTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"K\n" +
 	"\x15SuspendTenantResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\")\n" +
-	"\x13ResumeTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"J\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"G\n" +
+	"\x13ResumeTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"J\n" +
 	"\x14ResumeTenantResponse\x122\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"m\n" +
-	"\x17ListTenantEventsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant\"\x90\x01\n" +
+	"\x17ListTenantEventsRequest\x129\n" +
+	"\x06parent\x18\x01 \x01(\tB!\xe2A\x01\x02\xfaA\x1a\x12\x18tenantry.dev/TenantEventR\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"{\n" +
 	"\x18ListTenantEventsResponse\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.tenantry.tenant.v1.TenantEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
-	"\x14CleanUpTenantRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"K\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"H\n" +
+	"\x14CleanUpTenantRequest\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xe2A\x01\x02\xfaA\x15\n" +
+	"\x13tenantry.dev/TenantR\x04name\"K\n" +
 	"\x15CleanUpTenantResponse\x122\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x1a.tenantry.tenant.v1.TenantR\x06tenant2\xa7\n" +
 	"\n" +

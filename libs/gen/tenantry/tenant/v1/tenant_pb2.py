@@ -22,10 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftenantry/tenant/v1/tenant.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x07\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\tplan_tier\x18\x04 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTier\x12\x0f\n\x07\x64omains\x18\x05 \x03(\t\x12/\n\x05\x61\x64min\x18\x06 \x01(\x0b\x32 .tenantry.tenant.v1.AdminContact\x12/\n\x05state\x18\x07 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\n \x01(\t\x12/\n\tresources\x18\x0b \x03(\x0b\x32\x1c.tenantry.tenant.v1.Resource\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05steps\x18\x0e \x03(\x0b\x32 .tenantry.tenant.v1.StepProgress\x12.\n\npurge_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x07\x62\x61\x63kups\x18\x10 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObject\x12@\n\x12leftover_resources\x18\x11 \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResource\x12\x35\n\x0elast_operation\x18\x12 \x01(\x0b\x32\x1d.tenantry.tenant.v1.Operation\"\x87\x02\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x16\n\x12STATE_PROVISIONING\x10\x02\x12\x10\n\x0cSTATE_ACTIVE\x10\x03\x12\x1a\n\x16STATE_PROVISION_FAILED\x10\x04\x12\x13\n\x0fSTATE_SUSPENDED\x10\x05\x12\x18\n\x14STATE_DEPROVISIONING\x10\x06\x12\x17\n\x13STATE_DEPROVISIONED\x10\x07\x12\x1c\n\x18STATE_DEPROVISION_FAILED\x10\x08\x12\x14\n\x10STATE_SUSPENDING\x10\t\x12\x12\n\x0eSTATE_RESUMING\x10\n\"F\n\x0c\x41\x64minContact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\"4\n\x08Resource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"[\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.tenantry.tenant.v1.StepStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"Z\n\x10LeftoverResource\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xda\x04\n\tOperation\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".tenantry.tenant.v1.Operation.Kind\x12\x36\n\x07outcome\x18\x02 \x01(\x0e\x32%.tenantry.tenant.v1.Operation.Outcome\x12\x13\n\x0b\x66\x61iled_step\x18\x03 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x05 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x06 \x01(\t\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\n \x01(\t\"\x8f\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_PROVISION\x10\x01\x12\x14\n\x10KIND_DEPROVISION\x10\x02\x12\x10\n\x0cKIND_SUSPEND\x10\x03\x12\x0f\n\x0bKIND_RESUME\x10\x04\x12\x11\n\rKIND_UNDELETE\x10\x05\x12\x11\n\rKIND_CLEAN_UP\x10\x06\"y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_RUNNING\x10\x01\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\"M\n\x0c\x42\x61\x63kupObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xdd\x03\n\x0bTenantEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32$.tenantry.tenant.v1.TenantEvent.Kind\x12\x0c\n\x04step\x18\x04 \x01(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x10\n\x08sequence\x18\n \x01(\r\"\xcc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_REQUESTED\x10\x01\x12\x16\n\x12KIND_STATE_CHANGED\x10\x02\x12\x15\n\x11KIND_STEP_STARTED\x10\x03\x12\x17\n\x13KIND_STEP_COMPLETED\x10\x04\x12\x14\n\x10KIND_STEP_FAILED\x10\x05\x12\x19\n\x15KIND_STEP_COMPENSATED\x10\x06\x12!\n\x1dKIND_STEP_COMPENSATION_FAILED\x10\x07*e\n\x08PlanTier\x12\x19\n\x15PLAN_TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10PLAN_TIER_POOLED\x10\x01\x12\x14\n\x10PLAN_TIER_BRIDGE\x10\x02\x12\x12\n\x0ePLAN_TIER_SILO\x10\x03*\xe9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07\x42\x45ZCgithub.com/tenantry/tenantry/clients/go/tenantry/tenant/v1;tenantv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftenantry/tenant/v1/tenant.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\x99\t\n\x06Tenant\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\tplan_tier\x18\x04 \x01(\x0e\x32\x1c.tenantry.tenant.v1.PlanTierB\x05\xe2\x41\x02\x02\x05\x12\x15\n\x07\x64omains\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\x12\x35\n\x05\x61\x64min\x18\x06 \x01(\x0b\x32 .tenantry.tenant.v1.AdminContactB\x04\xe2\x41\x01\x02\x12\x35\n\x05state\x18\x07 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.StateB\x04\xe2\x41\x01\x03\x12\x1c\n\x0c\x63urrent_step\x18\x08 \x01(\tB\x06\x18\x01\xe2\x41\x01\x03\x12\x1c\n\x0e\x66\x61ilure_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x66\x61iled_step\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\tresources\x18\x0b \x03(\x0b\x32\x1c.tenantry.tenant.v1.ResourceB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x05steps\x18\x0e \x03(\x0b\x32 .tenantry.tenant.v1.StepProgressB\x04\xe2\x41\x01\x03\x12\x34\n\npurge_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\x07\x62\x61\x63kups\x18\x10 \x03(\x0b\x32 .tenantry.tenant.v1.BackupObjectB\x04\xe2\x41\x01\x03\x12\x46\n\x12leftover_resources\x18\x11 \x03(\x0b\x32$.tenantry.tenant.v1.LeftoverResourceB\x04\xe2\x41\x01\x03\x12;\n\x0elast_operation\x18\x12 \x01(\x0b\x32\x1d.tenantry.tenant.v1.OperationB\x04\xe2\x41\x01\x03\x12\x1b\n\rcurrent_steps\x18\x13 \x03(\tB\x04\xe2\x41\x01\x03\"\x87\x02\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x16\n\x12STATE_PROVISIONING\x10\x02\x12\x10\n\x0cSTATE_ACTIVE\x10\x03\x12\x1a\n\x16STATE_PROVISION_FAILED\x10\x04\x12\x13\n\x0fSTATE_SUSPENDED\x10\x05\x12\x18\n\x14STATE_DEPROVISIONING\x10\x06\x12\x17\n\x13STATE_DEPROVISIONED\x10\x07\x12\x1c\n\x18STATE_DEPROVISION_FAILED\x10\x08\x12\x14\n\x10STATE_SUSPENDING\x10\t\x12\x12\n\x0eSTATE_RESUMING\x10\n:;\xea\x41\x38\n\x13tenantry.dev/Tenant\x12\x10tenants/{tenant}*\x07tenants2\x06tenant\"X\n\x0c\x41\x64minContact\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ngiven_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x19\n\x0b\x66\x61mily_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"4\n\x08Resource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"[\n\x0cStepProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.tenantry.tenant.v1.StepStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"Z\n\x10LeftoverResource\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x80\x05\n\tOperation\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".tenantry.tenant.v1.Operation.Kind\x12\x36\n\x07outcome\x18\x02 \x01(\x0e\x32%.tenantry.tenant.v1.Operation.Outcome\x12\x13\n\x0b\x66\x61iled_step\x18\x03 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x05 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x06 \x01(\t\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\n \x01(\t\x12$\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x15.google.rpc.ErrorInfo\"\x8f\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_PROVISION\x10\x01\x12\x14\n\x10KIND_DEPROVISION\x10\x02\x12\x10\n\x0cKIND_SUSPEND\x10\x03\x12\x0f\n\x0bKIND_RESUME\x10\x04\x12\x11\n\rKIND_UNDELETE\x10\x05\x12\x11\n\rKIND_CLEAN_UP\x10\x06\"y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_RUNNING\x10\x01\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\"M\n\x0c\x42\x61\x63kupObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xbe\x04\n\x0bTenantEvent\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32$.tenantry.tenant.v1.TenantEvent.Kind\x12\x0c\n\x04step\x18\x04 \x01(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .tenantry.tenant.v1.Tenant.State\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x10\n\x08sequence\x18\n \x01(\r\"\xcc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_REQUESTED\x10\x01\x12\x16\n\x12KIND_STATE_CHANGED\x10\x02\x12\x15\n\x11KIND_STEP_STARTED\x10\x03\x12\x17\n\x13KIND_STEP_COMPLETED\x10\x04\x12\x14\n\x10KIND_STEP_FAILED\x10\x05\x12\x19\n\x15KIND_STEP_COMPENSATED\x10\x06\x12!\n\x1dKIND_STEP_COMPENSATION_FAILED\x10\x07:Y\xea\x41V\n\x18tenantry.dev/TenantEvent\x12\x1ftenants/{tenant}/events/{event}*\x0ctenantEvents2\x0btenantEvent*e\n\x08PlanTier\x12\x19\n\x15PLAN_TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10PLAN_TIER_POOLED\x10\x01\x12\x14\n\x10PLAN_TIER_BRIDGE\x10\x02\x12\x12\n\x0ePLAN_TIER_SILO\x10\x03*\xe9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x1b\n\x17STEP_STATUS_COMPENSATED\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12#\n\x1fSTEP_STATUS_COMPENSATION_FAILED\x10\x07\x42\x45ZCgithub.com/tenantry/tenantry/clients/go/tenantry/tenant/v1;tenantv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +36,82 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenantry.tenant.v1.tenant_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZCgithub.com/tenantry/tenantry/clients/go/tenantry/tenant/v1;tenantv1'
-  _globals['_PLANTIER']._serialized_start=2542
-  _globals['_PLANTIER']._serialized_end=2643
-  _globals['_STEPSTATUS']._serialized_start=2646
-  _globals['_STEPSTATUS']._serialized_end=2879
-  _globals['_TENANT']._serialized_start=89
-  _globals['_TENANT']._serialized_end=1065
-  _globals['_TENANT_STATE']._serialized_start=802
-  _globals['_TENANT_STATE']._serialized_end=1065
-  _globals['_ADMINCONTACT']._serialized_start=1067
-  _globals['_ADMINCONTACT']._serialized_end=1137
-  _globals['_RESOURCE']._serialized_start=1139
-  _globals['_RESOURCE']._serialized_end=1191
-  _globals['_STEPPROGRESS']._serialized_start=1193
-  _globals['_STEPPROGRESS']._serialized_end=1284
-  _globals['_LEFTOVERRESOURCE']._serialized_start=1286
-  _globals['_LEFTOVERRESOURCE']._serialized_end=1376
-  _globals['_OPERATION']._serialized_start=1379
-  _globals['_OPERATION']._serialized_end=1981
-  _globals['_OPERATION_KIND']._serialized_start=1715
-  _globals['_OPERATION_KIND']._serialized_end=1858
-  _globals['_OPERATION_OUTCOME']._serialized_start=1860
-  _globals['_OPERATION_OUTCOME']._serialized_end=1981
-  _globals['_BACKUPOBJECT']._serialized_start=1983
-  _globals['_BACKUPOBJECT']._serialized_end=2060
-  _globals['_TENANTEVENT']._serialized_start=2063
-  _globals['_TENANTEVENT']._serialized_end=2540
-  _globals['_TENANTEVENT_KIND']._serialized_start=2336
-  _globals['_TENANTEVENT_KIND']._serialized_end=2540
+  _globals['_TENANT'].fields_by_name['name']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_TENANT'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['display_name']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
+  _globals['_TENANT'].fields_by_name['plan_tier']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['plan_tier']._serialized_options = b'\342A\002\002\005'
+  _globals['_TENANT'].fields_by_name['domains']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['domains']._serialized_options = b'\342A\001\001'
+  _globals['_TENANT'].fields_by_name['admin']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['admin']._serialized_options = b'\342A\001\002'
+  _globals['_TENANT'].fields_by_name['state']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['current_step']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['current_step']._serialized_options = b'\030\001\342A\001\003'
+  _globals['_TENANT'].fields_by_name['failure_reason']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['failure_reason']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['failed_step']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['failed_step']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['resources']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['resources']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['update_time']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['steps']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['steps']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['purge_time']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['purge_time']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['backups']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['backups']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['leftover_resources']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['leftover_resources']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['last_operation']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['last_operation']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT'].fields_by_name['current_steps']._loaded_options = None
+  _globals['_TENANT'].fields_by_name['current_steps']._serialized_options = b'\342A\001\003'
+  _globals['_TENANT']._loaded_options = None
+  _globals['_TENANT']._serialized_options = b'\352A8\n\023tenantry.dev/Tenant\022\020tenants/{tenant}*\007tenants2\006tenant'
+  _globals['_ADMINCONTACT'].fields_by_name['email']._loaded_options = None
+  _globals['_ADMINCONTACT'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_ADMINCONTACT'].fields_by_name['given_name']._loaded_options = None
+  _globals['_ADMINCONTACT'].fields_by_name['given_name']._serialized_options = b'\342A\001\001'
+  _globals['_ADMINCONTACT'].fields_by_name['family_name']._loaded_options = None
+  _globals['_ADMINCONTACT'].fields_by_name['family_name']._serialized_options = b'\342A\001\001'
+  _globals['_TENANTEVENT'].fields_by_name['name']._loaded_options = None
+  _globals['_TENANTEVENT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_TENANTEVENT']._loaded_options = None
+  _globals['_TENANTEVENT']._serialized_options = b'\352AV\n\030tenantry.dev/TenantEvent\022\037tenants/{tenant}/events/{event}*\014tenantEvents2\013tenantEvent'
+  _globals['_PLANTIER']._serialized_start=2988
+  _globals['_PLANTIER']._serialized_end=3089
+  _globals['_STEPSTATUS']._serialized_start=3092
+  _globals['_STEPSTATUS']._serialized_end=3325
+  _globals['_TENANT']._serialized_start=181
+  _globals['_TENANT']._serialized_end=1358
+  _globals['_TENANT_STATE']._serialized_start=1034
+  _globals['_TENANT_STATE']._serialized_end=1297
+  _globals['_ADMINCONTACT']._serialized_start=1360
+  _globals['_ADMINCONTACT']._serialized_end=1448
+  _globals['_RESOURCE']._serialized_start=1450
+  _globals['_RESOURCE']._serialized_end=1502
+  _globals['_STEPPROGRESS']._serialized_start=1504
+  _globals['_STEPPROGRESS']._serialized_end=1595
+  _globals['_LEFTOVERRESOURCE']._serialized_start=1597
+  _globals['_LEFTOVERRESOURCE']._serialized_end=1687
+  _globals['_OPERATION']._serialized_start=1690
+  _globals['_OPERATION']._serialized_end=2330
+  _globals['_OPERATION_KIND']._serialized_start=2064
+  _globals['_OPERATION_KIND']._serialized_end=2207
+  _globals['_OPERATION_OUTCOME']._serialized_start=2209
+  _globals['_OPERATION_OUTCOME']._serialized_end=2330
+  _globals['_BACKUPOBJECT']._serialized_start=2332
+  _globals['_BACKUPOBJECT']._serialized_end=2409
+  _globals['_TENANTEVENT']._serialized_start=2412
+  _globals['_TENANTEVENT']._serialized_end=2986
+  _globals['_TENANTEVENT_KIND']._serialized_start=2691
+  _globals['_TENANTEVENT_KIND']._serialized_end=2895
 # @@protoc_insertion_point(module_scope)

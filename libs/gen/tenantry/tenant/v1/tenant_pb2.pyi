@@ -1,6 +1,9 @@
 import datetime
 
+from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import error_details_pb2 as _error_details_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -41,7 +44,7 @@ STEP_STATUS_SKIPPED: StepStatus
 STEP_STATUS_COMPENSATION_FAILED: StepStatus
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps", "purge_time", "backups", "leftover_resources", "last_operation")
+    __slots__ = ("name", "tenant_id", "display_name", "plan_tier", "domains", "admin", "state", "current_step", "failure_reason", "failed_step", "resources", "create_time", "update_time", "steps", "purge_time", "backups", "leftover_resources", "last_operation", "current_steps")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Tenant.State]
@@ -84,6 +87,7 @@ class Tenant(_message.Message):
     BACKUPS_FIELD_NUMBER: _ClassVar[int]
     LEFTOVER_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     LAST_OPERATION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     tenant_id: str
     display_name: str
@@ -102,7 +106,8 @@ class Tenant(_message.Message):
     backups: _containers.RepeatedCompositeFieldContainer[BackupObject]
     leftover_resources: _containers.RepeatedCompositeFieldContainer[LeftoverResource]
     last_operation: Operation
-    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backups: _Optional[_Iterable[_Union[BackupObject, _Mapping]]] = ..., leftover_resources: _Optional[_Iterable[_Union[LeftoverResource, _Mapping]]] = ..., last_operation: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
+    current_steps: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., plan_tier: _Optional[_Union[PlanTier, str]] = ..., domains: _Optional[_Iterable[str]] = ..., admin: _Optional[_Union[AdminContact, _Mapping]] = ..., state: _Optional[_Union[Tenant.State, str]] = ..., current_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failed_step: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepProgress, _Mapping]]] = ..., purge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backups: _Optional[_Iterable[_Union[BackupObject, _Mapping]]] = ..., leftover_resources: _Optional[_Iterable[_Union[LeftoverResource, _Mapping]]] = ..., last_operation: _Optional[_Union[Operation, _Mapping]] = ..., current_steps: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AdminContact(_message.Message):
     __slots__ = ("email", "given_name", "family_name")
@@ -149,7 +154,7 @@ class LeftoverResource(_message.Message):
     def __init__(self, step: _Optional[str] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., domain: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Operation(_message.Message):
-    __slots__ = ("kind", "outcome", "failed_step", "failure_reason", "failure_type", "workflow_id", "run_id", "start_time", "end_time", "trace_id")
+    __slots__ = ("kind", "outcome", "failed_step", "failure_reason", "failure_type", "workflow_id", "run_id", "start_time", "end_time", "trace_id", "error")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Operation.Kind]
@@ -188,6 +193,7 @@ class Operation(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     kind: Operation.Kind
     outcome: Operation.Outcome
     failed_step: str
@@ -198,7 +204,8 @@ class Operation(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     trace_id: str
-    def __init__(self, kind: _Optional[_Union[Operation.Kind, str]] = ..., outcome: _Optional[_Union[Operation.Outcome, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failure_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    error: _error_details_pb2.ErrorInfo
+    def __init__(self, kind: _Optional[_Union[Operation.Kind, str]] = ..., outcome: _Optional[_Union[Operation.Outcome, str]] = ..., failed_step: _Optional[str] = ..., failure_reason: _Optional[str] = ..., failure_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., error: _Optional[_Union[_error_details_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...
 
 class BackupObject(_message.Message):
     __slots__ = ("kind", "uri", "size_bytes", "sha256")

@@ -22,12 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from tenantry.options.v1 import options_pb2 as tenantry_dot_options_dot_v1_dot_options__pb2
 from tenantry.tenant.v1 import tenant_pb2 as tenantry_dot_tenant_dot_v1_dot_tenant__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"T\n\x13\x43reateTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"B\n\x14\x43reateTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x11GetTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"]\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\"[\n\x13ListTenantsResponse\x12+\n\x07tenants\x18\x01 \x03(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x84\x01\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhard_delete\x18\x03 \x01(\x08\x12\x19\n\x0bskip_backup\x18\x04 \x01(\x08\x42\x04\xd8\xf3\x18\x04\"B\n\x14\x44\x65leteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"\"\n\x12WatchTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x85\x01\n\x13WatchTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x11\n\theartbeat\x18\x03 \x01(\x08\")\n\x19\x43\x61ncelProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x1a\x43\x61ncelProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"(\n\x18RetryProvisioningRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19RetryProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"%\n\x15UndeleteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x16UndeleteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"$\n\x14SuspendTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15SuspendTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"#\n\x13ResumeTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14ResumeTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"P\n\x17ListTenantEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x18ListTenantEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x43leanUpTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15\x43leanUpTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant2\xa7\n\n\rTenantService\x12g\n\x0c\x43reateTenant\x12\'.tenantry.tenant.v1.CreateTenantRequest\x1a(.tenantry.tenant.v1.CreateTenantResponse\"\x04\xd0\xf3\x18\x03\x12^\n\tGetTenant\x12$.tenantry.tenant.v1.GetTenantRequest\x1a%.tenantry.tenant.v1.GetTenantResponse\"\x04\xd0\xf3\x18\x01\x12\x64\n\x0bListTenants\x12&.tenantry.tenant.v1.ListTenantsRequest\x1a\'.tenantry.tenant.v1.ListTenantsResponse\"\x04\xd0\xf3\x18\x01\x12g\n\x0c\x44\x65leteTenant\x12\'.tenantry.tenant.v1.DeleteTenantRequest\x1a(.tenantry.tenant.v1.DeleteTenantResponse\"\x04\xd0\xf3\x18\x03\x12m\n\x0eUndeleteTenant\x12).tenantry.tenant.v1.UndeleteTenantRequest\x1a*.tenantry.tenant.v1.UndeleteTenantResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rSuspendTenant\x12(.tenantry.tenant.v1.SuspendTenantRequest\x1a).tenantry.tenant.v1.SuspendTenantResponse\"\x04\xd0\xf3\x18\x02\x12g\n\x0cResumeTenant\x12\'.tenantry.tenant.v1.ResumeTenantRequest\x1a(.tenantry.tenant.v1.ResumeTenantResponse\"\x04\xd0\xf3\x18\x02\x12s\n\x10ListTenantEvents\x12+.tenantry.tenant.v1.ListTenantEventsRequest\x1a,.tenantry.tenant.v1.ListTenantEventsResponse\"\x04\xd0\xf3\x18\x01\x12\x66\n\x0bWatchTenant\x12&.tenantry.tenant.v1.WatchTenantRequest\x1a\'.tenantry.tenant.v1.WatchTenantResponse\"\x04\xd0\xf3\x18\x01\x30\x01\x12y\n\x12\x43\x61ncelProvisioning\x12-.tenantry.tenant.v1.CancelProvisioningRequest\x1a..tenantry.tenant.v1.CancelProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12v\n\x11RetryProvisioning\x12,.tenantry.tenant.v1.RetryProvisioningRequest\x1a-.tenantry.tenant.v1.RetryProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rCleanUpTenant\x12(.tenantry.tenant.v1.CleanUpTenantRequest\x1a).tenantry.tenant.v1.CleanUpTenantResponse\"\x04\xd0\xf3\x18\x02\x42\x45ZCgithub.com/tenantry/tenantry/clients/go/tenantry/tenant/v1;tenantv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tenantry/tenant/v1/tenant_service.proto\x12\x12tenantry.tenant.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a!tenantry/options/v1/options.proto\x1a\x1ftenantry/tenant/v1/tenant.proto\"`\n\x13\x43reateTenantRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06tenant\x18\x02 \x01(\x0b\x32\x1a.tenantry.tenant.v1.TenantB\x04\xe2\x41\x01\x02\"B\n\x14\x43reateTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\">\n\x10GetTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"?\n\x11GetTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"]\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\"[\n\x13ListTenantsResponse\x12+\n\x07tenants\x18\x01 \x03(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa2\x01\n\x13\x44\x65leteTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bhard_delete\x18\x03 \x01(\x08\x12\x19\n\x0bskip_backup\x18\x04 \x01(\x08\x42\x04\xd8\xf3\x18\x04\"B\n\x14\x44\x65leteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"@\n\x12WatchTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"\x85\x01\n\x13WatchTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"G\n\x19\x43\x61ncelProvisioningRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"H\n\x1a\x43\x61ncelProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"F\n\x18RetryProvisioningRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"G\n\x19RetryProvisioningResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"C\n\x15UndeleteTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"D\n\x16UndeleteTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"B\n\x14SuspendTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"C\n\x15SuspendTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"A\n\x13ResumeTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"B\n\x14ResumeTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant\"s\n\x17ListTenantEventsRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\x12\x18tenantry.dev/TenantEvent\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x18ListTenantEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.tenantry.tenant.v1.TenantEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x14\x43leanUpTenantRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xe2\x41\x01\x02\xfa\x41\x15\n\x13tenantry.dev/Tenant\"C\n\x15\x43leanUpTenantResponse\x12*\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.tenantry.tenant.v1.Tenant2\xa7\n\n\rTenantService\x12g\n\x0c\x43reateTenant\x12\'.tenantry.tenant.v1.CreateTenantRequest\x1a(.tenantry.tenant.v1.CreateTenantResponse\"\x04\xd0\xf3\x18\x03\x12^\n\tGetTenant\x12$.tenantry.tenant.v1.GetTenantRequest\x1a%.tenantry.tenant.v1.GetTenantResponse\"\x04\xd0\xf3\x18\x01\x12\x64\n\x0bListTenants\x12&.tenantry.tenant.v1.ListTenantsRequest\x1a\'.tenantry.tenant.v1.ListTenantsResponse\"\x04\xd0\xf3\x18\x01\x12g\n\x0c\x44\x65leteTenant\x12\'.tenantry.tenant.v1.DeleteTenantRequest\x1a(.tenantry.tenant.v1.DeleteTenantResponse\"\x04\xd0\xf3\x18\x03\x12m\n\x0eUndeleteTenant\x12).tenantry.tenant.v1.UndeleteTenantRequest\x1a*.tenantry.tenant.v1.UndeleteTenantResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rSuspendTenant\x12(.tenantry.tenant.v1.SuspendTenantRequest\x1a).tenantry.tenant.v1.SuspendTenantResponse\"\x04\xd0\xf3\x18\x02\x12g\n\x0cResumeTenant\x12\'.tenantry.tenant.v1.ResumeTenantRequest\x1a(.tenantry.tenant.v1.ResumeTenantResponse\"\x04\xd0\xf3\x18\x02\x12s\n\x10ListTenantEvents\x12+.tenantry.tenant.v1.ListTenantEventsRequest\x1a,.tenantry.tenant.v1.ListTenantEventsResponse\"\x04\xd0\xf3\x18\x01\x12\x66\n\x0bWatchTenant\x12&.tenantry.tenant.v1.WatchTenantRequest\x1a\'.tenantry.tenant.v1.WatchTenantResponse\"\x04\xd0\xf3\x18\x01\x30\x01\x12y\n\x12\x43\x61ncelProvisioning\x12-.tenantry.tenant.v1.CancelProvisioningRequest\x1a..tenantry.tenant.v1.CancelProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12v\n\x11RetryProvisioning\x12,.tenantry.tenant.v1.RetryProvisioningRequest\x1a-.tenantry.tenant.v1.RetryProvisioningResponse\"\x04\xd0\xf3\x18\x02\x12j\n\rCleanUpTenant\x12(.tenantry.tenant.v1.CleanUpTenantRequest\x1a).tenantry.tenant.v1.CleanUpTenantResponse\"\x04\xd0\xf3\x18\x02\x42\x45ZCgithub.com/tenantry/tenantry/clients/go/tenantry/tenant/v1;tenantv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +37,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tenantry.tenant.v1.tenant_s
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZCgithub.com/tenantry/tenantry/clients/go/tenantry/tenant/v1;tenantv1'
+  _globals['_CREATETENANTREQUEST'].fields_by_name['tenant_id']._loaded_options = None
+  _globals['_CREATETENANTREQUEST'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETENANTREQUEST'].fields_by_name['tenant']._loaded_options = None
+  _globals['_CREATETENANTREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
+  _globals['_GETTENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETTENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_DELETETENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETETENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
   _globals['_DELETETENANTREQUEST'].fields_by_name['skip_backup']._loaded_options = None
   _globals['_DELETETENANTREQUEST'].fields_by_name['skip_backup']._serialized_options = b'\330\363\030\004'
+  _globals['_WATCHTENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_WATCHTENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_CANCELPROVISIONINGREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CANCELPROVISIONINGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_RETRYPROVISIONINGREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RETRYPROVISIONINGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_UNDELETETENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UNDELETETENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_SUSPENDTENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_SUSPENDTENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_RESUMETENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RESUMETENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
+  _globals['_LISTTENANTEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTTENANTEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\032\022\030tenantry.dev/TenantEvent'
+  _globals['_CLEANUPTENANTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CLEANUPTENANTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\025\n\023tenantry.dev/Tenant'
   _globals['_TENANTSERVICE'].methods_by_name['CreateTenant']._loaded_options = None
   _globals['_TENANTSERVICE'].methods_by_name['CreateTenant']._serialized_options = b'\320\363\030\003'
   _globals['_TENANTSERVICE'].methods_by_name['GetTenant']._loaded_options = None
@@ -61,54 +87,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANTSERVICE'].methods_by_name['RetryProvisioning']._serialized_options = b'\320\363\030\002'
   _globals['_TENANTSERVICE'].methods_by_name['CleanUpTenant']._loaded_options = None
   _globals['_TENANTSERVICE'].methods_by_name['CleanUpTenant']._serialized_options = b'\320\363\030\002'
-  _globals['_CREATETENANTREQUEST']._serialized_start=163
-  _globals['_CREATETENANTREQUEST']._serialized_end=247
-  _globals['_CREATETENANTRESPONSE']._serialized_start=249
-  _globals['_CREATETENANTRESPONSE']._serialized_end=315
-  _globals['_GETTENANTREQUEST']._serialized_start=317
-  _globals['_GETTENANTREQUEST']._serialized_end=349
-  _globals['_GETTENANTRESPONSE']._serialized_start=351
-  _globals['_GETTENANTRESPONSE']._serialized_end=414
-  _globals['_LISTTENANTSREQUEST']._serialized_start=416
-  _globals['_LISTTENANTSREQUEST']._serialized_end=509
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=511
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=602
-  _globals['_DELETETENANTREQUEST']._serialized_start=605
-  _globals['_DELETETENANTREQUEST']._serialized_end=737
-  _globals['_DELETETENANTRESPONSE']._serialized_start=739
-  _globals['_DELETETENANTRESPONSE']._serialized_end=805
-  _globals['_WATCHTENANTREQUEST']._serialized_start=807
-  _globals['_WATCHTENANTREQUEST']._serialized_end=841
-  _globals['_WATCHTENANTRESPONSE']._serialized_start=844
-  _globals['_WATCHTENANTRESPONSE']._serialized_end=977
-  _globals['_CANCELPROVISIONINGREQUEST']._serialized_start=979
-  _globals['_CANCELPROVISIONINGREQUEST']._serialized_end=1020
-  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_start=1022
-  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_end=1094
-  _globals['_RETRYPROVISIONINGREQUEST']._serialized_start=1096
-  _globals['_RETRYPROVISIONINGREQUEST']._serialized_end=1136
-  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_start=1138
-  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_end=1209
-  _globals['_UNDELETETENANTREQUEST']._serialized_start=1211
-  _globals['_UNDELETETENANTREQUEST']._serialized_end=1248
-  _globals['_UNDELETETENANTRESPONSE']._serialized_start=1250
-  _globals['_UNDELETETENANTRESPONSE']._serialized_end=1318
-  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1320
-  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1356
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1358
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1425
-  _globals['_RESUMETENANTREQUEST']._serialized_start=1427
-  _globals['_RESUMETENANTREQUEST']._serialized_end=1462
-  _globals['_RESUMETENANTRESPONSE']._serialized_start=1464
-  _globals['_RESUMETENANTRESPONSE']._serialized_end=1530
-  _globals['_LISTTENANTEVENTSREQUEST']._serialized_start=1532
-  _globals['_LISTTENANTEVENTSREQUEST']._serialized_end=1612
-  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_start=1614
-  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_end=1714
-  _globals['_CLEANUPTENANTREQUEST']._serialized_start=1716
-  _globals['_CLEANUPTENANTREQUEST']._serialized_end=1752
-  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=1754
-  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=1821
-  _globals['_TENANTSERVICE']._serialized_start=1824
-  _globals['_TENANTSERVICE']._serialized_end=3143
+  _globals['_CREATETENANTREQUEST']._serialized_start=223
+  _globals['_CREATETENANTREQUEST']._serialized_end=319
+  _globals['_CREATETENANTRESPONSE']._serialized_start=321
+  _globals['_CREATETENANTRESPONSE']._serialized_end=387
+  _globals['_GETTENANTREQUEST']._serialized_start=389
+  _globals['_GETTENANTREQUEST']._serialized_end=451
+  _globals['_GETTENANTRESPONSE']._serialized_start=453
+  _globals['_GETTENANTRESPONSE']._serialized_end=516
+  _globals['_LISTTENANTSREQUEST']._serialized_start=518
+  _globals['_LISTTENANTSREQUEST']._serialized_end=611
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=613
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=704
+  _globals['_DELETETENANTREQUEST']._serialized_start=707
+  _globals['_DELETETENANTREQUEST']._serialized_end=869
+  _globals['_DELETETENANTRESPONSE']._serialized_start=871
+  _globals['_DELETETENANTRESPONSE']._serialized_end=937
+  _globals['_WATCHTENANTREQUEST']._serialized_start=939
+  _globals['_WATCHTENANTREQUEST']._serialized_end=1003
+  _globals['_WATCHTENANTRESPONSE']._serialized_start=1006
+  _globals['_WATCHTENANTRESPONSE']._serialized_end=1139
+  _globals['_CANCELPROVISIONINGREQUEST']._serialized_start=1141
+  _globals['_CANCELPROVISIONINGREQUEST']._serialized_end=1212
+  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_start=1214
+  _globals['_CANCELPROVISIONINGRESPONSE']._serialized_end=1286
+  _globals['_RETRYPROVISIONINGREQUEST']._serialized_start=1288
+  _globals['_RETRYPROVISIONINGREQUEST']._serialized_end=1358
+  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_start=1360
+  _globals['_RETRYPROVISIONINGRESPONSE']._serialized_end=1431
+  _globals['_UNDELETETENANTREQUEST']._serialized_start=1433
+  _globals['_UNDELETETENANTREQUEST']._serialized_end=1500
+  _globals['_UNDELETETENANTRESPONSE']._serialized_start=1502
+  _globals['_UNDELETETENANTRESPONSE']._serialized_end=1570
+  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1572
+  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1638
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1640
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1707
+  _globals['_RESUMETENANTREQUEST']._serialized_start=1709
+  _globals['_RESUMETENANTREQUEST']._serialized_end=1774
+  _globals['_RESUMETENANTRESPONSE']._serialized_start=1776
+  _globals['_RESUMETENANTRESPONSE']._serialized_end=1842
+  _globals['_LISTTENANTEVENTSREQUEST']._serialized_start=1844
+  _globals['_LISTTENANTEVENTSREQUEST']._serialized_end=1959
+  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_start=1961
+  _globals['_LISTTENANTEVENTSRESPONSE']._serialized_end=2061
+  _globals['_CLEANUPTENANTREQUEST']._serialized_start=2063
+  _globals['_CLEANUPTENANTREQUEST']._serialized_end=2129
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_start=2131
+  _globals['_CLEANUPTENANTRESPONSE']._serialized_end=2198
+  _globals['_TENANTSERVICE']._serialized_start=2201
+  _globals['_TENANTSERVICE']._serialized_end=3520
 # @@protoc_insertion_point(module_scope)

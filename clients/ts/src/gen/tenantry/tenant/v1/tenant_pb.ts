@@ -4,15 +4,19 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
+import { file_google_api_resource } from "../../../google/api/resource_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { ErrorInfo } from "../../../google/rpc/error_details_pb.js";
+import { file_google_rpc_error_details } from "../../../google/rpc/error_details_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file tenantry/tenant/v1/tenant.proto.
  */
 export const file_tenantry_tenant_v1_tenant: GenFile = /*@__PURE__*/
-  fileDesc("Ch90ZW5hbnRyeS90ZW5hbnQvdjEvdGVuYW50LnByb3RvEhJ0ZW5hbnRyeS50ZW5hbnQudjEi0AcKBlRlbmFudBIMCgRuYW1lGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSLwoJcGxhbl90aWVyGAQgASgOMhwudGVuYW50cnkudGVuYW50LnYxLlBsYW5UaWVyEg8KB2RvbWFpbnMYBSADKAkSLwoFYWRtaW4YBiABKAsyIC50ZW5hbnRyeS50ZW5hbnQudjEuQWRtaW5Db250YWN0Ei8KBXN0YXRlGAcgASgOMiAudGVuYW50cnkudGVuYW50LnYxLlRlbmFudC5TdGF0ZRIUCgxjdXJyZW50X3N0ZXAYCCABKAkSFgoOZmFpbHVyZV9yZWFzb24YCSABKAkSEwoLZmFpbGVkX3N0ZXAYCiABKAkSLwoJcmVzb3VyY2VzGAsgAygLMhwudGVuYW50cnkudGVuYW50LnYxLlJlc291cmNlEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RlcHMYDiADKAsyIC50ZW5hbnRyeS50ZW5hbnQudjEuU3RlcFByb2dyZXNzEi4KCnB1cmdlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKB2JhY2t1cHMYECADKAsyIC50ZW5hbnRyeS50ZW5hbnQudjEuQmFja3VwT2JqZWN0EkAKEmxlZnRvdmVyX3Jlc291cmNlcxgRIAMoCzIkLnRlbmFudHJ5LnRlbmFudC52MS5MZWZ0b3ZlclJlc291cmNlEjUKDmxhc3Rfb3BlcmF0aW9uGBIgASgLMh0udGVuYW50cnkudGVuYW50LnYxLk9wZXJhdGlvbiKHAgoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESFgoSU1RBVEVfUFJPVklTSU9OSU5HEAISEAoMU1RBVEVfQUNUSVZFEAMSGgoWU1RBVEVfUFJPVklTSU9OX0ZBSUxFRBAEEhMKD1NUQVRFX1NVU1BFTkRFRBAFEhgKFFNUQVRFX0RFUFJPVklTSU9OSU5HEAYSFwoTU1RBVEVfREVQUk9WSVNJT05FRBAHEhwKGFNUQVRFX0RFUFJPVklTSU9OX0ZBSUxFRBAIEhQKEFNUQVRFX1NVU1BFTkRJTkcQCRISCg5TVEFURV9SRVNVTUlORxAKIkYKDEFkbWluQ29udGFjdBINCgVlbWFpbBgBIAEoCRISCgpnaXZlbl9uYW1lGAIgASgJEhMKC2ZhbWlseV9uYW1lGAMgASgJIjQKCFJlc291cmNlEgwKBGtpbmQYASABKAkSCgoCaWQYAiABKAkSDgoGZG9tYWluGAMgASgJIlsKDFN0ZXBQcm9ncmVzcxIMCgRzdGVwGAEgASgJEi4KBnN0YXR1cxgCIAEoDjIeLnRlbmFudHJ5LnRlbmFudC52MS5TdGVwU3RhdHVzEg0KBWVycm9yGAMgASgJIloKEExlZnRvdmVyUmVzb3VyY2USDAoEc3RlcBgBIAEoCRIMCgRraW5kGAIgASgJEgoKAmlkGAMgASgJEg4KBmRvbWFpbhgEIAEoCRIOCgZyZWFzb24YBSABKAki2gQKCU9wZXJhdGlvbhIwCgRraW5kGAEgASgOMiIudGVuYW50cnkudGVuYW50LnYxLk9wZXJhdGlvbi5LaW5kEjYKB291dGNvbWUYAiABKA4yJS50ZW5hbnRyeS50ZW5hbnQudjEuT3BlcmF0aW9uLk91dGNvbWUSEwoLZmFpbGVkX3N0ZXAYAyABKAkSFgoOZmFpbHVyZV9yZWFzb24YBCABKAkSFAoMZmFpbHVyZV90eXBlGAUgASgJEhMKC3dvcmtmbG93X2lkGAYgASgJEg4KBnJ1bl9pZBgHIAEoCRIuCgpzdGFydF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYCiABKAkijwEKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhIKDktJTkRfUFJPVklTSU9OEAESFAoQS0lORF9ERVBST1ZJU0lPThACEhAKDEtJTkRfU1VTUEVORBADEg8KC0tJTkRfUkVTVU1FEAQSEQoNS0lORF9VTkRFTEVURRAFEhEKDUtJTkRfQ0xFQU5fVVAQBiJ5CgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABITCg9PVVRDT01FX1JVTk5JTkcQARIVChFPVVRDT01FX1NVQ0NFRURFRBACEhIKDk9VVENPTUVfRkFJTEVEEAMSFQoRT1VUQ09NRV9DQU5DRUxMRUQQBCJNCgxCYWNrdXBPYmplY3QSDAoEa2luZBgBIAEoCRILCgN1cmkYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoAxIOCgZzaGEyNTYYBCABKAki3QMKC1RlbmFudEV2ZW50EgwKBG5hbWUYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoEa2luZBgDIAEoDjIkLnRlbmFudHJ5LnRlbmFudC52MS5UZW5hbnRFdmVudC5LaW5kEgwKBHN0ZXAYBCABKAkSLwoFc3RhdGUYBSABKA4yIC50ZW5hbnRyeS50ZW5hbnQudjEuVGVuYW50LlN0YXRlEg0KBWFjdG9yGAYgASgJEhMKC3dvcmtmbG93X2lkGAcgASgJEg4KBnJ1bl9pZBgIIAEoCRIOCgZkZXRhaWwYCSABKAkSEAoIc2VxdWVuY2UYCiABKA0izAEKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhIKDktJTkRfUkVRVUVTVEVEEAESFgoSS0lORF9TVEFURV9DSEFOR0VEEAISFQoRS0lORF9TVEVQX1NUQVJURUQQAxIXChNLSU5EX1NURVBfQ09NUExFVEVEEAQSFAoQS0lORF9TVEVQX0ZBSUxFRBAFEhkKFUtJTkRfU1RFUF9DT01QRU5TQVRFRBAGEiEKHUtJTkRfU1RFUF9DT01QRU5TQVRJT05fRkFJTEVEEAcqZQoIUGxhblRpZXISGQoVUExBTl9USUVSX1VOU1BFQ0lGSUVEEAASFAoQUExBTl9USUVSX1BPT0xFRBABEhQKEFBMQU5fVElFUl9CUklER0UQAhISCg5QTEFOX1RJRVJfU0lMTxADKukBCgpTdGVwU3RhdHVzEhsKF1NURVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU1RFUF9TVEFUVVNfUEVORElORxABEhcKE1NURVBfU1RBVFVTX1JVTk5JTkcQAhIZChVTVEVQX1NUQVRVU19DT01QTEVURUQQAxIWChJTVEVQX1NUQVRVU19GQUlMRUQQBBIbChdTVEVQX1NUQVRVU19DT01QRU5TQVRFRBAFEhcKE1NURVBfU1RBVFVTX1NLSVBQRUQQBhIjCh9TVEVQX1NUQVRVU19DT01QRU5TQVRJT05fRkFJTEVEEAdCRVpDZ2l0aHViLmNvbS90ZW5hbnRyeS90ZW5hbnRyeS9jbGllbnRzL2dvL3RlbmFudHJ5L3RlbmFudC92MTt0ZW5hbnR2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch90ZW5hbnRyeS90ZW5hbnQvdjEvdGVuYW50LnByb3RvEhJ0ZW5hbnRyeS50ZW5hbnQudjEimQkKBlRlbmFudBISCgRuYW1lGAEgASgJQgTiQQEIEhcKCXRlbmFudF9pZBgCIAEoCUIE4kEBAxIaCgxkaXNwbGF5X25hbWUYAyABKAlCBOJBAQISNgoJcGxhbl90aWVyGAQgASgOMhwudGVuYW50cnkudGVuYW50LnYxLlBsYW5UaWVyQgXiQQICBRIVCgdkb21haW5zGAUgAygJQgTiQQEBEjUKBWFkbWluGAYgASgLMiAudGVuYW50cnkudGVuYW50LnYxLkFkbWluQ29udGFjdEIE4kEBAhI1CgVzdGF0ZRgHIAEoDjIgLnRlbmFudHJ5LnRlbmFudC52MS5UZW5hbnQuU3RhdGVCBOJBAQMSHAoMY3VycmVudF9zdGVwGAggASgJQgYYAeJBAQMSHAoOZmFpbHVyZV9yZWFzb24YCSABKAlCBOJBAQMSGQoLZmFpbGVkX3N0ZXAYCiABKAlCBOJBAQMSNQoJcmVzb3VyY2VzGAsgAygLMhwudGVuYW50cnkudGVuYW50LnYxLlJlc291cmNlQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1Cgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNQoFc3RlcHMYDiADKAsyIC50ZW5hbnRyeS50ZW5hbnQudjEuU3RlcFByb2dyZXNzQgTiQQEDEjQKCnB1cmdlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjcKB2JhY2t1cHMYECADKAsyIC50ZW5hbnRyeS50ZW5hbnQudjEuQmFja3VwT2JqZWN0QgTiQQEDEkYKEmxlZnRvdmVyX3Jlc291cmNlcxgRIAMoCzIkLnRlbmFudHJ5LnRlbmFudC52MS5MZWZ0b3ZlclJlc291cmNlQgTiQQEDEjsKDmxhc3Rfb3BlcmF0aW9uGBIgASgLMh0udGVuYW50cnkudGVuYW50LnYxLk9wZXJhdGlvbkIE4kEBAxIbCg1jdXJyZW50X3N0ZXBzGBMgAygJQgTiQQEDIocCCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEhEKDVNUQVRFX1BFTkRJTkcQARIWChJTVEFURV9QUk9WSVNJT05JTkcQAhIQCgxTVEFURV9BQ1RJVkUQAxIaChZTVEFURV9QUk9WSVNJT05fRkFJTEVEEAQSEwoPU1RBVEVfU1VTUEVOREVEEAUSGAoUU1RBVEVfREVQUk9WSVNJT05JTkcQBhIXChNTVEFURV9ERVBST1ZJU0lPTkVEEAcSHAoYU1RBVEVfREVQUk9WSVNJT05fRkFJTEVEEAgSFAoQU1RBVEVfU1VTUEVORElORxAJEhIKDlNUQVRFX1JFU1VNSU5HEAo6O+pBOAoTdGVuYW50cnkuZGV2L1RlbmFudBIQdGVuYW50cy97dGVuYW50fSoHdGVuYW50czIGdGVuYW50IlgKDEFkbWluQ29udGFjdBITCgVlbWFpbBgBIAEoCUIE4kEBAhIYCgpnaXZlbl9uYW1lGAIgASgJQgTiQQEBEhkKC2ZhbWlseV9uYW1lGAMgASgJQgTiQQEBIjQKCFJlc291cmNlEgwKBGtpbmQYASABKAkSCgoCaWQYAiABKAkSDgoGZG9tYWluGAMgASgJIlsKDFN0ZXBQcm9ncmVzcxIMCgRzdGVwGAEgASgJEi4KBnN0YXR1cxgCIAEoDjIeLnRlbmFudHJ5LnRlbmFudC52MS5TdGVwU3RhdHVzEg0KBWVycm9yGAMgASgJIloKEExlZnRvdmVyUmVzb3VyY2USDAoEc3RlcBgBIAEoCRIMCgRraW5kGAIgASgJEgoKAmlkGAMgASgJEg4KBmRvbWFpbhgEIAEoCRIOCgZyZWFzb24YBSABKAkigAUKCU9wZXJhdGlvbhIwCgRraW5kGAEgASgOMiIudGVuYW50cnkudGVuYW50LnYxLk9wZXJhdGlvbi5LaW5kEjYKB291dGNvbWUYAiABKA4yJS50ZW5hbnRyeS50ZW5hbnQudjEuT3BlcmF0aW9uLk91dGNvbWUSEwoLZmFpbGVkX3N0ZXAYAyABKAkSFgoOZmFpbHVyZV9yZWFzb24YBCABKAkSFAoMZmFpbHVyZV90eXBlGAUgASgJEhMKC3dvcmtmbG93X2lkGAYgASgJEg4KBnJ1bl9pZBgHIAEoCRIuCgpzdGFydF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYCiABKAkSJAoFZXJyb3IYCyABKAsyFS5nb29nbGUucnBjLkVycm9ySW5mbyKPAQoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEgoOS0lORF9QUk9WSVNJT04QARIUChBLSU5EX0RFUFJPVklTSU9OEAISEAoMS0lORF9TVVNQRU5EEAMSDwoLS0lORF9SRVNVTUUQBBIRCg1LSU5EX1VOREVMRVRFEAUSEQoNS0lORF9DTEVBTl9VUBAGInkKB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhMKD09VVENPTUVfUlVOTklORxABEhUKEU9VVENPTUVfU1VDQ0VFREVEEAISEgoOT1VUQ09NRV9GQUlMRUQQAxIVChFPVVRDT01FX0NBTkNFTExFRBAEIk0KDEJhY2t1cE9iamVjdBIMCgRraW5kGAEgASgJEgsKA3VyaRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCSK+BAoLVGVuYW50RXZlbnQSEgoEbmFtZRgBIAEoCUIE4kEBCBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCgRraW5kGAMgASgOMiQudGVuYW50cnkudGVuYW50LnYxLlRlbmFudEV2ZW50LktpbmQSDAoEc3RlcBgEIAEoCRIvCgVzdGF0ZRgFIAEoDjIgLnRlbmFudHJ5LnRlbmFudC52MS5UZW5hbnQuU3RhdGUSDQoFYWN0b3IYBiABKAkSEwoLd29ya2Zsb3dfaWQYByABKAkSDgoGcnVuX2lkGAggASgJEg4KBmRldGFpbBgJIAEoCRIQCghzZXF1ZW5jZRgKIAEoDSLMAQoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEgoOS0lORF9SRVFVRVNURUQQARIWChJLSU5EX1NUQVRFX0NIQU5HRUQQAhIVChFLSU5EX1NURVBfU1RBUlRFRBADEhcKE0tJTkRfU1RFUF9DT01QTEVURUQQBBIUChBLSU5EX1NURVBfRkFJTEVEEAUSGQoVS0lORF9TVEVQX0NPTVBFTlNBVEVEEAYSIQodS0lORF9TVEVQX0NPTVBFTlNBVElPTl9GQUlMRUQQBzpZ6kFWChh0ZW5hbnRyeS5kZXYvVGVuYW50RXZlbnQSH3RlbmFudHMve3RlbmFudH0vZXZlbnRzL3tldmVudH0qDHRlbmFudEV2ZW50czILdGVuYW50RXZlbnQqZQoIUGxhblRpZXISGQoVUExBTl9USUVSX1VOU1BFQ0lGSUVEEAASFAoQUExBTl9USUVSX1BPT0xFRBABEhQKEFBMQU5fVElFUl9CUklER0UQAhISCg5QTEFOX1RJRVJfU0lMTxADKukBCgpTdGVwU3RhdHVzEhsKF1NURVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU1RFUF9TVEFUVVNfUEVORElORxABEhcKE1NURVBfU1RBVFVTX1JVTk5JTkcQAhIZChVTVEVQX1NUQVRVU19DT01QTEVURUQQAxIWChJTVEVQX1NUQVRVU19GQUlMRUQQBBIbChdTVEVQX1NUQVRVU19DT01QRU5TQVRFRBAFEhcKE1NURVBfU1RBVFVTX1NLSVBQRUQQBhIjCh9TVEVQX1NUQVRVU19DT01QRU5TQVRJT05fRkFJTEVEEAdCRVpDZ2l0aHViLmNvbS90ZW5hbnRyeS90ZW5hbnRyeS9jbGllbnRzL2dvL3RlbmFudHJ5L3RlbmFudC92MTt0ZW5hbnR2MWIGcHJvdG8z", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp, file_google_rpc_error_details]);
 
 /**
  * A tenant of the platform: one customer organisation with its own identity
@@ -30,7 +34,7 @@ export type Tenant = Message<"tenantry.tenant.v1.Tenant"> & {
 
   /**
    * The tenant id chosen by the caller at creation: a DNS label (lowercase
-   * letters, digits and hyphens, 3 to 32 characters). Output only.
+   * letters, digits and hyphens, 3 to 32 characters). Output only: CreateTenantRequest.tenant_id sets it.
    *
    * @generated from field: string tenant_id = 2;
    */
@@ -51,7 +55,8 @@ export type Tenant = Message<"tenantry.tenant.v1.Tenant"> & {
   planTier: PlanTier;
 
   /**
-   * Hostnames the tenant's application answers on (at most 10).
+   * Hostnames the tenant's application answers on (at most 10; in the
+   * managed DNS zone only `<tenant_id>.<zone>` and names under it).
    *
    * @generated from field: repeated string domains = 5;
    */
@@ -72,10 +77,10 @@ export type Tenant = Message<"tenantry.tenant.v1.Tenant"> & {
   state: Tenant_State;
 
   /**
-   * The steps running now, comma-separated; empty when none is (and in
-   * ListTenants). Output only.
+   * Deprecated: use current_steps. The same steps, joined with commas.
    *
-   * @generated from field: string current_step = 8;
+   * @generated from field: string current_step = 8 [deprecated = true];
+   * @deprecated
    */
   currentStep: string;
 
@@ -154,6 +159,14 @@ export type Tenant = Message<"tenantry.tenant.v1.Tenant"> & {
    * @generated from field: tenantry.tenant.v1.Operation last_operation = 18;
    */
   lastOperation?: Operation | undefined;
+
+  /**
+   * The steps running now, in plan order (several at once where the plan
+   * runs them in parallel); empty when none is, and in ListTenants. Output only.
+   *
+   * @generated from field: repeated string current_steps = 19;
+   */
+  currentSteps: string[];
 };
 
 /**
@@ -272,14 +285,14 @@ export type AdminContact = Message<"tenantry.tenant.v1.AdminContact"> & {
   email: string;
 
   /**
-   * Given name.
+   * Given name, at most 100 characters.
    *
    * @generated from field: string given_name = 2;
    */
   givenName: string;
 
   /**
-   * Family name.
+   * Family name, at most 100 characters.
    *
    * @generated from field: string family_name = 3;
    */
@@ -489,6 +502,16 @@ export type Operation = Message<"tenantry.tenant.v1.Operation"> & {
    * @generated from field: string trace_id = 10;
    */
   traceId: string;
+
+  /**
+   * When the run failed or was cancelled: the failure as the API's errors
+   * describe one (reason OPERATION_FAILED, domain `tenantry.dev`, metadata
+   * `tenant_id`, `operation`, `failed_step`, `failure_type`), the same
+   * ErrorInfo a SuspendTenant or ResumeTenant that waited for it gets.
+   *
+   * @generated from field: google.rpc.ErrorInfo error = 11;
+   */
+  error?: ErrorInfo | undefined;
 };
 
 /**
