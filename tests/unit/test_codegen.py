@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from libs import codegen
 
 
@@ -29,3 +31,21 @@ def test_the_check_notices_an_edited_or_missing_module(tmp_path: Path) -> None:
         "tenantry/idp/v1/idp_pb2.pyi",
         "tenantry/tenant/v1/tenant_pb2.py",
     ]
+
+
+def test_the_check_covers_every_output_of_buf_gen_yaml() -> None:
+    # A plugin added to buf.gen.yaml whose output the check did not compare could go stale unseen.
+    template = yaml.safe_load((codegen.ROOT / "buf.gen.yaml").read_text())
+    outs = {plugin["out"] for plugin in template["plugins"]}
+    # clients/go also holds hand-written code: only its generated tree is compared.
+    compared = {"clients/go" if out == "clients/go/tenantry" else out for out in codegen.BUF_OUTPUTS}
+    assert outs == compared
+    assert [i["directory"] for i in template["inputs"]] == ["proto/api"], "clients get the public API only"
+
+
+def test_vendored_googleapis_files_are_the_pinned_packages_own() -> None:
+    assert codegen.vendored_differences() == []
+    assert {p.name for p in codegen.VENDOR_DIR.rglob("*.proto")} >= {
+        "field_behavior.proto",
+        "error_details.proto",
+    }
