@@ -34,6 +34,8 @@ EXPECTED_TESTS = (
     "TestTokenIsABearerHeaderOnlyOverTLS",
     "TestNewClientRefusesIncompleteConfig",
 )
+# The caller's flags kept; the later -mod wins.
+GOFLAGS = f"{os.environ.get('GOFLAGS', '')} -mod=readonly".strip()
 
 
 def go(*args: str, env: dict[str, str] | None = None, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -43,7 +45,7 @@ def go(*args: str, env: dict[str, str] | None = None, timeout: float) -> subproc
         [binary, *args],
         cwd=GO_CLIENT,
         # go.mod and go.sum as committed, with the Go that is installed; the default caches.
-        env={**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local", **(env or {})},
+        env={**os.environ, "GOFLAGS": GOFLAGS, "GOTOOLCHAIN": "local", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -51,7 +53,10 @@ def go(*args: str, env: dict[str, str] | None = None, timeout: float) -> subproc
 
 
 @pytest.mark.timeout(300)
-def test_go_client_is_vetted_and_formatted() -> None:
+def test_go_client_is_tidy_vetted_and_formatted() -> None:
+    # go.mod requires what the code (generated code included) imports, no more.
+    tidy = go("mod", "tidy", "-diff", timeout=240)
+    assert tidy.returncode == 0, f"clients/go needs `go mod tidy`:\n{tidy.stdout}{tidy.stderr}"
     vet = go("vet", "./...", timeout=240)
     assert vet.returncode == 0, vet.stdout + vet.stderr
     goroot = go("env", "GOROOT", timeout=30).stdout.strip()
@@ -72,7 +77,8 @@ def test_go_client_is_vetted_and_formatted() -> None:
 def test_go_client_passes_its_suite_against_the_stack(stack: Stack, client_env: dict[str, str]) -> None:
     result = go("test", "-count=1", "-v", "-timeout", "10m", "./...", env=client_env, timeout=780)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"go test failed:\n{output}"
+    print(output)  # pytest shows it for a failure (and with -rP)
+    assert result.returncode == 0, "go test failed: its output is above"
     passed = set(re.findall(r"^\s*--- PASS: (\S+) ", output, re.M))
     missing = [name for name in EXPECTED_TESTS if name not in passed]
-    assert not missing, f"these tests did not pass (skipped or not run): {missing}\n{output}"
+    assert not missing, f"these tests did not pass (skipped or not run): {missing}"
