@@ -13,6 +13,7 @@ import {
   RetryInfoSchema,
 } from "../src/gen/google/rpc/error_details_pb.js";
 import { apiError, Code, ConnectError, TenantService, type TenantClient } from "../src/index.js";
+import { failure } from "./support.js";
 
 const violations = [
   { field: "tenant_id", description: "must be 3 to 32 lowercase letters" },
@@ -67,15 +68,6 @@ after(async () => {
   for (const session of sessions) session.destroy();
   await closed;
 });
-
-async function failure(call: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await call();
-  } catch (caught) {
-    return caught;
-  }
-  assert.fail("the call succeeded");
-}
 
 test("apiError reads ErrorInfo and BadRequest field violations off the wire", { timeout: 10_000 }, async () => {
   const error = apiError(await failure(() => client.createTenant({ tenantId: "Bad_Id" })));

@@ -18,6 +18,7 @@ import {
   type TenantClientOptions,
   type TenantEvent,
 } from "../src/index.js";
+import { failure } from "./support.js";
 
 // Every unary call's deadline; streams set their own.
 const CALL = { timeoutMs: 30_000 };
@@ -78,16 +79,6 @@ async function allEvents(client: TenantClient, parent: string): Promise<TenantEv
     pageToken = page.nextPageToken;
   } while (pageToken !== "");
   return events;
-}
-
-/** The error a call fails with (the test fails if it succeeds). */
-async function failure(call: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await call();
-  } catch (caught) {
-    return caught;
-  }
-  assert.fail("the call succeeded");
 }
 
 test("a tenant's lifecycle, called with a client certificate and with a bearer token", { timeout: 300_000 }, async () => {
