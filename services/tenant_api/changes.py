@@ -450,6 +450,21 @@ def _followed(record: Record | None) -> tuple[str, str] | None:
     return None
 
 
+def watched_run(record: Record | None) -> tuple[str, str] | None:
+    """(workflow id, run id) of the run a watcher of the record follows: the
+    run under way, else the last run (that of the steps the record keeps, or
+    of its last operation); None when the record names no run."""
+    followed = _followed(record)
+    if followed is not None or record is None:
+        return followed
+    if record.steps_workflow_id and record.steps_run_id:
+        return record.steps_workflow_id, record.steps_run_id
+    operation = record.tenant.last_operation
+    if operation.workflow_id and operation.run_id:
+        return operation.workflow_id, operation.run_id
+    return None
+
+
 def _shown(record: Record | None) -> bytes:
     if record is None:
         return b""

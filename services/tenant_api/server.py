@@ -14,13 +14,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from libs import config, namespace, search, tracing
 from libs.health import HealthEndpoint
 from libs.temporal import connect
+from services.tenant_api import reflection
 from services.tenant_api.auth import Access, AccessInterceptor, Limits
 from services.tenant_api.errors import ApiError, malformed_request
 from services.tenant_api.handlers import SERVICE_NAME, TenantServiceInterceptor, rewrap
@@ -186,14 +186,8 @@ def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_on:
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
+        # v1 and v1alpha, each listing both (reflection.py).
+        reflection.enable(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     credentials = access.server_credentials()
     if credentials is None:
         port = server.add_insecure_port(address)

@@ -22,7 +22,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from libs import config, lifecycle
 from libs.contracts import WORKFLOWS, Rpc
 from services.tenant_api import auth, errors, filters, validation
-from services.tenant_api.changes import RECENT_EVENTS, RegistryChanges, TenantFeed
+from services.tenant_api.changes import RECENT_EVENTS, RegistryChanges, TenantFeed, watched_run
 from services.tenant_api.page_tokens import PageTokens
 from services.tenant_api.registry import Record, Registry, set_current_steps
 from services.tenant_api.runs import SETTLE_WAIT, Ended, Lookups, Runs, workflow_of
@@ -545,7 +545,13 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 feed.record is None or feed.record.run_ended or feed.closed is not None
             )
             if cursor is None:
-                events = feed.events[-RECENT_EVENTS:]
+                # The first update: the events of the run the watcher follows, not of earlier runs.
+                run = watched_run(feed.record)
+                events = [
+                    (i, e)
+                    for i, e in feed.events[-RECENT_EVENTS:]
+                    if run is None or (e.workflow_id, e.run_id) == run
+                ]
             else:
                 kept = feed.events_after(cursor)
                 if kept is None:  # fell behind what the feed keeps
@@ -554,10 +560,10 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             snapshot = tenant.SerializeToString(deterministic=True)
             if snapshot != sent or events:
                 sent, quiet_since = snapshot, now
-                if events:
-                    cursor = events[-1][0]
-                elif cursor is None:
+                if cursor is None:  # past every event the feed has, sent or left out
                     cursor = feed.events[-1][0] if feed.events else 0
+                elif events:
+                    cursor = events[-1][0]
                 yield tenant_service_pb2.WatchTenantResponse(tenant=tenant, events=[e for _, e in events])
             elif now - quiet_since >= self._heartbeat:
                 quiet_since = now

@@ -53,6 +53,10 @@ def fault_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return rules
 
 
+# Seconds between WatchTenant heartbeats on the e2e stack.
+WATCH_HEARTBEAT = 2
+
+
 # The subject of the bearer tokens the client suites (clients/go, clients/ts) present.
 CLIENT_SUBJECT = "e2e-clients"
 
@@ -82,6 +86,9 @@ def stack(
             "TENANTRY_MUTATION_BURST": "1000",
             # ... and watches each of a batch's cases (up to 50 at once) to its end.
             "TENANTRY_MAX_WATCH_STREAMS": "100",
+            # Heartbeats of quiet watch streams every few seconds (not 30), so that a
+            # test sees them (test_api_contract.py); skipped by settle() and the CLI alike.
+            "TENANTRY_WATCH_HEARTBEAT_SECONDS": str(WATCH_HEARTBEAT),
             # Traces go to the stack's Jaeger, but only of calls that ask for it with
             # a sampled `traceparent` (test_traces.py): the rest of the suite records none.
             "OTEL_TRACES_SAMPLER": "parentbased_always_off",

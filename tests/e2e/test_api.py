@@ -1,4 +1,4 @@
-"""The API's contract over gRPC: idempotency, errors, pagination, health."""
+"""The API's contract over gRPC: idempotency, errors, pagination, health, reflection."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from temporalio.client import Client, WorkflowFailureError
@@ -251,3 +252,53 @@ def test_health_and_reflection_are_served(stack: Stack) -> None:
         )
         names = {s.name for s in reply.list_services_response.service}
         assert "tenantry.tenant.v1.TenantService" in names
+        assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_reflection_v1_lists_services_and_describes_the_api_and_its_error_details(stack: Stack) -> None:
+    """grpcurl and buf curl ask reflection v1 first; its messages are v1alpha's on the wire."""
+    with stack.channel() as channel:
+        v1 = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed, api_file, rpc_file, own_file = v1(
+            iter(
+                [
+                    reflection_pb2.ServerReflectionRequest(list_services=""),
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="tenantry.tenant.v1.TenantService"
+                    ),
+                    reflection_pb2.ServerReflectionRequest(file_containing_symbol="google.rpc.BadRequest"),
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="grpc.reflection.v1.ServerReflection"
+                    ),
+                ]
+            ),
+            timeout=30,
+        )
+    names = {s.name for s in listed.list_services_response.service}
+    assert {
+        "tenantry.tenant.v1.TenantService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+
+    def files(
+        reply: reflection_pb2.ServerReflectionResponse,
+    ) -> dict[str, descriptor_pb2.FileDescriptorProto]:
+        assert not reply.HasField("error_response"), reply.error_response
+        found = {}
+        for raw in reply.file_descriptor_response.file_descriptor_proto:
+            proto = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            found[proto.name] = proto
+        return found
+
+    service = files(api_file)["tenantry/tenant/v1/tenant_service.proto"]
+    assert [s.name for s in service.service] == ["TenantService"]
+    assert "google/rpc/error_details.proto" in files(rpc_file)
+    assert "BadRequest" in [m.name for m in files(rpc_file)["google/rpc/error_details.proto"].message_type]
+    [reflection] = [f for f in files(own_file).values() if f.package == "grpc.reflection.v1"]
+    assert [s.name for s in reflection.service] == ["ServerReflection"]

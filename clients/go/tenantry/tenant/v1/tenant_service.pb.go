@@ -537,8 +537,10 @@ type WatchTenantResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tenant as it stands now.
 	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// Audit events recorded since the previous update (on the first update,
-	// those of the run under way or of the last run).
+	// Audit events recorded since the previous update. On the first update,
+	// the events of one run only (the latest 100 at most): the run under way,
+	// or the last run if none is; never those of earlier runs (ListTenantEvents
+	// has the whole log).
 	Events []*TenantEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
 	// True when nothing changed since the previous update: sent every
 	// heartbeat interval (30 s unless the server sets

@@ -296,8 +296,10 @@ export type WatchTenantResponse = Message<"tenantry.tenant.v1.WatchTenantRespons
   tenant?: Tenant | undefined;
 
   /**
-   * Audit events recorded since the previous update (on the first update,
-   * those of the run under way or of the last run).
+   * Audit events recorded since the previous update. On the first update,
+   * the events of one run only (the latest 100 at most): the run under way,
+   * or the last run if none is; never those of earlier runs (ListTenantEvents
+   * has the whole log).
    *
    * @generated from field: repeated tenantry.tenant.v1.TenantEvent events = 2;
    */
