@@ -545,12 +545,11 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
                 feed.record is None or feed.record.run_ended or feed.closed is not None
             )
             if cursor is None:
-                # The first update: the events of the run the watcher follows, not of earlier runs.
+                # The first update: the events of the run the watcher follows, not of
+                # earlier runs (a run id is unique across workflow ids).
                 run = watched_run(feed.record)
                 events = [
-                    (i, e)
-                    for i, e in feed.events[-RECENT_EVENTS:]
-                    if run is None or (e.workflow_id, e.run_id) == run
+                    (i, e) for i, e in feed.events[-RECENT_EVENTS:] if run is None or e.run_id == run[1]
                 ]
             else:
                 kept = feed.events_after(cursor)
