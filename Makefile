@@ -39,6 +39,12 @@ promtool: $(STAMP) ## make sure promtool is there for the alert rules' checks an
 		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/promtool" \
 		|| nice $(BIN)/python -m libs.devstack.promtool
 
+# The chart's checks (deploy/helm/tenantry) need helm: pinned by tools/helm/go.mod,
+# built with `go install tool` into the cache when it is not on PATH (a few minutes,
+# once; again only when go.sum changes).
+helm: $(STAMP) ## make sure helm is there for the Helm chart's checks
+	@command -v helm >/dev/null || nice $(BIN)/python -m libs.devstack.helm >/dev/null
+
 proto: $(STAMP) ## regenerate every language from proto/ (Python into libs/gen; Go, TypeScript and docs/api by buf.gen.yaml); never edit them by hand
 	$(BIN)/buf format -w
 	$(BIN)/python -m libs.codegen
@@ -60,7 +66,7 @@ lint: $(STAMP) proto-check ## ruff (format and lint), mypy and the proto checks
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs services orchestrator
 
-test: $(STAMP) iac jaeger promtool lint ## every test tier: unit, workflow, integration, end-to-end
+test: $(STAMP) iac jaeger promtool helm lint ## every test tier: unit, workflow, integration, end-to-end
 	$(BIN)/pytest -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 IDP ?= local
@@ -94,4 +100,4 @@ bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Tempor
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install iac jaeger promtool proto proto-check lint test dev bench clean
+.PHONY: help install iac jaeger promtool helm proto proto-check lint test dev bench clean

@@ -29,6 +29,7 @@ from pathlib import Path
 from grpc_tools import protoc
 
 from libs import config
+from libs.devstack.gotools import install_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -71,18 +72,9 @@ def plugins_bin() -> Path:
 def install_plugins() -> None:
     """The Go plugins (pinned by tools/proto/go.mod) and protoc-gen-es (pinned by
     clients/ts/package-lock.json), each installed once."""
-    target = plugins_bin()
-    # A stamp of the pins: a changed go.sum installs them again.
-    stamp = target / ".go.sum"
-    pins = (GO_TOOLS_DIR / "go.sum").read_text()
-    if not all((target / p).exists() for p in GO_PLUGINS) or not stamp.exists() or stamp.read_text() != pins:
-        go = shutil.which("go")
-        if go is None:
-            raise SystemExit("generating the Go client and the API reference needs the Go toolchain (go)")
-        target.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GOBIN": str(target), "GOWORK": "off", "GOFLAGS": "-trimpath"}
-        subprocess.run([go, "install", "tool"], cwd=GO_TOOLS_DIR, env=env, check=True)
-        stamp.write_text(pins)
+    install_tools(
+        GO_TOOLS_DIR, plugins_bin(), GO_PLUGINS, what="generating the Go client and the API reference"
+    )
     if not (TS_DIR / "node_modules" / ".bin" / "protoc-gen-es").exists():
         npm = shutil.which("npm")
         if npm is None:

@@ -185,6 +185,8 @@ class WorkerSettings:
     max_concurrent_workflow_tasks: int
     # The health endpoint's certificate: the TLS settings of the public API, one certificate per pod.
     health_tls: ServerTls | None = None
+    # How long SIGTERM waits for running activities before cancelling them.
+    drain_seconds: int = 10
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -193,8 +195,16 @@ class WorkerSettings:
             health_address=_address("TENANTRY_HEALTH_ADDRESS") if health else None,
             max_concurrent_activities=_int("TENANTRY_MAX_CONCURRENT_ACTIVITIES", 32),
             max_concurrent_workflow_tasks=_int("TENANTRY_MAX_CONCURRENT_WORKFLOW_TASKS", 32),
-            health_tls=ServerTls.from_env() if health else None,
+            health_tls=ServerTls.from_env() if health and health_tls_on() else None,
+            drain_seconds=_int("TENANTRY_DRAIN_SECONDS", 10),
         )
+
+
+def health_tls_on() -> bool:
+    """TENANTRY_HEALTH_TLS (on by default): off serves the health address in
+    plaintext even when the process has a certificate, for probes that cannot
+    speak TLS (Kubernetes' `grpc` probes; deploy/helm/tenantry)."""
+    return _choice("TENANTRY_HEALTH_TLS", "on", ("on", "off")) == "on"
 
 
 def database_url() -> str:

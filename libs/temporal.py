@@ -89,9 +89,10 @@ async def run_worker(
     workflows: Sequence[type] = (),
     client: Client | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
-    graceful_shutdown: timedelta = timedelta(seconds=10),
+    graceful_shutdown: timedelta | None = None,
 ) -> None:
-    """Polls one task queue until SIGTERM or SIGINT, then drains and exits.
+    """Polls one task queue until SIGTERM or SIGINT, then drains and exits
+    (`graceful_shutdown`, else TENANTRY_DRAIN_SECONDS, 10 by default).
 
     Sync activities run in a thread pool sized to the worker's concurrency,
     so blocking SDKs (boto3, python-keycloak) never block the event loop.
@@ -111,7 +112,7 @@ async def run_worker(
             workflow_runner=SANDBOX_RUNNER,
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
-            graceful_shutdown_timeout=graceful_shutdown,
+            graceful_shutdown_timeout=graceful_shutdown or timedelta(seconds=settings.drain_seconds),
             interceptors=_interceptors(),
         )
         stop = asyncio.Event()

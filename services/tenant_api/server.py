@@ -209,7 +209,10 @@ async def run() -> None:
     health_address = config.optional("TENANTRY_HEALTH_ADDRESS")
     # Probes cannot present client certificates: health is also served on its own address.
     probes = (
-        HealthEndpoint(config.address("TENANTRY_HEALTH_ADDRESS"), tls=access.probe_tls())
+        HealthEndpoint(
+            config.address("TENANTRY_HEALTH_ADDRESS"),
+            tls=access.probe_tls() if config.health_tls_on() else None,
+        )
         if health_address
         else None
     )
