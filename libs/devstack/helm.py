@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,9 +43,30 @@ def find() -> Path | None:
     return Path(found) if found else None
 
 
+def _pinned(module: str) -> str:
+    """The version tools/helm/go.mod requires of `module`."""
+    found = re.search(rf"^\s*{re.escape(module)} (v\S+)", (TOOLS_DIR / "go.mod").read_text(), re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"tools/helm/go.mod requires no {module}")
+    return found.group(1)
+
+
+def _ldflags() -> list[str]:
+    """What helm's own Makefile links in: its version, and the Kubernetes
+    version `helm template` / `lint` assume (client-go v0.N -> 1.N), else 1.20."""
+    kube_minor = _pinned("k8s.io/client-go").split(".")[1]
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={_pinned('helm.sh/helm/v3')}"]
+    for package in ("pkg/lint/rules", "pkg/chartutil"):
+        flags += [
+            f"-X helm.sh/helm/v3/{package}.k8sVersionMajor=1",
+            f"-X helm.sh/helm/v3/{package}.k8sVersionMinor={kube_minor}",
+        ]
+    return flags
+
+
 def install() -> Path:
     """Builds the pinned helm into the cache (unless it is there) and returns it."""
-    install_tools(TOOLS_DIR, helm_bin(), ("helm",), what="building helm")
+    install_tools(TOOLS_DIR, helm_bin(), ("helm",), what="building helm", ldflags=_ldflags())
     return helm_bin() / "helm"
 
 

@@ -27,7 +27,10 @@ from libs.devstack.helm import find, keda_crd_schemas
 from libs.devstack.stack import SERVICES
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "tenantry"
-KUBERNETES_VERSION = "1.33.0"
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion; grpc probes
+# are GA from 1.27) and the newest whose schemas kubernetes-validate ships.
+KUBERNETES_VERSION = "1.27.0"
+KUBERNETES_VERSIONS = (KUBERNETES_VERSION, kubernetes_validate.utils.latest_version())
 # The API's drain (services/tenant_api/server.py: server.stop(grace=10)).
 API_DRAIN_SECONDS = 10
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
@@ -148,9 +151,46 @@ def test_lint(helm: Path, value_args: dict[str, list[str]], value_set: str) -> N
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _strict(schema: Any) -> Any:
+    """The CRD schema with unknown fields refused (the API server would drop
+    them silently, and a misspelt field would do nothing)."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {
+        k: _strict(v) if k in {"properties", "items", "additionalProperties"} else v
+        for k, v in schema.items()
+    }
+    if "properties" in schema:
+        strict["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            strict["additionalProperties"] = False
+    return strict
+
+
+@pytest.fixture(scope="module")
+def keda() -> dict[str, Any]:
+    return {kind: _strict(schema) for kind, schema in keda_crd_schemas().items()}
+
+
+def test_the_strict_keda_schema_refuses_a_misspelt_field(keda: dict[str, Any]) -> None:
+    scaled = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "temporal", "metadata": {}}]},
+    }
+    jsonschema.validate(scaled, keda["ScaledObject"])
+    scaled["spec"]["minReplicas"] = 1  # the HPA's name, not KEDA's minReplicaCount
+    with pytest.raises(jsonschema.ValidationError, match="minReplicas"):
+        jsonschema.validate(scaled, keda["ScaledObject"])
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
-def test_every_object_is_valid(rendered: dict[str, list[dict[str, Any]]], value_set: str) -> None:
-    keda = keda_crd_schemas()
+def test_every_object_is_valid(
+    rendered: dict[str, list[dict[str, Any]]], keda: dict[str, Any], value_set: str
+) -> None:
     for obj in rendered[value_set]:
         where = f"{value_set}: {obj['kind']} {obj['metadata']['name']}"
         if obj["kind"] in KEDA_KINDS:
@@ -159,10 +199,11 @@ def test_every_object_is_valid(rendered: dict[str, list[dict[str, Any]]], value_
             except jsonschema.ValidationError as err:
                 pytest.fail(f"{where}: {err.message} at {list(err.absolute_path)}")
         else:
-            try:
-                kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-            except kubernetes_validate.ValidationError as err:
-                pytest.fail(f"{where}: {err.message} at {list(err.path)}")
+            for version in KUBERNETES_VERSIONS:
+                try:
+                    kubernetes_validate.validate(obj, version, strict=True)
+                except kubernetes_validate.ValidationError as err:
+                    pytest.fail(f"{where} (Kubernetes {version}): {err.message} at {list(err.path)}")
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
