@@ -48,8 +48,11 @@ from libs import lifecycle
 from libs.contracts import IDENTITY, INFRASTRUCTURE, NOTIFICATION, TENANT_DATA, WORKFLOWS, Contract
 from libs.devstack.stack import Stack
 from libs.faults import EVERY_TENANT
+from orchestrator.plan import STEPS, plan_for
 from tenantry.orchestrator.v1 import orchestrator_pb2  # noqa: F401 (decodes run results)
 from tenantry.tenant.v1 import tenant_pb2, tenant_service_pb2, tenant_service_pb2_grpc
+from tests.bench.cpu import CpuMeter
+from tests.bench.provision import embedded_pids, pids_of
 
 DOMAINS: dict[str, Contract] = {
     "idp": IDENTITY,
@@ -65,6 +68,12 @@ QUEUES: dict[str, tuple[str, TaskQueueType.ValueType]] = {
 REPLICAS = (1, 2, 4)
 GOALS = {2: 1.8, 4: 3.2}
 SAMPLE_EVERY = 0.5
+
+
+def slow_steps(contract: Contract) -> int:
+    """How many of a pooled run's steps run on the domain's queue (one after the other)."""
+    steps = plan_for(tenant_pb2.PLAN_TIER_POOLED).provision_steps
+    return sum(1 for step in steps if STEPS[step].rpc.task_queue == contract.task_queue)
 
 
 def latency_rules(contract: Contract, seconds: float) -> dict[str, object]:
@@ -167,23 +176,29 @@ class Load:
             await self._db.close()
 
     async def fixed(self, n: int, concurrency: int, label: str) -> float:
-        """Provisions n tenants; returns tenants/s."""
+        """Provisions n tenants; returns tenants/s between the first completion and the
+        last (the ramp-up, when nothing can have ended yet, left out)."""
         gate = asyncio.Semaphore(concurrency)
+        first = len(self.started)
 
         async def guarded() -> None:
             async with gate:
                 await self.one(label)
 
-        started = time.perf_counter()
         await asyncio.gather(*(guarded() for _ in range(n)))
-        return n / (time.perf_counter() - started)
+        ended = sorted(self.active_at[tid] for tid in self.started[first:])
+        return (len(ended) - 1) / (ended[-1] - ended[0])
 
-    async def steady(self, concurrency: int, label: str, stop: asyncio.Event) -> None:
-        """Keeps `concurrency` tenants in flight until `stop`; returns when the last has ended."""
+    async def steady(self, concurrency: int, label: str, stop: asyncio.Event, ramped: asyncio.Event) -> None:
+        """Keeps `concurrency` tenants in flight until `stop`; returns when the last has ended.
+        Sets `ramped` once as many have ended as are kept in flight (a steady state)."""
+        first = len(self.started)
 
         async def lane() -> None:
             while not stop.is_set():
                 await self.one(label)
+                if sum(1 for tid in self.started[first:] if tid in self.active_at) >= concurrency:
+                    ramped.set()
 
         await asyncio.gather(*(lane() for _ in range(concurrency)))
 
@@ -210,8 +225,12 @@ class Results:
     slots: int
     n: int
     concurrency: int
+    steps: int = 0
     rates: dict[int, float] = field(default_factory=dict)
+    # Replicas -> share of the machine's CPUs busy (everything on it), and
+    # cores the stack's own processes kept busy, during that run.
     cpu_busy: dict[int, float] = field(default_factory=dict)
+    stack_cores: dict[int, float] = field(default_factory=dict)
     backlog: dict[str, list[int]] = field(default_factory=dict)
     # Window -> (tenants/s, seconds long)
     kill: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -220,8 +239,8 @@ class Results:
 
 
 async def bench(domain: str, latency: float, slots: int, n: int, concurrency: int, window: float) -> Results:
-    results = Results(domain, latency, slots, n, concurrency)
     contract = DOMAINS[domain]
+    results = Results(domain, latency, slots, n, concurrency, steps=slow_steps(contract))
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-scale-") as tmp:
         rules = Path(tmp) / "faults.json"
         rules.write_text("{}")  # no latency while the stack starts and warms up
@@ -246,7 +265,12 @@ async def bench(domain: str, latency: float, slots: int, n: int, concurrency: in
                         samples, stop = BacklogSamples(), asyncio.Event()
                         sampler = asyncio.create_task(samples.sample(client, stop)) if replicas == 1 else None
                         psutil.cpu_percent()
+                        meter = CpuMeter(embedded_pids(stack) | pids_of(stack.services)).start()
+                        began = time.perf_counter()
                         results.rates[replicas] = await load.fixed(n, concurrency, f"r{replicas}")
+                        results.stack_cores[replicas] = sum(meter.stop().values()) / (
+                            time.perf_counter() - began
+                        )
                         results.cpu_busy[replicas] = psutil.cpu_percent()
                         if sampler is not None:
                             stop.set()
@@ -270,11 +294,11 @@ async def kill_one_of_two(
     window: float,
     results: Results,
 ) -> None:
-    stop = asyncio.Event()
+    stop, ramped = asyncio.Event(), asyncio.Event()
     first = len(load.started)
-    steady = asyncio.create_task(load.steady(concurrency, "kill", stop))
-    # The windows are what is measured: a fixed length each, after a ramp-up.
-    await asyncio.sleep(2)
+    steady = asyncio.create_task(load.steady(concurrency, "kill", stop, ramped))
+    await ramped.wait()
+    # The windows are what is measured: a fixed length each.
     began = time.time()
     await asyncio.sleep(window)
     killed = time.time()
@@ -303,12 +327,22 @@ def report(r: Results) -> None:
         f" (TENANTRY_MAX_CONCURRENT_ACTIVITIES) so the work is latency-bound;"
         f" {r.n} pooled tenants per run at c={r.concurrency}; other workers 1 replica each"
     )
-    print(f"{'replicas':<10} {'tenants/s':>10} {'ratio':>8} {'goal':>8} {'CPU busy':>9}")
+    print(
+        f"latency bound: {r.slots} slot(s) x replicas / ({r.steps} {r.domain} steps x {r.latency:g} s);"
+        f" CPU: the machine's (everything on it) and the stack's own processes' in cores"
+    )
+    print(
+        f"{'replicas':<10} {'tenants/s':>10} {'ratio':>8} {'goal':>8} {'bound':>8}"
+        f" {'machine CPU':>12} {'stack cores':>12}"
+    )
     base = r.rates[1]
     for replicas, rate in r.rates.items():
         goal = f">= {GOALS[replicas]}x" if replicas in GOALS else ""
-        ratio = rate / base
-        print(f"{replicas:<10} {rate:>10.2f} {ratio:>7.2f}x {goal:>8} {r.cpu_busy[replicas]:>8.0f}%")
+        bound = r.slots * replicas / (r.steps * r.latency)
+        print(
+            f"{replicas:<10} {rate:>10.2f} {rate / base:>7.2f}x {goal:>8} {bound:>8.2f}"
+            f" {r.cpu_busy[replicas]:>11.0f}% {r.stack_cores[replicas]:>12.2f}"
+        )
     print(f"\napproximate backlog during the 1-replica run, sampled every {SAMPLE_EVERY:g} s")
     print(f"{'queue':<24} {'polled by':<14} {'samples':>8} {'max':>6} {'mean':>7}")
     for queue, counts in r.backlog.items():
