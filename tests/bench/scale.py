@@ -19,6 +19,13 @@ one replica each. It then, in one run:
 3. with 2 replicas under a steady load, SIGKILLs one, starts it again after
    `--window` seconds, and prints tenants/s before, while one runs, and after;
    every tenant started must end ACTIVE.
+
+The `bound` column is what the latency allows: slots x replicas over the
+domain's steps x latency (idp: 3 steps, so 1.67 tenants/s per replica at
+200 ms). A pooled tenant costs the whole stack about 0.4 CPU seconds, so two
+cores carry some 4-5 tenants/s: at 200 ms the 4-replica bound (6.67/s) is
+above that, and that run is CPU-bound however idle the machine is; a larger
+`--latency` (0.5: 2.67/s with 4) keeps every run latency-bound.
 """
 
 from __future__ import annotations
