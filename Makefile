@@ -90,14 +90,18 @@ dev: $(STAMP) iac jaeger ## run the embedded stack and every process until Ctrl-
 		--codec-port $(CODEC_PORT) --otlp-port $(OTLP_PORT) --jaeger-port $(JAEGER_PORT) \
 		--metrics-port $(METRICS_PORT)
 
-bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU, tracing and metrics on/off
+bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Temporal baseline (N=100 tenants), watchers and reads, a registry of 100,000; then identity latency per provider, recovery from a killed worker, codec CPU, tracing and metrics on/off, scale-out per queue
 	$(BIN)/python -m tests.bench --tenants $${N:-100}
 	$(BIN)/python -m tests.bench.identity --tenants 20
 	$(BIN)/python -m tests.bench.recovery --rounds 10
 	$(BIN)/python -m tests.bench.codec --runs 1000
 	$(BIN)/python -m tests.bench.observability --tenants 30
+	$(BIN)/python -m tests.bench.scale --tenants $${SCALE_N:-40}
+
+bench-scale: $(STAMP) iac ## scale-out of one domain's worker: 1, 2 and 4 replicas with 200 ms per activity, each queue's backlog, one of two replicas killed (DOMAIN=idp SCALE_N=40)
+	$(BIN)/python -m tests.bench.scale --domain $${DOMAIN:-idp} --tenants $${SCALE_N:-40}
 
 clean: ## remove local state (the dev stack's data) and caches
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install iac jaeger promtool helm proto proto-check lint test dev bench clean
+.PHONY: help install iac jaeger promtool helm proto proto-check lint test dev bench bench-scale clean

@@ -26,8 +26,12 @@ the retry runs normally; `before` and `after` fire on every attempt unless
 the rule says `"once": true`. A rule with `"when": {"<field>": <value>}`
 applies only to requests whose fields have those values (an enum by name or
 number): `{"rpc": "SendNotice", "when": {"kind": "NOTICE_KIND_DEPROVISIONED"}}`.
-Everything else runs for real, so a test proves that the real compensations
-remove real resources. Never set in
+The key `"*"` holds rules for every tenant, checked after the tenant's own:
+`{"*": [{"rpc": "CreateRealm", "mode": "delay_before", "seconds": 0.2,
+"once": false}]}` makes every attempt of every tenant's CreateRealm 200 ms
+slower (the scale-out benchmark, tests/bench/scale.py); a `"*"` rule that
+fires once still fires once per tenant. Everything else runs for real, so a
+test proves that the real compensations remove real resources. Never set in
 production: the worker logs a warning.
 """
 
@@ -49,6 +53,8 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 log = logging.getLogger(__name__)
 
 INJECTED = "InjectedFault"
+# The rules file's key for rules that apply to every tenant.
+EVERY_TENANT = "*"
 MODES = ("before", "after", "timeout_after", "crash_after", "delay_before")
 _ONCE_BY_DEFAULT = frozenset({"timeout_after", "crash_after", "delay_before"})
 
@@ -86,13 +92,18 @@ class Rule:
 
 
 def rules_for(path: Path, tenant_id: str) -> list[Rule]:
-    """The rules of a tenant in the file; none when it is missing or unreadable."""
+    """The rules of a tenant in the file, its own before those for every
+    tenant; none when the file is missing or unreadable."""
     try:
         everything = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
-    raw = everything.get(tenant_id) if isinstance(everything, dict) else None
-    items = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    if not isinstance(everything, dict):
+        return []
+    items: list[object] = []
+    for key in (tenant_id, EVERY_TENANT):
+        raw = everything.get(key)
+        items += raw if isinstance(raw, list) else [raw] if raw is not None else []
     return [rule for rule in map(Rule.parse, items) if rule is not None]
 
 
