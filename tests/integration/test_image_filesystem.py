@@ -18,8 +18,10 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import pytest
 
 from libs import config
 from libs.devstack import tofu
+from libs.devstack.processes import free_port
 from tests.support import dockerfile
 
 pytestmark = pytest.mark.timeout(300)
@@ -294,3 +297,38 @@ def test_health_check_command_runs_from_the_image(image: tuple[Path, dict[str, s
     process = _run(image, *argv)
     _, err = process.communicate(timeout=30)
     assert (process.returncode, "UNAVAILABLE" in err) == (1, True), err[-2000:]
+
+
+def test_a_worker_from_the_image_turns_healthy_and_drains(
+    image: tuple[Path, dict[str, str]], temporal_address: str
+) -> None:
+    """The image's HEALTHCHECK command against a real worker of the image:
+    unhealthy until it polls, healthy while it does, and SIGTERM drains it."""
+    (check,) = dockerfile.parse().final.all("HEALTHCHECK")
+    argv = dockerfile.Instruction("CMD", check.args.split(" CMD ", 1)[1]).words()
+    # Loopback ports of this test: the image's fixed ones may be taken on a shared machine.
+    settings = {
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TENANTRY_PAYLOAD_ENCRYPTION": "off",
+        "TENANTRY_HEALTH_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TENANTRY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    worker = _run(image, "python", "-m", "orchestrator", extra=settings)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            probe = _run(image, *argv, extra=settings)
+            probe.communicate(timeout=30)
+            if probe.returncode == 0:
+                break
+            assert worker.poll() is None, worker.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the worker never turned healthy"
+            time.sleep(0.5)  # polling interval of the probe, not synchronisation
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err[-3000:]
+        assert "worker stopped" in err
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
