@@ -24,7 +24,7 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 iac: $(STAMP) ## make sure a terraform / tofu binary is there for dedicated infrastructure
 	@command -v tofu >/dev/null || command -v terraform >/dev/null \
 		|| test -x "$${TENANTRY_CACHE_DIR:-$$HOME/.cache/tenantry}/bin/tofu" \
-		|| $(BIN)/python -m services.infra.providers.iac install
+		|| $(BIN)/python -m libs.devstack.tofu install
 
 # The trace backend of `make dev` and the end-to-end tests, built from the Go
 # module proxy into the cache (several minutes, once).

@@ -2,7 +2,7 @@
 (`make test`): built once from Prometheus's source on the Go module proxy
 into the cache (`make promtool`; `python -m libs.devstack.promtool`).
 
-Built as OpenTofu is (services/infra/providers/iac.py): the module is
+Built as OpenTofu is (libs/devstack/tofu.py): the module is
 fetched with `go mod download` and built in a writable copy, so directives
 in its go.mod that `go install module@version` refuses do not matter.
 Service-discovery plugins are left out (build tag `remove_all_sd`):

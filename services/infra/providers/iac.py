@@ -33,8 +33,8 @@ raised in its thread — stops the process with SIGTERM, then SIGKILL after a
 grace period.
 
 The binary: TENANTRY_IAC_BINARY, else `tofu` or `terraform` on PATH, else
-the one `install_tofu()` builds into ~/.cache/tenantry/bin from the Go module
-proxy (`python -m services.infra.providers.iac install`).
+the one `make iac` builds into ~/.cache/tenantry/bin from the Go module proxy
+(libs/devstack/tofu.py; the image builds the same release).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -75,10 +74,6 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODULE_DIR = ROOT / "deploy" / "iac" / "tenant"
 CACHE_BIN = config.cache_dir("bin")
-# OpenTofu release built by install_tofu(); 1.10 is the newest line whose
-# module builds with the Go toolchain installed here.
-TOFU_VERSION = "v1.10.6"
-TOFU_MODULE = "github.com/opentofu/opentofu"
 
 _MODULE_SUFFIXES = (".tf", ".tf.json", ".tofu", ".tofu.json")
 _PLAN_FILE = "tfplan"
@@ -103,7 +98,7 @@ def find_binary() -> Path:
             return Path(found)
     raise config.ConfigError(
         "TENANTRY_IAC_BINARY is not set and no tofu or terraform is on PATH or in "
-        f"{CACHE_BIN}; install one with `python -m services.infra.providers.iac install`"
+        f"{CACHE_BIN}; install one with `make iac`"
     )
 
 
@@ -133,43 +128,6 @@ def module_dir() -> Path:
     if not path.is_dir() or not any(p.name.endswith(_MODULE_SUFFIXES) for p in path.iterdir()):
         raise config.ConfigError(f"TENANTRY_IAC_MODULE_DIR={raw!r} holds no .tf files")
     return path
-
-
-def install_tofu(dest: Path = CACHE_BIN, *, version: str = TOFU_VERSION) -> Path:
-    """Builds OpenTofu from its source on the Go module proxy into `dest` and returns the binary.
-
-    `go install <module>/cmd/tofu@version` is refused (OpenTofu's go.mod has
-    replace directives), so the source is fetched with `go mod download` and
-    built in a scratch copy. Needs Go; takes a few minutes on 2 cores.
-    """
-    target = dest / "tofu"
-    if target.exists():
-        return target
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("building OpenTofu needs the Go toolchain (go) on PATH")
-    listing = subprocess.run(
-        [go, "mod", "download", "-json", f"{TOFU_MODULE}@{version}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    source = Path(json.loads(listing.stdout)["Dir"])
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tofu-src-") as scratch:
-        tree = Path(scratch) / "src"
-        # The module cache is read-only; the build wants to write next to the source.
-        shutil.copytree(source, tree)
-        for path in tree.rglob("*"):
-            path.chmod(path.stat().st_mode | 0o200)
-        partial = dest / "tofu.partial"
-        subprocess.run(
-            [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "./cmd/tofu"],
-            cwd=tree,
-            check=True,
-        )
-        partial.replace(target)
-    return target
 
 
 # --- running the CLI ------------------------------------------------------------
@@ -809,10 +767,3 @@ def _attempt_of(holder: Mapping[str, object]) -> str:
         f"attempt {holder.get('attempt', '?')} of activity {holder.get('activity_id', '?')}"
         f" of {holder.get('workflow_id', '?')}"
     )
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    if sys.argv[1:] != ["install"]:
-        sys.exit("usage: python -m services.infra.providers.iac install")
-    print(install_tofu())

@@ -31,7 +31,7 @@ from grpc_tools import protoc
 from libs import config
 from libs.devstack.gotools import install_tools
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
 API_DIR = PROTO_DIR / "api"
 INTERNAL_DIR = PROTO_DIR / "internal"
@@ -142,7 +142,3 @@ def main() -> None:
             shutil.rmtree(ROOT / out, ignore_errors=True)
             shutil.copytree(fresh / out, ROOT / out)
         print(f"generated {', '.join(outputs)}")
-
-
-if __name__ == "__main__":
-    main()

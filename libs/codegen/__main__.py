@@ -1,0 +1,4 @@
+from libs.codegen import main
+
+if __name__ == "__main__":
+    main()
