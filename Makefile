@@ -98,7 +98,7 @@ bench: $(STAMP) iac jaeger ## one table: throughput and CPU against a raw-Tempor
 	$(BIN)/python -m tests.bench.observability --tenants 30
 	$(BIN)/python -m tests.bench.scale --tenants $${SCALE_N:-40}
 
-bench-scale: $(STAMP) iac ## scale-out of one domain's worker: 1, 2 and 4 replicas with 200 ms per activity, each queue's backlog, one of two replicas killed (DOMAIN=idp SCALE_N=40)
+bench-scale: $(STAMP) iac ## scale-out of one domain's worker: 1, 2 and 4 replicas with 500 ms per activity, each queue's backlog, one of two replicas killed (DOMAIN=idp SCALE_N=40)
 	$(BIN)/python -m tests.bench.scale --domain $${DOMAIN:-idp} --tenants $${SCALE_N:-40}
 
 clean: ## remove local state (the dev stack's data) and caches

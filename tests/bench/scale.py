@@ -3,7 +3,7 @@ do twice and four times the work of one?
 
 `python -m tests.bench.scale` (`make bench-scale`) starts one stack and gives
 every activity of one domain (`--domain`, idp by default) a fixed latency
-(`--latency`, 200 ms) with a fault rule for every tenant and attempt
+(`--latency`, 500 ms) with a fault rule for every tenant and attempt
 (libs/faults.py, `"*"`). That domain's workers get few activity slots
 (`--slots`, TENANTRY_MAX_CONCURRENT_ACTIVITIES), so its work is bound by the
 latency, not by the machine's CPU; the other workers keep their defaults,
@@ -371,7 +371,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--domain", choices=sorted(DOMAINS), default="idp")
-    parser.add_argument("--latency", type=float, default=0.2, help="seconds added to each of its activities")
+    parser.add_argument("--latency", type=float, default=0.5, help="seconds added to each of its activities")
     parser.add_argument("--slots", type=int, default=1, help="max concurrent activities per replica")
     parser.add_argument("--tenants", type=int, default=40, help="per replica count")
     parser.add_argument(
